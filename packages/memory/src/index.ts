@@ -1,0 +1,1 @@
+export { MemoryStore, createMemoryStore, type MemoryStoreOptions } from "./memory-store";
