@@ -1,0 +1,9 @@
+export {
+  Presence,
+  createPresence,
+  type IdentifyHook,
+  type PresenceEventNames,
+  type PresenceEvents,
+  type PresenceOptions,
+  type RefusalReason,
+} from "./presence";
