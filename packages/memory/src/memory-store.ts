@@ -81,6 +81,11 @@ export class MemoryStore implements PresenceStore {
     }));
   }
 
+  /** The user a counted connection belongs to. */
+  userOf(connectionId: string): string | undefined {
+    return this.#counter.userOf(connectionId);
+  }
+
   /** Open connections of one user on this process. */
   connectionsOf(userId: string): number {
     return this.#counter.connectionsOf(userId);

@@ -1,0 +1,8 @@
+export {
+  ClusterQueryStore,
+  createClusterQueryStore,
+  type ClusterAnswer,
+  type ClusterQueryStoreOptions,
+} from "./cluster-query-store";
+export { NodesUnresponsiveError } from "./errors";
+export { MessageType, QUERY_EVENT, type QueryRequest, type QueryResponse } from "./messages";
