@@ -1,0 +1,146 @@
+import { readFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import { PresenceError, assertUserId, type PresenceStore, type UserPresence } from "@presence/core";
+import { createPresence, type Presence } from "@presence/socketio";
+import createDebug from "debug";
+import { Server, type ServerOptions } from "socket.io";
+import type { DemoConfig } from "./config";
+import { signToken, verifyToken } from "./token";
+
+const debug = createDebug("presence:demo");
+const page = readFileSync(new URL("../public/index.html", import.meta.url));
+const MAX_BODY_BYTES = 16 * 1024;
+
+export interface DemoApp {
+  http: HttpServer;
+  io: Server;
+  presence: Presence;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
+  res.end(JSON.stringify(body));
+}
+
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) throw new HttpError(413, `body over ${MAX_BODY_BYTES} bytes`);
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new HttpError(400, "body must be JSON");
+  }
+}
+
+/** Every online user, tolerating a cluster node that did not answer (marked partial). */
+async function listUsers(presence: Presence): Promise<{ users: UserPresence[]; partial: boolean }> {
+  const users: UserPresence[] = [];
+  try {
+    for await (const page of presence.users({ pageSize: 500 })) users.push(...page);
+    return { users, partial: false };
+  } catch (error) {
+    const partial = (error as { partial?: unknown }).partial;
+    if (error instanceof PresenceError && error.code === "NODES_UNRESPONSIVE" && Array.isArray(partial)) {
+      return { users: partial as UserPresence[], partial: true };
+    }
+    throw error;
+  }
+}
+
+export interface DemoAppOptions {
+  config: DemoConfig;
+  /** Makes the store, given the Socket.IO server (the cluster-query store needs it). */
+  createStore: (io: Server) => PresenceStore;
+  serverOptions?: Partial<ServerOptions>;
+}
+
+/** The demo's HTTP API, page and Socket.IO server, on whatever store the mode chose. */
+export function createDemoApp({ config, createStore, serverOptions }: DemoAppOptions): DemoApp {
+  const http = createServer();
+  const io = new Server(http, serverOptions);
+  const presence = createPresence(io, {
+    store: createStore(io),
+    leaveDelayMs: config.leaveDelayMs,
+    identify: (socket) => verifyToken(socket.handshake.auth?.token, config.secret)?.sub,
+  });
+  presence.on("error", (error) => debug("presence error: %s", error.message));
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    const path = url.pathname;
+    if (req.method === "GET" && (path === "/" || path === "/index.html")) {
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8" }).end(page);
+      return;
+    }
+    if (req.method === "GET" && path === "/api/health") {
+      return send(res, 200, { ok: true, mode: config.mode, pid: process.pid });
+    }
+    if (req.method === "POST" && path === "/api/login") {
+      const body = await readJson(req);
+      const userId = (body as { userId?: unknown } | null)?.userId;
+      try {
+        assertUserId(userId);
+      } catch (error) {
+        throw new HttpError(400, (error as Error).message);
+      }
+      return send(res, 200, { token: signToken(userId, config.secret) });
+    }
+    if (req.method === "GET" && path === "/api/presence") {
+      const { users, partial } = await listUsers(presence);
+      return send(res, 200, {
+        count: users.length,
+        users: users.map((u) => u.userId),
+        connections: Object.fromEntries(users.map((u) => [u.userId, u.connections])),
+        ...(partial ? { partial } : {}),
+      });
+    }
+    if (req.method === "GET" && path.startsWith("/api/presence/")) {
+      let userId: string;
+      try {
+        userId = decodeURIComponent(path.slice("/api/presence/".length));
+        assertUserId(userId);
+      } catch (error) {
+        throw new HttpError(400, error instanceof URIError ? "malformed user id" : (error as Error).message);
+      }
+      return send(res, 200, { userId, online: await presence.isUserConnected(userId) });
+    }
+    throw new HttpError(404, "not found");
+  }
+
+  http.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    if (req.url?.startsWith("/socket.io/")) return; // Socket.IO answers these
+    route(req, res).catch((error: unknown) => {
+      if (res.headersSent) return res.destroy();
+      if (error instanceof HttpError) return send(res, error.status, { error: error.message });
+      debug("request %s %s failed: %O", req.method, req.url, error);
+      send(res, 503, { error: "presence is unavailable right now" });
+    });
+  });
+
+  return {
+    http,
+    io,
+    presence,
+    /** Disconnects every client, announces the leaves this causes, then closes the server. */
+    async close() {
+      io.disconnectSockets(true);
+      await presence.close();
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+    },
+  };
+}

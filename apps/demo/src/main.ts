@@ -1,0 +1,116 @@
+import cluster, { type Worker } from "node:cluster";
+import { createServer } from "node:http";
+import { createAdapter as createClusterAdapter, setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
+import { setupMaster as setupStickyPrimary, setupWorker as setupStickyWorker } from "@socket.io/sticky";
+import createDebug from "debug";
+import { createDemoApp } from "./app";
+import { ConfigError, configToEnv, loadConfig, type DemoConfig } from "./config";
+import { storeFactory } from "./stores";
+
+const debug = createDebug("presence:demo");
+
+/** How long a worker gets to say goodbye on shutdown before it is killed. */
+const SHUTDOWN_GRACE_MS = 5000;
+
+function banner(config: DemoConfig, port: number): string {
+  const workers = config.mode === "standalone" ? "one process" : `${config.workers} workers`;
+  return `presence demo (${config.mode}, ${workers}) listening on http://localhost:${port}`;
+}
+
+async function runStandalone(config: DemoConfig): Promise<void> {
+  const app = createDemoApp({ config, createStore: storeFactory(config) });
+  await new Promise<void>((resolve) => app.http.listen(config.port, resolve));
+  const address = app.http.address();
+  console.log(banner(config, typeof address === "object" && address ? address.port : config.port));
+  const stop = () => {
+    app.close().finally(() => process.exit(0));
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
+
+function runPrimary(config: DemoConfig): void {
+  const http = createServer();
+  setupStickyPrimary(http, { loadBalancingMethod: "least-connection" });
+  if (config.mode === "cluster") setupClusterAdapterPrimary();
+  cluster.setupPrimary({ serialization: "advanced" });
+
+  let stopping = false;
+  const ready = new Set<number>();
+  const env = configToEnv(config);
+  const fork = (): Worker => {
+    const worker = cluster.fork(env);
+    worker.on("message", (message: { type?: string }) => {
+      if (message?.type !== "presence:ready") return;
+      ready.add(worker.id);
+      if (ready.size === config.workers && !http.listening) {
+        http.listen(config.port, () => {
+          const address = http.address();
+          console.log(banner(config, typeof address === "object" && address ? address.port : config.port));
+        });
+      }
+    });
+    return worker;
+  };
+
+  cluster.on("exit", (worker, code, signal) => {
+    ready.delete(worker.id);
+    if (stopping) return;
+    console.error(`worker ${worker.process.pid} died (${signal ?? code}); starting another`);
+    fork();
+  });
+
+  for (let i = 0; i < config.workers; i++) fork();
+
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    http.close();
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
+    const killer = setTimeout(() => {
+      for (const worker of workers) worker.process.kill("SIGKILL");
+    }, SHUTDOWN_GRACE_MS).unref();
+    let remaining = workers.length;
+    if (remaining === 0) process.exit(0);
+    for (const worker of workers) {
+      worker.once("exit", () => {
+        if (--remaining === 0) {
+          clearTimeout(killer);
+          process.exit(0);
+        }
+      });
+      worker.send({ type: "presence:shutdown" });
+    }
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}
+
+function runWorker(config: DemoConfig): void {
+  const app = createDemoApp({
+    config,
+    createStore: storeFactory(config),
+    serverOptions: config.mode === "cluster" ? { adapter: createClusterAdapter() } : {},
+  });
+  setupStickyWorker(app.io);
+  process.on("message", (message: { type?: string }) => {
+    if (message?.type !== "presence:shutdown") return;
+    app.close().finally(() => process.exit(0));
+  });
+  // the primary owns the signals: a terminal's Ctrl-C reaches every worker too
+  process.on("SIGINT", () => debug("worker %d: SIGINT left to the primary", process.pid));
+  process.send?.({ type: "presence:ready" });
+}
+
+try {
+  const config = loadConfig();
+  if (config.mode === "standalone") await runStandalone(config);
+  else if (cluster.isPrimary) runPrimary(config);
+  else runWorker(config);
+} catch (error) {
+  if (error instanceof ConfigError) {
+    console.error(`presence demo: ${error.message}`);
+    process.exit(2);
+  }
+  throw error;
+}
