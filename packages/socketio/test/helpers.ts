@@ -80,10 +80,10 @@ export async function eventually(check: () => unknown | Promise<unknown>, timeou
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Records the presence events one client receives. */
-export function recordEvents(socket: ClientSocket): string[] {
+/** Records the presence events one client receives, but for those about `ignore` (the observer itself). */
+export function recordEvents(socket: ClientSocket, ignore = "observer"): string[] {
   const events: string[] = [];
-  socket.on("user has connected", (userId: string) => events.push(`+${userId}`));
-  socket.on("user has disconnected", (userId: string) => events.push(`-${userId}`));
+  socket.on("user has connected", (userId: string) => userId !== ignore && events.push(`+${userId}`));
+  socket.on("user has disconnected", (userId: string) => userId !== ignore && events.push(`-${userId}`));
   return events;
 }

@@ -1,0 +1,146 @@
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+/**
+ * Real `redis-server` processes for tests: started on free ports, so that a
+ * test can kill, pause and restart them without touching anyone else's.
+ */
+export interface RedisServer {
+  port: number;
+  url: string;
+  process: ChildProcess;
+  /** Sends a signal to the server (SIGSTOP to make it unreachable, SIGCONT to bring it back). */
+  signal(signal: NodeJS.Signals): void;
+  /** `SHUTDOWN NOSAVE`: the server stops and loses everything. */
+  shutdownNoSave(): Promise<void>;
+  /** Starts the server again on the same port, empty. */
+  restart(): Promise<void>;
+  /** Runs a command with redis-cli (for admin commands such as SCRIPT FLUSH or CLIENT KILL). */
+  cli(...args: string[]): string;
+  stop(): Promise<void>;
+}
+
+const INSTALL_HINT =
+  "redis-server was not found. The Redis tests start their own servers: install Redis (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`) and run the tests again.";
+
+export function assertRedisInstalled(): void {
+  const probe = spawnSync("redis-server", ["--version"], { encoding: "utf8" });
+  if (probe.error || probe.status !== 0) throw new Error(INSTALL_HINT);
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, "close");
+  return port;
+}
+
+async function waitForPing(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${child.exitCode}`);
+    const ping = spawnSync("redis-cli", ["-p", String(port), "PING"], { encoding: "utf8" });
+    if (ping.stdout?.trim() === "PONG") return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
+}
+
+export interface StartRedisOptions {
+  port?: number;
+  /** Extra `redis-server` arguments, e.g. `["--cluster-enabled", "yes"]`. */
+  args?: string[];
+}
+
+export async function startRedisServer(options: StartRedisOptions = {}): Promise<RedisServer> {
+  assertRedisInstalled();
+  const port = options.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), `presence-redis-${port}-`));
+  const launch = async () => {
+    const child = spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, ...(options.args ?? [])],
+      { stdio: "ignore" },
+    );
+    await waitForPing(port, child);
+    return child;
+  };
+  let child = await launch();
+
+  const server: RedisServer = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    get process() {
+      return child;
+    },
+    signal(signal) {
+      child.kill(signal);
+    },
+    async shutdownNoSave() {
+      const exited = once(child, "exit");
+      spawnSync("redis-cli", ["-p", String(port), "SHUTDOWN", "NOSAVE"]);
+      await exited;
+    },
+    async restart() {
+      if (child.exitCode === null && child.signalCode === null) await server.shutdownNoSave();
+      child = await launch();
+    },
+    cli(...args) {
+      return spawnSync("redis-cli", ["-p", String(port), ...args], { encoding: "utf8" }).stdout.trim();
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = once(child, "exit");
+        child.kill("SIGKILL");
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
+
+export interface RedisClusterNodes {
+  ports: number[];
+  nodes: RedisServer[];
+  stop(): Promise<void>;
+}
+
+/** A Redis Cluster of `masters` masters (no replicas), made with `redis-cli --cluster create`. */
+export async function startRedisCluster(masters = 3): Promise<RedisClusterNodes> {
+  const nodes: RedisServer[] = [];
+  for (let i = 0; i < masters; i++) {
+    const port = await freePort();
+    nodes.push(
+      await startRedisServer({
+        port,
+        args: ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "5000"],
+      }),
+    );
+  }
+  const create = spawnSync(
+    "redis-cli",
+    ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+    { encoding: "utf8" },
+  );
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  const deadline = Date.now() + 15_000;
+  while (!nodes.every((n) => n.cli("CLUSTER", "INFO").includes("cluster_state:ok"))) {
+    if (Date.now() > deadline) throw new Error("the Redis Cluster did not reach cluster_state:ok");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    ports: nodes.map((n) => n.port),
+    nodes,
+    stop: async () => {
+      await Promise.all(nodes.map((n) => n.stop()));
+    },
+  };
+}
