@@ -80,7 +80,7 @@ type Operation = {
 };
 
 /** An operation whose outcome was lost with its reply: settled by the next recovery. */
-type InDoubt = { op: "c" | "d"; connectionId: string; userId: string; processId: string };
+type InDoubt = { op: "c" | "d"; connectionId: string; userId: string; processId: string; reported: boolean };
 
 const isFenced = (error: unknown) => error instanceof Error && error.message.startsWith("FENCED");
 
@@ -123,6 +123,12 @@ export class RedisStore implements PresenceStore {
   readonly #queue: Operation[] = [];
   readonly #inFlight = new Set<Promise<void>>();
   #inDoubt: InDoubt[] = [];
+  /**
+   * Users whose join this store reported (as a call's answer or an
+   * announcement) and who still hold connections here: what settles a lost
+   * reply without reporting a join twice.
+   */
+  readonly #reported = new Set<string>();
   #flushScheduled = false;
   #recovery: Promise<void> | undefined;
   #needsRecovery = true;
@@ -187,7 +193,7 @@ export class RedisStore implements PresenceStore {
     this.#assertOpen();
     const userId = this.#local.userOf(connectionId);
     if (userId === undefined) return false;
-    this.#local.disconnect(connectionId);
+    if (this.#local.disconnect(connectionId) !== undefined) this.#reported.delete(userId);
     return this.#enqueue("d", connectionId, userId);
   }
 
@@ -261,6 +267,7 @@ export class RedisStore implements PresenceStore {
     } finally {
       for (const op of this.#queue.splice(0)) op.reject(new StoreClosedError());
       this.#local.clear();
+      this.#reported.clear();
       this.#events.clear();
       this.#redis.disconnect();
     }
@@ -320,7 +327,9 @@ export class RedisStore implements PresenceStore {
         for (const op of batch) op.resolve(false);
       } else {
         // the batch may or may not have been applied: its transitions are settled by the recovery
-        for (const { op, connectionId, userId } of batch) this.#inDoubt.push({ op, connectionId, userId, processId });
+        for (const { op, connectionId, userId } of batch) {
+          this.#inDoubt.push({ op, connectionId, userId, processId, reported: this.#reported.has(userId) });
+        }
         for (const op of batch) op.reject(unavailable(error));
       }
       this.#needsRecovery = true;
@@ -332,6 +341,7 @@ export class RedisStore implements PresenceStore {
         // another process counted this connection id for another user: ours stays local only
         op.reject(new ConnectionConflictError(op.connectionId, op.userId, "(unknown)"));
       } else {
+        if (results[i] === 1) this.#noteReported({ type: op.op === "c" ? "connected" : "disconnected", userId: op.userId });
         op.resolve(results[i] === 1);
       }
     });
@@ -409,7 +419,7 @@ export class RedisStore implements PresenceStore {
     const announced = new Set<string>();
     const announce = (transition: Transition) => {
       announced.add(`${transition.type}:${transition.userId}`);
-      this.#events.announce(transition);
+      this.#announce(transition);
     };
 
     // connections whose connect is still queued are sent after the recovery and answer for themselves
@@ -434,17 +444,33 @@ export class RedisStore implements PresenceStore {
     }
     await this.#cleanRetired(announce);
 
-    for (const { op, userId } of unsettled) {
+    // what is left: the lost reply may have been a transition nobody reported
+    for (const { op, userId, reported } of unsettled) {
       const type = op === "c" ? "connected" : "disconnected";
       if (announced.has(`${type}:${userId}`)) continue;
       const online = (await this.#redis.hexists(this.keys.users, userId)) === 1;
-      if ((op === "c") === online && (op === "c" || !this.#local.isOnline(userId))) announce({ type, userId });
+      if (op === "c" && online && !reported && !this.#reported.has(userId) && this.#local.isOnline(userId)) {
+        announce({ type, userId });
+      } else if (op === "d" && !online && !this.#local.isOnline(userId)) {
+        announce({ type, userId });
+      }
     }
+  }
+
+  /** Keeps #reported in step with what this store told its listeners and callers. */
+  #noteReported({ type, userId }: Transition): void {
+    if (type === "connected" && this.#local.isOnline(userId)) this.#reported.add(userId);
+    else if (type === "disconnected") this.#reported.delete(userId);
+  }
+
+  #announce(transition: Transition): void {
+    this.#noteReported(transition);
+    this.#events.announce(transition);
   }
 
   // -- cleanup of dead processes --
 
-  async #cleanRetired(announce = (t: Transition) => this.#events.announce(t)): Promise<void> {
+  async #cleanRetired(announce = (t: Transition) => this.#announce(t)): Promise<void> {
     for (const processId of [...this.#retired]) {
       const status = await this.#cleanProcess(processId, "force", announce);
       if (status !== "busy") this.#retired.delete(processId);
@@ -468,7 +494,7 @@ export class RedisStore implements PresenceStore {
   async #cleanProcess(
     processId: string,
     mode: "expired" | "force",
-    announce = (t: Transition) => this.#events.announce(t),
+    announce = (t: Transition) => this.#announce(t),
   ): Promise<string> {
     for (;;) {
       const [status, ...offline] = await this.#redis.presenceCleanup(
