@@ -67,10 +67,12 @@ export interface DemoAppOptions {
   /** Makes the store, given the Socket.IO server (the cluster-query store needs it). */
   createStore: (io: Server) => PresenceStore;
   serverOptions?: Partial<ServerOptions>;
+  /** Releases what the store and adapter opened, after the server is closed. */
+  close?: () => Promise<void>;
 }
 
 /** The demo's HTTP API, page and Socket.IO server, on whatever store the mode chose. */
-export function createDemoApp({ config, createStore, serverOptions }: DemoAppOptions): DemoApp {
+export function createDemoApp({ config, createStore, serverOptions, close }: DemoAppOptions): DemoApp {
   const http = createServer();
   const io = new Server(http, serverOptions);
   const presence = createPresence(io, {
@@ -141,6 +143,7 @@ export function createDemoApp({ config, createStore, serverOptions }: DemoAppOpt
       io.disconnectSockets(true);
       await presence.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
+      await close?.();
     },
   };
 }

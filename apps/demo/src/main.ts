@@ -1,11 +1,11 @@
 import cluster, { type Worker } from "node:cluster";
 import { createServer } from "node:http";
-import { createAdapter as createClusterAdapter, setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
+import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
 import { setupMaster as setupStickyPrimary, setupWorker as setupStickyWorker } from "@socket.io/sticky";
 import createDebug from "debug";
 import { createDemoApp } from "./app";
 import { ConfigError, configToEnv, loadConfig, type DemoConfig } from "./config";
-import { storeFactory } from "./stores";
+import { modeParts } from "./stores";
 
 const debug = createDebug("presence:demo");
 
@@ -18,7 +18,8 @@ function banner(config: DemoConfig, port: number): string {
 }
 
 async function runStandalone(config: DemoConfig): Promise<void> {
-  const app = createDemoApp({ config, createStore: storeFactory(config) });
+  const mode = modeParts(config, { worker: false });
+  const app = createDemoApp({ config, ...mode });
   await new Promise<void>((resolve) => app.http.listen(config.port, resolve));
   const address = app.http.address();
   console.log(banner(config, typeof address === "object" && address ? address.port : config.port));
@@ -87,11 +88,8 @@ function runPrimary(config: DemoConfig): void {
 }
 
 function runWorker(config: DemoConfig): void {
-  const app = createDemoApp({
-    config,
-    createStore: storeFactory(config),
-    serverOptions: config.mode === "cluster" ? { adapter: createClusterAdapter() } : {},
-  });
+  const mode = modeParts(config, { worker: true });
+  const app = createDemoApp({ config, ...mode });
   setupStickyWorker(app.io);
   process.on("message", (message: { type?: string }) => {
     if (message?.type !== "presence:shutdown") return;
