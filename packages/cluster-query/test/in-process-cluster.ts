@@ -13,12 +13,22 @@ import {
  * transport is a plain in-memory bus: the real ClusterAdapter protocol
  * (heartbeats, serverSideEmitWithAck), with no IPC in the way.
  */
-export function createBus(options: ClusterAdapterOptions = { heartbeatInterval: 100, heartbeatTimeout: 400 }) {
+export interface BusMember {
+  /** Set to true to make this node vanish without a goodbye, as a killed process does. */
+  dead: boolean;
+  nsp: Namespace;
+}
+
+export interface Bus {
+  adapter: (nsp: Namespace) => BusMember;
+  members: Set<BusMember>;
+}
+
+export function createBus(options: ClusterAdapterOptions = { heartbeatInterval: 100, heartbeatTimeout: 400 }): Bus {
   const members = new Set<BusAdapter>();
   const deliver = (fn: () => void) => setImmediate(fn);
 
   class BusAdapter extends ClusterAdapterWithHeartbeat {
-    /** Set to true to make this node vanish without a goodbye, as a killed process does. */
     dead = false;
 
     constructor(nsp: Namespace) {
@@ -66,8 +76,6 @@ export function createBus(options: ClusterAdapterOptions = { heartbeatInterval: 
     members,
   };
 }
-
-export type Bus = ReturnType<typeof createBus>;
 
 export async function startNode(bus: Bus) {
   const http = createServer();
