@@ -19,6 +19,8 @@ export default defineConfig({
   test: {
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    // the fault tests measure leases and timeouts on a 2-core machine: one file at a time
+    fileParallelism: false,
     projects: [
       project("core", "packages/core", ["src/**/*.test.ts"]),
       project("memory", "packages/memory", ["src/**/*.test.ts", "test/**/*.test.ts"]),

@@ -144,3 +144,56 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterNodes>
     },
   };
 }
+
+/**
+ * A TCP proxy in front of a Redis server: what a network partition looks
+ * like to one client. `cut()` drops every connection and refuses new ones
+ * until `restore()`.
+ */
+export interface RedisProxy {
+  port: number;
+  url: string;
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+export async function startRedisProxy(targetPort: number): Promise<RedisProxy> {
+  const { createConnection, createServer: createTcpServer } = await import("node:net");
+  const sockets = new Set<import("node:net").Socket>();
+  let open = true;
+  const server = createTcpServer((client) => {
+    if (!open) {
+      client.destroy();
+      return;
+    }
+    const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {});
+    }
+    client.pipe(upstream).pipe(client);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  const { port } = server.address() as { port: number };
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    cut() {
+      open = false;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore() {
+      open = true;
+    },
+    async close() {
+      open = false;
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
