@@ -29,6 +29,7 @@ export default defineConfig({
       project("redis", "packages/redis", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("demo", "apps/demo", ["test/**/*.test.ts"], { exclude: ["test/faults/**"] }),
       project("faults", "apps/demo", ["test/faults/**/*.test.ts"]),
+      project("bench", "bench", ["test/**/*.test.ts"]),
     ],
   },
 });

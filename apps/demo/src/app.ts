@@ -14,7 +14,8 @@ const MAX_BODY_BYTES = 16 * 1024;
 export interface DemoApp {
   http: HttpServer;
   io: Server;
-  presence: Presence;
+  /** Undefined when presence is off (`--presence off`). */
+  presence: Presence | undefined;
   close(): Promise<void>;
 }
 
@@ -75,12 +76,19 @@ export interface DemoAppOptions {
 export function createDemoApp({ config, createStore, serverOptions, close }: DemoAppOptions): DemoApp {
   const http = createServer();
   const io = new Server(http, serverOptions);
-  const presence = createPresence(io, {
-    store: createStore(io),
-    leaveDelayMs: config.leaveDelayMs,
-    identify: (socket) => verifyToken(socket.handshake.auth?.token, config.secret)?.sub,
-  });
-  presence.on("error", (error) => debug("presence error: %s", error.message));
+  const identify = (token: unknown) => verifyToken(token, config.secret)?.sub;
+  let presence: Presence | undefined;
+  if (config.presence) {
+    presence = createPresence(io, {
+      store: createStore(io),
+      leaveDelayMs: config.leaveDelayMs,
+      identify: (socket) => identify(socket.handshake.auth?.token),
+    });
+    presence.on("error", (error) => debug("presence error: %s", error.message));
+  } else {
+    // the same app without counting: the benchmarks' baseline
+    io.use((socket, next) => next(identify(socket.handshake.auth?.token) ? undefined : new Error("unauthorized")));
+  }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
@@ -102,8 +110,9 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
       }
       return send(res, 200, { token: signToken(userId, config.secret) });
     }
+    if (path.startsWith("/api/presence") && !presence) throw new HttpError(503, "presence is off");
     if (req.method === "GET" && path === "/api/presence") {
-      const { users, partial } = await listUsers(presence);
+      const { users, partial } = await listUsers(presence!);
       return send(res, 200, {
         count: users.length,
         users: users.map((u) => u.userId),
@@ -119,7 +128,7 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
       } catch (error) {
         throw new HttpError(400, error instanceof URIError ? "malformed user id" : (error as Error).message);
       }
-      return send(res, 200, { userId, online: await presence.isUserConnected(userId) });
+      return send(res, 200, { userId, online: await presence!.isUserConnected(userId) });
     }
     throw new HttpError(404, "not found");
   }
@@ -141,7 +150,7 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
     /** Disconnects every client, announces the leaves this causes, then closes the server. */
     async close() {
       io.disconnectSockets(true);
-      await presence.close();
+      await presence?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await close?.();
     },

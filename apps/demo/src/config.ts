@@ -14,6 +14,8 @@ export interface DemoConfig {
   heartbeatMs: number;
   leaseTimeoutMs: number;
   leaveDelayMs: number;
+  /** Presence on or off: off serves the same app without counting, the benchmarks' baseline. */
+  presence: boolean;
 }
 
 /** Each flag with its env twin and its default, as DESIGN.md lists them. */
@@ -26,6 +28,7 @@ const FLAGS = {
   "heartbeat-ms": { env: "PRESENCE_HEARTBEAT_MS" },
   "lease-timeout-ms": { env: "PRESENCE_LEASE_TIMEOUT_MS" },
   "leave-delay-ms": { env: "PRESENCE_LEAVE_DELAY_MS" },
+  presence: { env: "PRESENCE_ENABLED" },
 } as const;
 
 export class ConfigError extends Error {}
@@ -35,6 +38,12 @@ function integer(name: string, raw: string | undefined, fallback: number, min: n
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min) throw new ConfigError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`);
   return value;
+}
+
+function onOff(name: string, raw: string | undefined): boolean {
+  if (raw === undefined || raw === "" || raw === "on") return true;
+  if (raw === "off") return false;
+  throw new ConfigError(`--${name} must be on or off, got ${JSON.stringify(raw)}`);
 }
 
 /** Flags win over env; env wins over defaults. */
@@ -57,6 +66,7 @@ export function loadConfig(argv = process.argv.slice(2), env = process.env): Dem
     heartbeatMs: integer("heartbeat-ms", get("heartbeat-ms"), 5000, 1),
     leaseTimeoutMs: integer("lease-timeout-ms", get("lease-timeout-ms"), 10_000, 1),
     leaveDelayMs: integer("leave-delay-ms", get("leave-delay-ms"), 0, 0),
+    presence: onOff("presence", get("presence")),
   };
 }
 
@@ -71,5 +81,6 @@ export function configToEnv(config: DemoConfig): Record<string, string> {
     PRESENCE_HEARTBEAT_MS: String(config.heartbeatMs),
     PRESENCE_LEASE_TIMEOUT_MS: String(config.leaseTimeoutMs),
     PRESENCE_LEAVE_DELAY_MS: String(config.leaveDelayMs),
+    PRESENCE_ENABLED: config.presence ? "on" : "off",
   };
 }

@@ -22,8 +22,8 @@ export function assertUserId(
   if (value.length === 0) {
     throw new InvalidUserIdError("empty", "a user id must not be empty");
   }
-  // cheap bound first: a string of more than maxBytes UTF-16 units is always too long
-  if (value.length > maxBytes || Buffer.byteLength(value, "utf8") > maxBytes) {
+  // cheap bounds first: a UTF-16 unit takes 1 to 3 UTF-8 bytes
+  if (value.length > maxBytes || (value.length * 3 > maxBytes && Buffer.byteLength(value, "utf8") > maxBytes)) {
     throw new InvalidUserIdError(
       "too-long",
       `a user id must be at most ${maxBytes} UTF-8 bytes`,

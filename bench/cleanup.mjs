@@ -1,0 +1,80 @@
+// 2. Crash cleanup at scale: a dead process holding N connections (1,000,000
+// by default); the total cleanup time and the worst stall a second client
+// sees while pinging Redis in a loop, vs the recipe's single cleanup script.
+import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { RedisStore, presenceKeys } from "@presence/redis";
+import { Redis } from "ioredis";
+import { CLEANUP } from "./recipe/redis.mjs";
+import { sleep, startPinger, summarize } from "./lib/measure.mjs";
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+
+// setup only: fills a hash with `count` entries in server-side loops
+const FILL = `
+local from, to, value_is_count = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == 'count'
+local batch = {}
+for i = from, to - 1 do
+  batch[#batch + 1] = (value_is_count and 'u' or 'c') .. i
+  batch[#batch + 1] = value_is_count and '1' or ('u' .. i)
+  if #batch >= 2000 then redis.call('HSET', KEYS[1], unpack(batch)); batch = {} end
+end
+if #batch > 0 then redis.call('HSET', KEYS[1], unpack(batch)) end
+if KEYS[2] then
+  batch = {}
+  for i = from, to - 1 do
+    batch[#batch + 1] = 'u' .. i
+    batch[#batch + 1] = '1'
+    if #batch >= 2000 then redis.call('HSET', KEYS[2], unpack(batch)); batch = {} end
+  end
+  if #batch > 0 then redis.call('HSET', KEYS[2], unpack(batch)) end
+end
+return 1
+`;
+
+async function fill(admin, keys, count, mode) {
+  for (let from = 0; from < count; from += 100_000) {
+    await admin.eval(FILL, keys.length, ...keys, from, Math.min(count, from + 100_000), mode);
+  }
+}
+
+export async function cleanupAtScale({ smoke, redis }) {
+  const count = Number(process.env.BENCH_CLEANUP_CONNECTIONS ?? (smoke ? 20_000 : 1_000_000));
+  const runs = smoke ? 1 : 3;
+  const admin = new Redis(redis.url);
+  const oursTime = [];
+  const oursStall = [];
+  const recipeTime = [];
+  const recipeStall = [];
+
+  for (let run = 0; run < runs; run++) {
+    // ours: N connections of N users in a dead process, cleaned by a survivor
+    const prefix = `bench-${randomUUID()}`;
+    const keys = presenceKeys(prefix);
+    await fill(admin, [keys.connections("dead"), keys.users], count, "connection");
+    await admin.zadd(keys.processes, 0, "dead");
+    let pinger = await startPinger(redis.url, here);
+    let started = Date.now();
+    const store = new RedisStore({ redis: admin, prefix, heartbeatMs: 100, leaseTimeoutMs: 1000 });
+    while ((await admin.hlen(keys.users)) > 0 || (await admin.exists(keys.connections("dead")))) await sleep(10);
+    oursTime.push(Date.now() - started);
+    oursStall.push((await pinger.stop()).worst);
+    await store.close();
+
+    // the recipe: its process hash (user -> count) for the same N, one cleanup script call
+    const users = `recipe-${randomUUID()}:users`;
+    const processUsers = `${users}:dead`;
+    await fill(admin, [processUsers, users], count, "count");
+    pinger = await startPinger(redis.url, here);
+    started = Date.now();
+    await admin.eval(CLEANUP, 2, users, processUsers);
+    recipeTime.push(Date.now() - started);
+    recipeStall.push((await pinger.stop()).worst);
+  }
+  admin.disconnect();
+
+  return [
+    { bench: `2. crash cleanup, ${count.toLocaleString("en")} connections`, subject: "RedisStore (chunked)", peer: "recipe cleanup script", unit: "worst ping ms", lowerIsBetter: true, ours: summarize(oursStall), theirs: summarize(recipeStall) },
+    { bench: `2. crash cleanup, ${count.toLocaleString("en")} connections`, subject: "RedisStore (chunked)", peer: "recipe cleanup script", unit: "total ms", lowerIsBetter: true, ours: summarize(oursTime), theirs: summarize(recipeTime) },
+  ];
+}

@@ -1,0 +1,80 @@
+// pnpm bench: runs every benchmark against its peer in the same run, writes
+// results/latest.json and results/latest.md, and puts the table into the
+// README's Performance section.
+//   node run.mjs [--smoke] [--only 1,3] [--no-readme]
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { cpus } from "node:os";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { startRedisServer } from "@presence/redis/testing";
+import { cleanupAtScale } from "./cleanup.mjs";
+import { clusterQueryLatency } from "./cluster-query.mjs";
+import { endToEnd } from "./end-to-end.mjs";
+import { redisMemory } from "./redis-memory.mjs";
+import { storeThroughput } from "./store-throughput.mjs";
+
+const { values } = parseArgs({
+  options: { smoke: { type: "boolean", default: false }, only: { type: "string" }, "no-readme": { type: "boolean", default: false } },
+});
+const smoke = values.smoke;
+const only = values.only ? new Set(values.only.split(",").map(Number)) : undefined;
+
+const benchmarks = [
+  [1, storeThroughput],
+  [2, cleanupAtScale],
+  [3, clusterQueryLatency],
+  [4, endToEnd],
+  [5, redisMemory],
+];
+
+const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString("en") : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+const cell = (s) => (s ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : "");
+
+const redis = await startRedisServer();
+const rows = [];
+try {
+  for (const [id, bench] of benchmarks) {
+    if (only && !only.has(id)) continue;
+    const started = Date.now();
+    const result = await bench({ smoke, redis });
+    for (const row of result) {
+      row.ratio = row.theirs ? row.ours.median / row.theirs.median : null;
+      rows.push(row);
+      console.log(
+        `${row.bench} | ${row.subject}: ${cell(row.ours)} ${row.unit}` +
+          (row.theirs ? ` | ${row.peer}: ${cell(row.theirs)} | ratio ${fmt(row.ratio)}` : ""),
+      );
+    }
+    console.log(`   (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  }
+} finally {
+  await redis.stop();
+}
+
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node.js ${process.version}, ${redis.cli ? "redis-server " : ""}${smoke ? "(smoke run: small N)" : ""}`;
+const table = [
+  "| benchmark | ours | peer | metric | ours: median (min–max) | peer: median (min–max) | ours ÷ peer |",
+  "|---|---|---|---|---|---|---|",
+  ...rows.map((r) =>
+    `| ${r.bench} | ${r.subject} | ${r.peer} | ${r.unit}${r.lowerIsBetter ? " (lower is better)" : ""} | ${cell(r.ours)} | ${cell(r.theirs)} | ${r.ratio === null ? "" : `${fmt(r.ratio)}×`} |`,
+  ),
+].join("\n");
+
+const here = fileURLToPath(new URL(".", import.meta.url));
+mkdirSync(`${here}results`, { recursive: true });
+const name = smoke ? "smoke" : "latest";
+writeFileSync(`${here}results/${name}.json`, `${JSON.stringify({ date: new Date().toISOString(), smoke, machine, rows }, null, 2)}\n`);
+writeFileSync(`${here}results/${name}.md`, `${table}\n`);
+console.log(`\n${table}\n\nwrote bench/results/${name}.json and bench/results/${name}.md`);
+
+if (!smoke && !only && !values["no-readme"]) {
+  const readme = `${here}../README.md`;
+  const text = readFileSync(readme, "utf8");
+  const start = "<!-- bench:start -->";
+  const end = "<!-- bench:end -->";
+  if (text.includes(start) && text.includes(end)) {
+    const section = `${start}\nMeasured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} cores (${cpus()[0]?.model ?? "cpu"}), Node.js ${process.version}, with \`npx --yes pnpm@10 bench\`:\n\n${table}\n${end}`;
+    writeFileSync(readme, text.slice(0, text.indexOf(start)) + section + text.slice(text.indexOf(end) + end.length));
+    console.log("updated the README's Performance section");
+  }
+}
