@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server as HttpServer, type Ser
 import { PresenceError, assertUserId, type PresenceStore, type UserPresence } from "@presence/core";
 import { createPresence, type Presence } from "@presence/socketio";
 import createDebug from "debug";
-import { Server, type ServerOptions } from "socket.io";
+import { RateLimiterMemory } from "rate-limiter-flexible";
+import { Server, type ServerOptions, type Socket } from "socket.io";
 import type { DemoConfig } from "./config";
 import { signToken, verifyToken } from "./token";
 
@@ -77,6 +78,20 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
   const http = createServer();
   const io = new Server(http, serverOptions);
   const identify = (token: unknown) => verifyToken(token, config.secret)?.sub;
+
+  // abuse limits, per worker: connection attempts (and logins) per IP, open connections per user
+  const limiter = config.rateLimit > 0 ? new RateLimiterMemory({ points: config.rateLimit, duration: 60 }) : undefined;
+  const withinRate = async (ip: string | undefined) => {
+    if (!limiter) return true;
+    return limiter.consume(ip ?? "unknown").then(
+      () => true,
+      () => false,
+    );
+  };
+  io.use((socket, next) => {
+    withinRate(socket.handshake.address).then((ok) => next(ok ? undefined : new Error("rate limited")));
+  });
+
   let presence: Presence | undefined;
   if (config.presence) {
     presence = createPresence(io, {
@@ -88,6 +103,27 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
   } else {
     // the same app without counting: the benchmarks' baseline
     io.use((socket, next) => next(identify(socket.handshake.auth?.token) ? undefined : new Error("unauthorized")));
+  }
+  if (presence && config.maxConnectionsPerUser > 0) {
+    const open = new Map<string, number>();
+    const userOf = (socket: Socket) => presence!.userIdOf(socket);
+    io.use((socket, next) => {
+      const userId = userOf(socket);
+      if (userId !== undefined && (open.get(userId) ?? 0) >= config.maxConnectionsPerUser) {
+        return next(new Error("too many connections"));
+      }
+      next();
+    });
+    io.on("connection", (socket) => {
+      const userId = userOf(socket);
+      if (userId === undefined) return;
+      open.set(userId, (open.get(userId) ?? 0) + 1);
+      socket.once("disconnect", () => {
+        const left = (open.get(userId) ?? 1) - 1;
+        if (left > 0) open.set(userId, left);
+        else open.delete(userId);
+      });
+    });
   }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -101,6 +137,7 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
       return send(res, 200, { ok: true, mode: config.mode, pid: process.pid });
     }
     if (req.method === "POST" && path === "/api/login") {
+      if (!(await withinRate(req.socket.remoteAddress))) throw new HttpError(429, "too many requests");
       const body = await readJson(req);
       const userId = (body as { userId?: unknown } | null)?.userId;
       try {

@@ -16,6 +16,10 @@ export interface DemoConfig {
   leaveDelayMs: number;
   /** Presence on or off: off serves the same app without counting, the benchmarks' baseline. */
   presence: boolean;
+  /** Open connections one user may hold on one worker; 0 for no cap. */
+  maxConnectionsPerUser: number;
+  /** Socket.IO connections (and logins) one IP may open per minute on one worker; 0 for no limit. */
+  rateLimit: number;
 }
 
 /** Each flag with its env twin and its default, as DESIGN.md lists them. */
@@ -29,6 +33,8 @@ const FLAGS = {
   "lease-timeout-ms": { env: "PRESENCE_LEASE_TIMEOUT_MS" },
   "leave-delay-ms": { env: "PRESENCE_LEAVE_DELAY_MS" },
   presence: { env: "PRESENCE_ENABLED" },
+  "max-connections-per-user": { env: "PRESENCE_MAX_CONNECTIONS_PER_USER" },
+  "rate-limit": { env: "PRESENCE_RATE_LIMIT" },
 } as const;
 
 export class ConfigError extends Error {}
@@ -67,6 +73,8 @@ export function loadConfig(argv = process.argv.slice(2), env = process.env): Dem
     leaseTimeoutMs: integer("lease-timeout-ms", get("lease-timeout-ms"), 10_000, 1),
     leaveDelayMs: integer("leave-delay-ms", get("leave-delay-ms"), 0, 0),
     presence: onOff("presence", get("presence")),
+    maxConnectionsPerUser: integer("max-connections-per-user", get("max-connections-per-user"), 20, 0),
+    rateLimit: integer("rate-limit", get("rate-limit"), 300, 0),
   };
 }
 
@@ -82,5 +90,7 @@ export function configToEnv(config: DemoConfig): Record<string, string> {
     PRESENCE_LEASE_TIMEOUT_MS: String(config.leaseTimeoutMs),
     PRESENCE_LEAVE_DELAY_MS: String(config.leaveDelayMs),
     PRESENCE_ENABLED: config.presence ? "on" : "off",
+    PRESENCE_MAX_CONNECTIONS_PER_USER: String(config.maxConnectionsPerUser),
+    PRESENCE_RATE_LIMIT: String(config.rateLimit),
   };
 }

@@ -4,28 +4,23 @@ import {
   StoreClosedError,
   StoreEvents,
   assertUserId,
+  inPages,
   type ErrorListener,
   type PresenceStore,
   type TransitionListener,
+  type UserInfo,
   type UserPresence,
   type UsersPageOptions,
 } from "@presence/core";
-import { MemoryStore } from "@presence/memory";
+import { MemoryStore, type MemoryStoreOptions } from "@presence/memory";
 import createDebug from "debug";
 import type { Namespace, Server } from "socket.io";
 import { NodesUnresponsiveError } from "./errors";
-import {
-  MessageType,
-  QUERY_EVENT,
-  mergeUsers,
-  type IsUserConnectedResponse,
-  type QueryRequest,
-  type UsersResponse,
-} from "./messages";
+import { MessageType, QUERY_EVENT, mergeUsers, toEntry, type QueryRequest, type QueryResponse } from "./messages";
 
 const debug = createDebug("presence:cluster-query");
 
-export interface ClusterQueryStoreOptions {
+export interface ClusterQueryStoreOptions extends MemoryStoreOptions {
   /**
    * How long to wait for the other nodes, in ms. The adapters' own limit for
    * `serverSideEmitWithAck` is 5000 ms (the Redis adapter's `requestsTimeout`):
@@ -40,11 +35,6 @@ export interface ClusterQueryStoreOptions {
    * @default false
    */
   allowPartial?: boolean;
-  /**
-   * The longest accepted user id, in UTF-8 bytes.
-   * @default 256
-   */
-  maxUserIdBytes?: number;
 }
 
 /** A query's answer, with how complete it is. */
@@ -57,12 +47,14 @@ export interface ClusterAnswer<T> {
 }
 
 type AckError = Error & { responses?: unknown[] };
+type Ask = { responses: QueryResponse[]; missing: number; expected: number };
+type RequestBody = QueryRequest extends infer R ? (R extends QueryRequest ? Omit<R, "uid" | "requestId"> : never) : never;
 
 /**
  * Presence across a cluster with no shared store: each node counts its own
- * connections in a `MemoryStore`, and queries ask every node with
- * `serverSideEmitWithAck`. Works with any adapter that supports it (the
- * cluster adapter, the Redis adapter, ...).
+ * connections (and room memberships, and user info) in a `MemoryStore`, and
+ * queries ask every node with `serverSideEmitWithAck`. Works with any adapter
+ * that supports it (the cluster adapter, the Redis adapter, ...).
  *
  * Transitions are decided by asking the others too, so two nodes seeing the
  * same user at the same instant may both or neither announce it: see the README.
@@ -77,7 +69,7 @@ export class ClusterQueryStore implements PresenceStore {
   readonly #timeoutMs: number;
   readonly #allowPartial: boolean;
   readonly #maxUserIdBytes: number;
-  readonly #onQuery = (request: QueryRequest, ack: (response: unknown) => void) => this.#answer(request, ack);
+  readonly #onQuery = (request: QueryRequest, ack: (response: QueryResponse) => void) => this.#answer(request, ack);
   #requestId = 0;
   #closed = false;
 
@@ -86,23 +78,58 @@ export class ClusterQueryStore implements PresenceStore {
     this.#timeoutMs = options.timeoutMs ?? 5500;
     this.#allowPartial = options.allowPartial ?? false;
     this.#maxUserIdBytes = options.maxUserIdBytes ?? DEFAULT_MAX_USER_ID_BYTES;
-    this.#local = new MemoryStore({ maxUserIdBytes: this.#maxUserIdBytes });
+    this.#local = new MemoryStore(options);
     (namespace as unknown as NodeJS.EventEmitter).on(QUERY_EVENT, this.#onQuery);
   }
 
-  async connect(connectionId: string, userId: string): Promise<boolean> {
+  async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
     this.#assertOpen();
-    if (!this.#local.connectSync(connectionId, userId)) return false;
     // new on this node: new to the cluster unless another node holds them
-    return !(await this.#elsewhere(userId));
+    if (!this.#local.connectSync(connectionId, userId, info)) return false;
+    return !(await this.#elsewhere({ type: MessageType.IS_USER_CONNECTED, userId }));
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
     this.#assertOpen();
     const userId = this.#local.userOf(connectionId);
+    if (userId === undefined) return false;
+    const { offline, left } = this.#local.disconnectSync(connectionId);
+    for (const transition of left) {
+      if (transition.type !== "left") continue;
+      const { room } = transition;
+      if (!(await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId, room }))) this.#events.announce(transition);
+    }
     // gone from this node: gone from the cluster unless another node holds them
-    if (userId === undefined || !this.#local.disconnectSync(connectionId)) return false;
-    return !(await this.#elsewhere(userId));
+    return offline && !(await this.#elsewhere({ type: MessageType.IS_USER_CONNECTED, userId }));
+  }
+
+  async join(connectionId: string, room: string): Promise<boolean> {
+    this.#assertOpen();
+    const userId = this.#local.userOf(connectionId);
+    if (!this.#local.joinSync(connectionId, room) || userId === undefined) return false;
+    return !(await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId, room }));
+  }
+
+  async leave(connectionId: string, room: string): Promise<boolean> {
+    this.#assertOpen();
+    const userId = this.#local.userOf(connectionId);
+    if (!this.#local.leaveSync(connectionId, room) || userId === undefined) return false;
+    return !(await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId, room }));
+  }
+
+  /** Updates the info on every node that holds the user. */
+  async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
+    this.#assertOpen();
+    const here = await this.#local.updateInfo(userId, info);
+    const answer = await this.#ask({ type: MessageType.UPDATE_INFO, userId, info });
+    return here || answer.responses.some((response) => response.yes);
+  }
+
+  async userInfo(userId: string): Promise<UserInfo | undefined> {
+    this.#assertOpen();
+    if (this.#local.connectionsOf(userId) > 0) return this.#local.infoOf(userId);
+    const answer = await this.#ask({ type: MessageType.USER_INFO, userId });
+    return answer.responses.find((response) => response.info !== undefined)?.info;
   }
 
   async isUserConnected(userId: string): Promise<boolean> {
@@ -114,10 +141,13 @@ export class ClusterQueryStore implements PresenceStore {
     this.#assertOpen();
     assertUserId(userId, this.#maxUserIdBytes);
     if (this.#local.connectionsOf(userId) > 0) return { value: true, partial: false, missingNodes: 0 };
-    const answer = await this.#ask<IsUserConnectedResponse>({ type: MessageType.IS_USER_CONNECTED, userId });
-    const value = answer.responses.some((response) => response.connected);
-    // a "yes" from any node is the whole answer, even with others missing
-    return this.#settle({ value, partial: !value && answer.missing > 0, missingNodes: value ? 0 : answer.missing, expected: answer.expected });
+    return this.#yesFromAny(await this.#ask({ type: MessageType.IS_USER_CONNECTED, userId }));
+  }
+
+  async isUserInRoom(userId: string, room: string): Promise<boolean> {
+    this.#assertOpen();
+    if (this.#local.roomConnectionsOf(userId, room) > 0) return true;
+    return (this.#yesFromAny(await this.#ask({ type: MessageType.IS_USER_IN_ROOM, userId, room }))).value;
   }
 
   async usersCount(): Promise<number> {
@@ -129,25 +159,33 @@ export class ClusterQueryStore implements PresenceStore {
   }
 
   async *users(options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
-    const pageSize = Math.max(1, options.pageSize ?? 100);
-    const all = (await this.snapshot()).value;
-    for (let i = 0; i < all.length; i += pageSize) yield all.slice(i, i + pageSize);
+    yield* inPages((await this.snapshot()).value, options.pageSize);
+  }
+
+  async roomUsersCount(room: string): Promise<number> {
+    return (await this.roomSnapshot(room)).value.length;
+  }
+
+  async *roomUsers(room: string, options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
+    yield* inPages((await this.roomSnapshot(room)).value, options.pageSize);
   }
 
   /**
-   * Every online user across the cluster with their connection counts, and
-   * whether every node answered. With `{ allowPartial: true }` a missing node
-   * marks the answer partial instead of rejecting.
+   * Every online user across the cluster with their connection counts and
+   * info, and whether every node answered. With `{ allowPartial: true }` a
+   * missing node marks the answer partial instead of rejecting.
    */
   async snapshot(options: { allowPartial?: boolean } = {}): Promise<ClusterAnswer<UserPresence[]>> {
     this.#assertOpen();
-    const local = this.#local.snapshot().map(({ userId, connections }): [string, number] => [userId, connections]);
-    const answer = await this.#ask<UsersResponse>({ type: MessageType.USERS });
-    const value = mergeUsers([local, ...answer.responses.map((response) => response.users)]);
-    return this.#settle(
-      { value, partial: answer.missing > 0, missingNodes: answer.missing, expected: answer.expected },
-      options.allowPartial,
-    );
+    const local = this.#local.snapshot().map(toEntry);
+    return this.#merged(local, await this.#ask({ type: MessageType.USERS }), options.allowPartial);
+  }
+
+  /** A room's users across the cluster, like {@link snapshot}. */
+  async roomSnapshot(room: string, options: { allowPartial?: boolean } = {}): Promise<ClusterAnswer<UserPresence[]>> {
+    this.#assertOpen();
+    const local = this.#local.roomSnapshot(room).map(toEntry);
+    return this.#merged(local, await this.#ask({ type: MessageType.ROOM_USERS, room }), options.allowPartial);
   }
 
   onTransition(listener: TransitionListener): () => void {
@@ -158,46 +196,56 @@ export class ClusterQueryStore implements PresenceStore {
     return this.#events.onError(listener);
   }
 
-  /** Stops answering queries and announces the users that leaving the cluster takes offline. */
+  /** Stops answering queries and announces the room leaves and offline users that leaving the cluster causes. */
   async close(): Promise<void> {
     if (this.#closed) return;
     (this.namespace as unknown as NodeJS.EventEmitter).off(QUERY_EVENT, this.#onQuery);
-    const users = await this.#local.usersList();
+    const leaving: Array<{ type: "left"; room: string; userId: string } | { type: "disconnected"; userId: string }> = [];
+    this.#local.onTransition((transition) => {
+      if (transition.type === "left" || transition.type === "disconnected") leaving.push(transition);
+    });
     await this.#local.close();
     this.#closed = true;
-    const gone = await Promise.all(
-      users.map(async (userId) => ((await this.#elsewhere(userId)) ? undefined : userId)),
-    );
-    for (const userId of gone) if (userId !== undefined) this.#events.announce({ type: "disconnected", userId });
+    for (const transition of leaving) {
+      const elsewhere =
+        transition.type === "left"
+          ? await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId: transition.userId, room: transition.room })
+          : await this.#elsewhere({ type: MessageType.IS_USER_CONNECTED, userId: transition.userId });
+      if (!elsewhere) this.#events.announce(transition);
+    }
     this.#events.clear();
   }
 
-  #answer(request: QueryRequest, ack: (response: unknown) => void): void {
+  #answer(request: QueryRequest, ack: (response: QueryResponse) => void): void {
     if (typeof ack !== "function" || this.#closed) return;
     const base = { uid: this.uid, requestId: request.requestId };
     switch (request.type) {
       case MessageType.IS_USER_CONNECTED:
-        ack({ ...base, connected: this.#local.connectionsOf(request.userId) > 0 } satisfies IsUserConnectedResponse);
-        break;
+        return ack({ ...base, yes: this.#local.connectionsOf(request.userId) > 0 });
       case MessageType.USERS:
-        ack({
-          ...base,
-          users: this.#local.snapshot().map(({ userId, connections }) => [userId, connections]),
-        } satisfies UsersResponse);
-        break;
+        return ack({ ...base, users: this.#local.snapshot().map(toEntry) });
+      case MessageType.IS_USER_IN_ROOM:
+        return ack({ ...base, yes: this.#local.roomConnectionsOf(request.userId, request.room) > 0 });
+      case MessageType.ROOM_USERS:
+        return ack({ ...base, users: this.#local.roomSnapshot(request.room).map(toEntry) });
+      case MessageType.USER_INFO:
+        return ack({ ...base, info: this.#local.infoOf(request.userId) });
+      case MessageType.UPDATE_INFO:
+        this.#local.updateInfo(request.userId, request.info).then(
+          (yes) => ack({ ...base, yes }),
+          () => ack({ ...base, yes: false }),
+        );
     }
   }
 
-  /** Whether any other node holds a connection of this user; a missing node counts as "no". */
-  async #elsewhere(userId: string): Promise<boolean> {
-    const answer = await this.#ask<IsUserConnectedResponse>({ type: MessageType.IS_USER_CONNECTED, userId });
-    if (answer.missing > 0) debug("deciding the transition of %s without %d node(s)", userId, answer.missing);
-    return answer.responses.some((response) => response.connected);
+  /** Whether any other node answers yes; a missing node counts as "no". */
+  async #elsewhere(request: RequestBody): Promise<boolean> {
+    const answer = await this.#ask(request);
+    if (answer.missing > 0) debug("deciding a transition without %d node(s)", answer.missing);
+    return answer.responses.some((response) => response.yes);
   }
 
-  async #ask<R>(
-    request: { type: MessageType.IS_USER_CONNECTED; userId: string } | { type: MessageType.USERS },
-  ): Promise<{ responses: R[]; missing: number; expected: number }> {
+  async #ask(request: RequestBody): Promise<Ask> {
     const expected = Math.max(0, (await this.namespace.adapter.serverCount()) - 1);
     if (expected === 0) return { responses: [], missing: 0, expected };
     const message = { ...request, uid: this.uid, requestId: ++this.#requestId } as QueryRequest;
@@ -206,10 +254,10 @@ export class ClusterQueryStore implements PresenceStore {
       guard = setTimeout(() => reject(Object.assign(new Error("presence query timed out"), { responses: [] })), this.#timeoutMs);
     });
     try {
-      const responses = await Promise.race([this.namespace.serverSideEmitWithAck(QUERY_EVENT, message), timedOut]);
-      return { responses: responses as R[], missing: Math.max(0, expected - responses.length), expected };
+      const responses = (await Promise.race([this.namespace.serverSideEmitWithAck(QUERY_EVENT, message), timedOut])) as QueryResponse[];
+      return { responses, missing: Math.max(0, expected - responses.length), expected };
     } catch (error) {
-      const responses = ((error as AckError).responses ?? []) as R[];
+      const responses = ((error as AckError).responses ?? []) as QueryResponse[];
       debug("query %d: %d of %d nodes answered (%s)", message.requestId, responses.length, expected, (error as Error).message);
       return { responses, missing: Math.max(1, expected - responses.length), expected };
     } finally {
@@ -217,8 +265,18 @@ export class ClusterQueryStore implements PresenceStore {
     }
   }
 
-  #settle<T>(answer: ClusterAnswer<T> & { expected: number }, allowPartial = this.#allowPartial): ClusterAnswer<T> {
-    const { expected, ...result } = answer;
+  /** A "yes" from any node is the whole answer, even with others missing. */
+  #yesFromAny(answer: Ask): ClusterAnswer<boolean> {
+    const value = answer.responses.some((response) => response.yes);
+    return this.#settle({ value, partial: !value && answer.missing > 0, missingNodes: value ? 0 : answer.missing }, answer.expected);
+  }
+
+  #merged(local: ReturnType<typeof toEntry>[], answer: Ask, allowPartial?: boolean): ClusterAnswer<UserPresence[]> {
+    const value = mergeUsers([local, ...answer.responses.map((response) => response.users ?? [])]);
+    return this.#settle({ value, partial: answer.missing > 0, missingNodes: answer.missing }, answer.expected, allowPartial);
+  }
+
+  #settle<T>(result: ClusterAnswer<T>, expected: number, allowPartial = this.#allowPartial): ClusterAnswer<T> {
     if (result.partial && !allowPartial) throw new NodesUnresponsiveError(result.missingNodes, expected, result.value);
     return result;
   }

@@ -1,4 +1,4 @@
-import type { UserPresence } from "@presence/core";
+import type { UserInfo, UserPresence } from "@presence/core";
 
 /** The server-side event every node of the namespace listens on. */
 export const QUERY_EVENT = "presence:cluster-query";
@@ -7,32 +7,47 @@ export const QUERY_EVENT = "presence:cluster-query";
 export enum MessageType {
   IS_USER_CONNECTED = 1,
   USERS = 2,
+  IS_USER_IN_ROOM = 3,
+  ROOM_USERS = 4,
+  USER_INFO = 5,
+  UPDATE_INFO = 6,
 }
 
-export type QueryRequest =
-  | { type: MessageType.IS_USER_CONNECTED; uid: string; requestId: number; userId: string }
-  | { type: MessageType.USERS; uid: string; requestId: number };
+export type QueryRequest = { uid: string; requestId: number } & (
+  | { type: MessageType.IS_USER_CONNECTED; userId: string }
+  | { type: MessageType.USERS }
+  | { type: MessageType.IS_USER_IN_ROOM; userId: string; room: string }
+  | { type: MessageType.ROOM_USERS; room: string }
+  | { type: MessageType.USER_INFO; userId: string }
+  | { type: MessageType.UPDATE_INFO; userId: string; info: UserInfo }
+);
 
-export interface IsUserConnectedResponse {
+/** `[userId, connections, info?]`: compact on the wire. */
+export type UserEntry = [string, number, UserInfo?];
+
+export interface QueryResponse {
   uid: string;
   requestId: number;
-  connected: boolean;
+  /** IS_USER_CONNECTED, IS_USER_IN_ROOM: whether this node holds it; UPDATE_INFO: whether it updated. */
+  yes?: boolean;
+  /** USERS, ROOM_USERS */
+  users?: UserEntry[];
+  /** USER_INFO */
+  info?: UserInfo;
 }
 
-export interface UsersResponse {
-  uid: string;
-  requestId: number;
-  /** `[userId, connections]` pairs: compact on the wire. */
-  users: Array<[string, number]>;
-}
-
-export type QueryResponse = IsUserConnectedResponse | UsersResponse;
+export const toEntry = ({ userId, connections, info }: UserPresence): UserEntry =>
+  info === undefined ? [userId, connections] : [userId, connections, info];
 
 /** Folds every node's users into one list, a user counted once with their connections summed. */
-export function mergeUsers(lists: Iterable<Iterable<[string, number]>>): UserPresence[] {
-  const merged = new Map<string, number>();
+export function mergeUsers(lists: Iterable<Iterable<UserEntry>>): UserPresence[] {
+  const merged = new Map<string, UserPresence>();
   for (const list of lists) {
-    for (const [userId, connections] of list) merged.set(userId, (merged.get(userId) ?? 0) + connections);
+    for (const [userId, connections, info] of list) {
+      const seen = merged.get(userId);
+      if (seen) seen.connections += connections;
+      else merged.set(userId, info === undefined ? { userId, connections } : { userId, connections, info });
+    }
   }
-  return [...merged].map(([userId, connections]) => ({ userId, connections }));
+  return [...merged.values()];
 }

@@ -24,6 +24,20 @@ export class InvalidUserIdError extends PresenceError {
   }
 }
 
+/** A room name that is not a non-empty, well-formed string within the byte limit. */
+export class InvalidRoomError extends PresenceError {
+  constructor(message: string) {
+    super("INVALID_ROOM", message);
+  }
+}
+
+/** User info that is not a plain JSON object within the size limit. */
+export class InvalidUserInfoError extends PresenceError {
+  constructor(message: string) {
+    super("INVALID_USER_INFO", message);
+  }
+}
+
 /** A connection id that is not a non-empty string. */
 export class InvalidConnectionIdError extends PresenceError {
   constructor(message: string) {

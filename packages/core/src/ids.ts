@@ -1,7 +1,14 @@
-import { InvalidConnectionIdError, InvalidUserIdError } from "./errors";
+import { InvalidConnectionIdError, InvalidRoomError, InvalidUserIdError, InvalidUserInfoError } from "./errors";
+import type { UserInfo } from "./store";
 
 /** The default cap on a user id's length, in UTF-8 bytes. */
 export const DEFAULT_MAX_USER_ID_BYTES = 256;
+
+/** The default cap on a room name's length, in UTF-8 bytes. */
+export const DEFAULT_MAX_ROOM_BYTES = 256;
+
+/** The default cap on a user's info, in UTF-8 bytes of its JSON. */
+export const DEFAULT_MAX_USER_INFO_BYTES = 1024;
 
 /**
  * Throws an `InvalidUserIdError` unless `value` is a non-empty, well-formed
@@ -48,4 +55,40 @@ export function assertConnectionId(value: unknown): asserts value is string {
   if (typeof value !== "string" || value.length === 0) {
     throw new InvalidConnectionIdError("a connection id must be a non-empty string");
   }
+}
+
+/** Throws an `InvalidRoomError` unless `value` is a non-empty, well-formed string of at most `maxBytes` UTF-8 bytes. */
+export function assertRoom(value: unknown, maxBytes: number = DEFAULT_MAX_ROOM_BYTES): asserts value is string {
+  if (typeof value !== "string" || value.length === 0) {
+    throw new InvalidRoomError("a room must be a non-empty string");
+  }
+  if (value.length > maxBytes || (value.length * 3 > maxBytes && Buffer.byteLength(value, "utf8") > maxBytes)) {
+    throw new InvalidRoomError(`a room must be at most ${maxBytes} UTF-8 bytes`);
+  }
+  if (!value.isWellFormed()) throw new InvalidRoomError("a room must be well-formed UTF-16 (no lone surrogates)");
+}
+
+/**
+ * Validates a user's public info and returns it as JSON: a plain object
+ * whose JSON is at most `maxBytes` UTF-8 bytes. Throws `InvalidUserInfoError`.
+ */
+export function serializeUserInfo(info: unknown, maxBytes: number = DEFAULT_MAX_USER_INFO_BYTES): string {
+  if (info === null || typeof info !== "object" || Array.isArray(info) || Object.getPrototypeOf(info) !== Object.prototype) {
+    throw new InvalidUserInfoError("user info must be a plain JSON object");
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(info);
+  } catch (error) {
+    throw new InvalidUserInfoError(`user info must be JSON-serializable: ${(error as Error).message}`);
+  }
+  if (Buffer.byteLength(json, "utf8") > maxBytes) {
+    throw new InvalidUserInfoError(`user info must be at most ${maxBytes} bytes of JSON`);
+  }
+  return json;
+}
+
+/** The info as stored: a copy that shares nothing with the caller's object. */
+export function parseUserInfo(json: string): UserInfo {
+  return JSON.parse(json) as UserInfo;
 }

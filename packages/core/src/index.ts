@@ -2,19 +2,33 @@ export { ConnectionCounter } from "./counter";
 export {
   ConnectionConflictError,
   InvalidConnectionIdError,
+  InvalidRoomError,
   InvalidUserIdError,
+  InvalidUserInfoError,
   PresenceError,
   StoreClosedError,
   StoreUnavailableError,
   type InvalidUserIdReason,
 } from "./errors";
-export { DEFAULT_MAX_USER_ID_BYTES, assertConnectionId, assertUserId, isValidUserId } from "./ids";
+export {
+  DEFAULT_MAX_ROOM_BYTES,
+  DEFAULT_MAX_USER_ID_BYTES,
+  DEFAULT_MAX_USER_INFO_BYTES,
+  assertConnectionId,
+  assertRoom,
+  assertUserId,
+  isValidUserId,
+  parseUserInfo,
+  serializeUserInfo,
+} from "./ids";
 export {
   StoreEvents,
+  inPages,
   type ErrorListener,
   type PresenceStore,
   type Transition,
   type TransitionListener,
+  type UserInfo,
   type UserPresence,
   type UsersPageOptions,
 } from "./store";

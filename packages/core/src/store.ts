@@ -1,14 +1,25 @@
-/** A user going offline -> online ("connected") or online -> offline ("disconnected"). */
-export interface Transition {
-  type: "connected" | "disconnected";
-  userId: string;
-}
+/** What a user shows others while online (a name, an avatar URL, a status): a plain JSON object. */
+export type UserInfo = { [key: string]: unknown };
 
-/** One online user, as listed by {@link PresenceStore.users}. */
+/**
+ * A change of state: a user going offline -> online ("connected") or
+ * online -> offline ("disconnected"), entering or leaving a room, or their
+ * info changing.
+ */
+export type Transition =
+  | { type: "connected"; userId: string; info?: UserInfo }
+  | { type: "disconnected"; userId: string }
+  | { type: "updated"; userId: string; info: UserInfo }
+  | { type: "joined"; room: string; userId: string; info?: UserInfo }
+  | { type: "left"; room: string; userId: string };
+
+/** One online user, as listed by {@link PresenceStore.users} and {@link PresenceStore.roomUsers}. */
 export interface UserPresence {
   userId: string;
-  /** Open connections of this user across the deployment, as far as the store knows. */
+  /** Open connections of this user (in the room, for a room) across the deployment, as far as the store knows. */
   connections: number;
+  /** The user's info, when they have any. */
+  info?: UserInfo;
 }
 
 export interface UsersPageOptions {
@@ -29,15 +40,33 @@ export type ErrorListener = (error: Error) => void;
  */
 export interface PresenceStore {
   /**
-   * Counts a connection for a user. Resolves `true` when this made the user
-   * go offline -> online across the whole deployment.
+   * Counts a connection for a user, with the user's info if given (the
+   * latest given wins; it is kept while the user is online). Resolves `true`
+   * when this made the user go offline -> online across the whole deployment.
    */
-  connect(connectionId: string, userId: string): Promise<boolean>;
+  connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean>;
   /**
-   * Uncounts a connection. Resolves `true` when this made its user go
-   * online -> offline across the whole deployment. Unknown connections are ignored.
+   * Uncounts a connection, and takes it out of every room it is still in
+   * (announcing, through `onTransition`, the users this makes leave a room).
+   * Resolves `true` when this made its user go online -> offline across the
+   * whole deployment. Unknown connections are ignored.
    */
   disconnect(connectionId: string): Promise<boolean>;
+  /** Replaces an online user's info. Resolves `false` (storing nothing) when the user is offline. */
+  updateInfo(userId: string, info: UserInfo): Promise<boolean>;
+  /** An online user's info; `undefined` when offline or without info. */
+  userInfo(userId: string): Promise<UserInfo | undefined>;
+  /**
+   * Puts a counted connection in a room. Resolves `true` when this made its
+   * user enter the room (their first connection in it). Unknown connections are ignored.
+   */
+  join(connectionId: string, room: string): Promise<boolean>;
+  /** Takes a connection out of a room. Resolves `true` when its user left the room (their last connection in it). */
+  leave(connectionId: string, room: string): Promise<boolean>;
+  isUserInRoom(userId: string, room: string): Promise<boolean>;
+  roomUsersCount(room: string): Promise<number>;
+  /** A room's users in pages (with their info), touching no other room. */
+  roomUsers(room: string, options?: UsersPageOptions): AsyncIterable<UserPresence[]>;
   isUserConnected(userId: string): Promise<boolean>;
   usersCount(): Promise<number>;
   /** Every online user id. Prefer {@link users} for long lists. */
@@ -47,15 +76,16 @@ export interface PresenceStore {
   /**
    * Transitions the store observed on its own, not as the answer to a call:
    * a crashed process cleaned up, connections republished after a fence,
-   * this store's connections removed by `close()`. Returns an unsubscribe function.
+   * rooms left by a disconnect, this store's connections removed by
+   * `close()`. Returns an unsubscribe function.
    */
   onTransition(listener: TransitionListener): () => void;
   /** Errors the store met in the background (heartbeats, cleanup). Returns an unsubscribe function. */
   onError(listener: ErrorListener): () => void;
   /**
-   * Removes this store's connections (announcing the offline transitions
-   * this causes through `onTransition`) and releases its resources. Calls
-   * after `close()` reject with `StoreClosedError`.
+   * Removes this store's connections (announcing the room leaves and offline
+   * transitions this causes through `onTransition`) and releases its
+   * resources. Calls after `close()` reject with `StoreClosedError`.
    */
   close(): Promise<void>;
 }
@@ -104,4 +134,10 @@ export class StoreEvents {
     this.#transitionListeners.clear();
     this.#errorListeners.clear();
   }
+}
+
+/** Splits a list into pages of `pageSize` (at least 1), for stores that hold their lists in memory. */
+export function* inPages<T>(items: T[], pageSize = 100): Generator<T[]> {
+  const size = Math.max(1, pageSize);
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
 }

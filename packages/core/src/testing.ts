@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { ConnectionConflictError, InvalidUserIdError, StoreClosedError } from "./errors";
-import type { PresenceStore, Transition } from "./store";
+import { ConnectionConflictError, InvalidRoomError, InvalidUserIdError, InvalidUserInfoError, StoreClosedError } from "./errors";
+import type { PresenceStore, Transition, UserPresence } from "./store";
 
 export interface ConformanceOptions {
   /**
@@ -15,6 +15,13 @@ export interface ConformanceOptions {
   manyUsers?: number;
   /** Per-test timeout in ms. @default 20000 */
   timeout?: number;
+}
+
+/** Awaits every page of `store.roomUsers(room)` and returns them flattened. */
+export async function collectRoom(store: PresenceStore, room: string): Promise<UserPresence[]> {
+  const users: UserPresence[] = [];
+  for await (const page of store.roomUsers(room, { pageSize: 7 })) users.push(...page);
+  return users;
 }
 
 /** Awaits every page of `store.users()` and returns them flattened. */
@@ -174,21 +181,146 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
       await store.close(); // closing twice is harmless
     });
 
+    it("tracks who is in a room, counting a user once across tabs", async () => {
+      const store = await create();
+      await store.connect("a1", "alice");
+      await store.connect("a2", "alice");
+      await store.connect("b1", "bob");
+      expect(await store.join("a1", "lobby")).toBe(true);
+      expect(await store.join("a2", "lobby")).toBe(false);
+      expect(await store.join("a2", "lobby")).toBe(false); // a repeat
+      expect(await store.join("b1", "lobby")).toBe(true);
+      expect(await store.join("b1", "kitchen")).toBe(true);
+      expect(await store.join("ghost", "lobby")).toBe(false); // not connected: ignored
+      expect(await store.roomUsersCount("lobby")).toBe(2);
+      expect(await store.roomUsersCount("kitchen")).toBe(1);
+      expect(await store.roomUsersCount("attic")).toBe(0);
+      expect((await collectRoom(store, "lobby")).map((u) => u.userId).sort()).toEqual(["alice", "bob"]);
+      expect((await collectRoom(store, "lobby")).find((u) => u.userId === "alice")?.connections).toBe(2);
+      expect(await collectRoom(store, "kitchen")).toEqual([{ userId: "bob", connections: 1 }]);
+
+      expect(await store.leave("a1", "lobby")).toBe(false);
+      expect(await store.isUserInRoom("alice", "lobby")).toBe(true);
+      expect(await store.leave("a2", "lobby")).toBe(true);
+      expect(await store.leave("a2", "lobby")).toBe(false); // a repeat
+      expect(await store.isUserInRoom("alice", "lobby")).toBe(false);
+      expect(await store.isUserInRoom("bob", "lobby")).toBe(true);
+      expect(await store.isUserConnected("alice")).toBe(true); // leaving a room is not going offline
+    });
+
+    it("takes a disconnected connection out of its rooms, announcing who left", async () => {
+      const store = await create();
+      const seen: Transition[] = [];
+      store.onTransition((t) => seen.push(t));
+      await store.connect("a1", "alice");
+      await store.connect("a2", "alice");
+      await store.join("a1", "lobby");
+      await store.join("a1", "kitchen");
+      await store.join("a2", "lobby");
+      expect(await store.disconnect("a1")).toBe(false);
+      expect(seen).toEqual([{ type: "left", room: "kitchen", userId: "alice" }]);
+      expect(await store.isUserInRoom("alice", "lobby")).toBe(true);
+      expect(await store.disconnect("a2")).toBe(true);
+      expect(seen).toEqual([
+        { type: "left", room: "kitchen", userId: "alice" },
+        { type: "left", room: "lobby", userId: "alice" },
+      ]);
+      expect(await store.roomUsersCount("lobby")).toBe(0);
+    });
+
+    it("keeps a user's info while they are online: listed, updated, then gone", async () => {
+      const store = await create();
+      const info = { name: "Alice", status: "writing", tags: ["a"] };
+      expect(await store.connect("a1", "alice", info)).toBe(true);
+      info.name = "changed by the caller afterwards";
+      expect(await store.userInfo("alice")).toEqual({ name: "Alice", status: "writing", tags: ["a"] });
+      await store.connect("b1", "bob");
+      expect(await store.userInfo("bob")).toBeUndefined();
+      await store.join("a1", "lobby");
+      const listed = await collectRoom(store, "lobby");
+      expect(listed).toEqual([{ userId: "alice", connections: 1, info: { name: "Alice", status: "writing", tags: ["a"] } }]);
+      const all: UserPresence[] = [];
+      for await (const page of store.users()) all.push(...page);
+      expect(all.find((u) => u.userId === "alice")?.info).toEqual({ name: "Alice", status: "writing", tags: ["a"] });
+
+      expect(await store.updateInfo("alice", { name: "Alice", status: "away" })).toBe(true);
+      expect(await store.userInfo("alice")).toEqual({ name: "Alice", status: "away" });
+      expect(await store.updateInfo("carol", { name: "Carol" })).toBe(false);
+      expect(await store.userInfo("carol")).toBeUndefined();
+
+      await store.disconnect("a1");
+      expect(await store.userInfo("alice")).toBeUndefined();
+      await store.connect("a2", "alice");
+      expect(await store.userInfo("alice")).toBeUndefined(); // gone with the user, not kept for later
+    });
+
+    it("rejects invalid rooms and info with typed errors, changing nothing", async () => {
+      const store = await create();
+      await store.connect("a1", "alice");
+      for (const room of ["", 7, null, "r".repeat(257)]) {
+        await expect(store.join("a1", room as string)).rejects.toBeInstanceOf(InvalidRoomError);
+      }
+      for (const info of [[], "name", 42, null, { big: "x".repeat(2000) }, new Date()]) {
+        await expect(store.connect("b1", "bob", info as never)).rejects.toBeInstanceOf(InvalidUserInfoError);
+        await expect(store.updateInfo("alice", info as never)).rejects.toBeInstanceOf(InvalidUserInfoError);
+      }
+      expect(await store.isUserConnected("bob")).toBe(false);
+      expect(await store.usersList()).toEqual(["alice"]);
+    });
+
+    it("close() announces the rooms its connections leave", async () => {
+      const store = await create();
+      const seen: Transition[] = [];
+      store.onTransition((t) => seen.push(t));
+      await store.connect("a1", "alice");
+      await store.join("a1", "lobby");
+      await store.close();
+      expect(seen).toContainEqual({ type: "left", room: "lobby", userId: "alice" });
+      expect(seen).toContainEqual({ type: "disconnected", userId: "alice" });
+    });
+
     it("matches a trivially correct model over random call sequences", async () => {
       const connIds = ["c0", "c1", "c2", "c3", "c4", "c5"];
       const userIds = ["u0", "u1", "u2"];
+      const rooms = ["r0", "r1"];
       const command = fc.oneof(
         fc.record({ op: fc.constant("connect" as const), conn: fc.constantFrom(...connIds), user: fc.constantFrom(...userIds) }),
         fc.record({ op: fc.constant("disconnect" as const), conn: fc.constantFrom(...connIds) }),
+        fc.record({ op: fc.constant("join" as const), conn: fc.constantFrom(...connIds), room: fc.constantFrom(...rooms) }),
+        fc.record({ op: fc.constant("leave" as const), conn: fc.constantFrom(...connIds), room: fc.constantFrom(...rooms) }),
       );
       await fc.assert(
         fc.asyncProperty(fc.array(command, { maxLength: 40 }), async (commands) => {
           const store = await create();
+          const announced: string[] = [];
+          store.onTransition((t) => t.type === "left" && announced.push(`${t.room}:${t.userId}`));
           try {
-            // the model: which user each open connection belongs to
+            // the model: which user each open connection belongs to, and which rooms it is in
             const model = new Map<string, string>();
+            const memberships = new Map<string, Set<string>>();
             const online = (user: string) => [...model.values()].includes(user);
+            const inRoom = (user: string, room: string) =>
+              [...model].some(([conn, owner]) => owner === user && memberships.get(conn)?.has(room));
             for (const cmd of commands) {
+              if (cmd.op === "join" || cmd.op === "leave") {
+                const owner = model.get(cmd.conn);
+                const member = memberships.get(cmd.conn)?.has(cmd.room) ?? false;
+                let expected = false;
+                if (owner !== undefined && cmd.op === "join" && !member) {
+                  expected = !inRoom(owner, cmd.room);
+                  memberships.set(cmd.conn, (memberships.get(cmd.conn) ?? new Set()).add(cmd.room));
+                } else if (owner !== undefined && cmd.op === "leave" && member) {
+                  memberships.get(cmd.conn)!.delete(cmd.room);
+                  expected = !inRoom(owner, cmd.room);
+                }
+                expect(await store[cmd.op](cmd.conn, cmd.room)).toBe(expected);
+                for (const room of rooms) {
+                  const members = new Set(userIds.filter((user) => inRoom(user, room)));
+                  expect(await store.roomUsersCount(room)).toBe(members.size);
+                  for (const user of userIds) expect(await store.isUserInRoom(user, room)).toBe(members.has(user));
+                }
+                continue;
+              }
               if (cmd.op === "connect") {
                 const owner = model.get(cmd.conn);
                 if (owner !== undefined && owner !== cmd.user) {
@@ -200,9 +332,14 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
                 expect(await store.connect(cmd.conn, cmd.user)).toBe(expected);
               } else {
                 const owner = model.get(cmd.conn);
+                const leftRooms = [...(memberships.get(cmd.conn) ?? [])];
                 model.delete(cmd.conn);
+                memberships.delete(cmd.conn);
+                const expectedLeaves = owner === undefined ? [] : leftRooms.filter((room) => !inRoom(owner, room)).map((room) => `${room}:${owner}`);
                 const expected = owner !== undefined && !online(owner);
+                announced.length = 0;
                 expect(await store.disconnect(cmd.conn)).toBe(expected);
+                expect(announced.sort()).toEqual(expectedLeaves.sort());
               }
               const users = new Set(model.values());
               expect(await store.usersCount()).toBe(users.size);

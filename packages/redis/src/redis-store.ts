@@ -2,22 +2,28 @@ import { randomUUID } from "node:crypto";
 import {
   ConnectionConflictError,
   ConnectionCounter,
+  DEFAULT_MAX_ROOM_BYTES,
   DEFAULT_MAX_USER_ID_BYTES,
+  DEFAULT_MAX_USER_INFO_BYTES,
   StoreClosedError,
   StoreEvents,
   StoreUnavailableError,
   assertConnectionId,
+  assertRoom,
   assertUserId,
+  parseUserInfo,
+  serializeUserInfo,
   type ErrorListener,
   type PresenceStore,
   type Transition,
   type TransitionListener,
+  type UserInfo,
   type UserPresence,
   type UsersPageOptions,
 } from "@presence/core";
 import createDebug from "debug";
 import { Cluster, type Redis } from "ioredis";
-import { presenceKeys, type PresenceKeys } from "./keys";
+import { membershipField, presenceKeys, roomOfMembership, type PresenceKeys } from "./keys";
 import { defineCommands, type PresenceCommands } from "./scripts";
 
 const debug = createDebug("presence:redis");
@@ -46,8 +52,9 @@ export interface RedisStoreOptions {
    */
   leaseTimeoutMs?: number;
   /**
-   * Connections removed per cleanup script call: bounds how long any one
-   * call holds Redis when a process with many connections dies.
+   * Connections (or room memberships) removed per cleanup script call:
+   * bounds how long any one call holds Redis when a process with many
+   * connections dies.
    * @default 500
    */
   cleanupChunkSize?: number;
@@ -68,19 +75,33 @@ export interface RedisStoreOptions {
    * @default 256
    */
   maxUserIdBytes?: number;
+  /**
+   * The longest accepted room name, in UTF-8 bytes.
+   * @default 256
+   */
+  maxRoomBytes?: number;
+  /**
+   * The largest accepted user info, in UTF-8 bytes of JSON.
+   * @default 1024
+   */
+  maxUserInfoBytes?: number;
 }
 
-type Operation = {
-  op: "c" | "d";
-  connectionId: string;
-  userId: string;
+/** One operation of apply.lua; `info` is JSON ("" for none). */
+type Op =
+  | { op: "c"; connectionId: string; userId: string; info: string }
+  | { op: "d"; connectionId: string; userId: string }
+  | { op: "j" | "l"; connectionId: string; userId: string; room: string }
+  | { op: "u"; userId: string; info: string };
+
+type Operation = Op & {
   resolve: (transition: boolean) => void;
   reject: (error: Error) => void;
   timer?: NodeJS.Timeout;
 };
 
 /** An operation whose outcome was lost with its reply: settled by the next recovery. */
-type InDoubt = { op: "c" | "d"; connectionId: string; userId: string; processId: string; reported: boolean };
+type InDoubt = Op & { processId: string; reported: boolean };
 
 const isFenced = (error: unknown) => error instanceof Error && error.message.startsWith("FENCED");
 
@@ -89,17 +110,36 @@ const unavailable = (error: unknown) =>
     ? error
     : new StoreUnavailableError(`Redis did not answer: ${(error as Error)?.message ?? error}`, { cause: error });
 
+/** The transition an operation made, when apply.lua answered 1. */
+function transitionOf(op: Op): Transition {
+  switch (op.op) {
+    case "c":
+      return op.info === "" ? { type: "connected", userId: op.userId } : { type: "connected", userId: op.userId, info: parseUserInfo(op.info) };
+    case "d":
+      return { type: "disconnected", userId: op.userId };
+    case "j":
+      return { type: "joined", room: op.room, userId: op.userId };
+    case "l":
+      return { type: "left", room: op.room, userId: op.userId };
+    case "u":
+      return { type: "updated", userId: op.userId, info: parseUserInfo(op.info) };
+  }
+}
+
+const keyOf = (t: Transition) => `${t.type}:${"room" in t ? `${t.room.length}:${t.room}` : ""}${t.userId}`;
+
 /**
  * Exact all-users presence on Redis, for every process of every host that
- * shares one Redis (or Redis Cluster).
+ * shares one Redis (or Redis Cluster), with rooms and user info.
  *
  * Each process keeps the truth of its own open connections in memory and
  * projects it onto Redis with idempotent Lua scripts. A process holds a lease
  * it renews on every heartbeat; when it dies the others clean its connections
- * up in bounded chunks and announce the users this leaves offline, once. A
- * process that finds it was declared dead (paused past its lease, cut off, or
- * Redis restarted empty) takes a new identity and publishes its connections
- * again: presence converges to the connections that are really open.
+ * up in bounded chunks and announce the users this leaves offline (and the
+ * rooms they leave), once. A process that finds it was declared dead (paused
+ * past its lease, cut off, or Redis restarted empty) takes a new identity and
+ * publishes its connections again: presence converges to the connections
+ * that are really open.
  */
 export class RedisStore implements PresenceStore {
   readonly keys: PresenceKeys;
@@ -108,13 +148,18 @@ export class RedisStore implements PresenceStore {
 
   readonly #redis: (Redis | Cluster) & PresenceCommands;
   readonly #events = new StoreEvents();
+  /** The truth of this process: its open connections, their rooms, and its users' info (JSON). */
   readonly #local = new ConnectionCounter();
+  readonly #rooms = new Map<string, Set<string>>();
+  readonly #info = new Map<string, string>();
   readonly #heartbeatMs: number;
   readonly #leaseTimeoutMs: number;
   readonly #cleanupChunkSize: number;
   readonly #maxBatchSize: number;
   readonly #commandTimeoutMs: number;
   readonly #maxUserIdBytes: number;
+  readonly #maxRoomBytes: number;
+  readonly #maxUserInfoBytes: number;
 
   /** The current process id (one per epoch); undefined until registered. */
   #processId: string | undefined;
@@ -146,6 +191,8 @@ export class RedisStore implements PresenceStore {
     this.#maxBatchSize = options.maxBatchSize ?? 1000;
     this.#commandTimeoutMs = options.commandTimeoutMs ?? 5000;
     this.#maxUserIdBytes = options.maxUserIdBytes ?? DEFAULT_MAX_USER_ID_BYTES;
+    this.#maxRoomBytes = options.maxRoomBytes ?? DEFAULT_MAX_ROOM_BYTES;
+    this.#maxUserInfoBytes = options.maxUserInfoBytes ?? DEFAULT_MAX_USER_INFO_BYTES;
     if (this.#leaseTimeoutMs <= this.#heartbeatMs) {
       throw new TypeError("RedisStore: leaseTimeoutMs must be longer than heartbeatMs");
     }
@@ -176,25 +223,74 @@ export class RedisStore implements PresenceStore {
     return this.#processId;
   }
 
-  async connect(connectionId: string, userId: string): Promise<boolean> {
+  async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
     this.#assertOpen();
     assertConnectionId(connectionId);
     assertUserId(userId, this.#maxUserIdBytes);
+    const json = info === undefined ? "" : serializeUserInfo(info, this.#maxUserInfoBytes);
     const owner = this.#local.userOf(connectionId);
     if (owner !== undefined) {
       if (owner !== userId) throw new ConnectionConflictError(connectionId, userId, owner);
       return false; // a repeat: nothing to send
     }
     this.#local.connect(connectionId, userId);
-    return this.#enqueue("c", connectionId, userId);
+    if (json !== "") this.#info.set(userId, json);
+    return this.#enqueue({ op: "c", connectionId, userId, info: json });
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
     this.#assertOpen();
     const userId = this.#local.userOf(connectionId);
     if (userId === undefined) return false;
-    if (this.#local.disconnect(connectionId) !== undefined) this.#reported.delete(userId);
-    return this.#enqueue("d", connectionId, userId);
+    // the rooms a disconnect leaves implicitly are announced, not answered
+    for (const room of this.#rooms.get(connectionId) ?? []) {
+      this.#enqueue({ op: "l", connectionId, userId, room }).then(
+        (left) => left && this.#announce({ type: "left", room, userId }),
+        () => {}, // settled by the recovery
+      );
+    }
+    this.#rooms.delete(connectionId);
+    if (this.#local.disconnect(connectionId) !== undefined) {
+      this.#reported.delete(userId);
+      this.#info.delete(userId);
+    }
+    return this.#enqueue({ op: "d", connectionId, userId });
+  }
+
+  async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
+    this.#assertOpen();
+    assertUserId(userId, this.#maxUserIdBytes);
+    const json = serializeUserInfo(info, this.#maxUserInfoBytes);
+    if (this.#local.isOnline(userId)) this.#info.set(userId, json);
+    return this.#enqueue({ op: "u", userId, info: json });
+  }
+
+  async userInfo(userId: string): Promise<UserInfo | undefined> {
+    this.#assertOpen();
+    const json = await this.#read(() => this.#redis.hget(this.keys.info, userId));
+    return json === null ? undefined : parseUserInfo(json);
+  }
+
+  async join(connectionId: string, room: string): Promise<boolean> {
+    this.#assertOpen();
+    assertRoom(room, this.#maxRoomBytes);
+    const userId = this.#local.userOf(connectionId);
+    if (userId === undefined) return false;
+    let rooms = this.#rooms.get(connectionId);
+    if (rooms?.has(room)) return false; // a repeat
+    if (!rooms) this.#rooms.set(connectionId, (rooms = new Set()));
+    rooms.add(room);
+    return this.#enqueue({ op: "j", connectionId, userId, room });
+  }
+
+  async leave(connectionId: string, room: string): Promise<boolean> {
+    this.#assertOpen();
+    assertRoom(room, this.#maxRoomBytes);
+    const userId = this.#local.userOf(connectionId);
+    const rooms = this.#rooms.get(connectionId);
+    if (userId === undefined || !rooms?.delete(room)) return false;
+    if (rooms.size === 0) this.#rooms.delete(connectionId);
+    return this.#enqueue({ op: "l", connectionId, userId, room });
   }
 
   async isUserConnected(userId: string): Promise<boolean> {
@@ -215,23 +311,25 @@ export class RedisStore implements PresenceStore {
   }
 
   /** Online users in pages, streamed with HSCAN: never one giant reply. */
-  async *users(options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
+  users(options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
     this.#assertOpen();
-    const count = Math.max(1, options.pageSize ?? 100);
-    const seen = new Set<string>(); // HSCAN may return an entry twice while the hash resizes
-    let cursor = "0";
-    do {
-      const [next, entries] = await this.#read(() => this.#redis.hscan(this.keys.users, cursor, "COUNT", count));
-      cursor = next;
-      const page: UserPresence[] = [];
-      for (let i = 0; i + 1 < entries.length; i += 2) {
-        const userId = entries[i]!;
-        if (seen.has(userId)) continue;
-        seen.add(userId);
-        page.push({ userId, connections: Number(entries[i + 1]) });
-      }
-      if (page.length > 0) yield page;
-    } while (cursor !== "0");
+    return this.#scan(this.keys.users, options.pageSize);
+  }
+
+  async isUserInRoom(userId: string, room: string): Promise<boolean> {
+    this.#assertOpen();
+    return (await this.#read(() => this.#redis.hexists(this.keys.room(room), userId))) === 1;
+  }
+
+  async roomUsersCount(room: string): Promise<number> {
+    this.#assertOpen();
+    return this.#read(() => this.#redis.hlen(this.keys.room(room)));
+  }
+
+  /** A room's users in pages, streamed with HSCAN of that room's hash alone. */
+  roomUsers(room: string, options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
+    this.#assertOpen();
+    return this.#scan(this.keys.room(room), options.pageSize);
   }
 
   onTransition(listener: TransitionListener): () => void {
@@ -244,8 +342,8 @@ export class RedisStore implements PresenceStore {
 
   /**
    * Says goodbye: sends what is queued, removes this process's connections
-   * at once (announcing the users this leaves offline) and closes the
-   * store's Redis connection. Your own client is left open.
+   * at once (announcing the room leaves and offline users this causes) and
+   * closes the store's Redis connection. Your own client is left open.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -267,6 +365,8 @@ export class RedisStore implements PresenceStore {
     } finally {
       for (const op of this.#queue.splice(0)) op.reject(new StoreClosedError());
       this.#local.clear();
+      this.#rooms.clear();
+      this.#info.clear();
       this.#reported.clear();
       this.#events.clear();
       this.#redis.disconnect();
@@ -275,9 +375,9 @@ export class RedisStore implements PresenceStore {
 
   // -- writes: queued, coalesced into batches, one script call per batch --
 
-  #enqueue(op: "c" | "d", connectionId: string, userId: string): Promise<boolean> {
+  #enqueue(op: Op): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
-      const operation: Operation = { op, connectionId, userId, resolve, reject };
+      const operation = { ...op, resolve, reject } as Operation;
       // only held operations need a timer: a sent one is bounded by the command timeout
       operation.timer = setTimeout(() => this.#expire(operation), this.#commandTimeoutMs);
       this.#queue.push(operation);
@@ -322,13 +422,13 @@ export class RedisStore implements PresenceStore {
     } catch (error) {
       if (isFenced(error)) {
         // definitive: nothing was applied. The recovery republishes the truth
-        // and announces the users it brings back.
+        // and announces what it brings back.
         debug("process %s was fenced; recovering", processId);
         for (const op of batch) op.resolve(false);
       } else {
         // the batch may or may not have been applied: its transitions are settled by the recovery
-        for (const { op, connectionId, userId } of batch) {
-          this.#inDoubt.push({ op, connectionId, userId, processId, reported: this.#reported.has(userId) });
+        for (const { resolve, reject, timer, ...op } of batch) {
+          this.#inDoubt.push({ ...op, processId, reported: this.#reported.has(op.userId) });
         }
         for (const op of batch) op.reject(unavailable(error));
       }
@@ -339,18 +439,47 @@ export class RedisStore implements PresenceStore {
     batch.forEach((op, i) => {
       if (results[i] === -1) {
         // another process counted this connection id for another user: ours stays local only
-        op.reject(new ConnectionConflictError(op.connectionId, op.userId, "(unknown)"));
-      } else {
-        if (results[i] === 1) this.#noteReported({ type: op.op === "c" ? "connected" : "disconnected", userId: op.userId });
-        op.resolve(results[i] === 1);
+        op.reject(new ConnectionConflictError((op as { connectionId: string }).connectionId, op.userId, "(unknown)"));
+        return;
       }
+      if (results[i] === 1) this.#noteReported(transitionOf(op));
+      op.resolve(results[i] === 1);
     });
   }
 
-  #apply(processId: string, operations: Array<Pick<Operation, "op" | "connectionId" | "userId">>): Promise<number[]> {
+  /** One apply.lua call: the batch's rooms' keys follow the fixed ones. */
+  #apply(processId: string, ops: Op[]): Promise<number[]> {
+    const keys = [
+      this.keys.processes,
+      this.keys.users,
+      this.keys.connections(processId),
+      this.keys.memberships(processId),
+      this.keys.info,
+    ];
+    const roomIndex = new Map<string, number>();
     const args: string[] = [processId, String(this.#leaseTimeoutMs)];
-    for (const { op, connectionId, userId } of operations) args.push(op, connectionId, op === "c" ? userId : "");
-    return this.#redis.presenceApply(this.keys.processes, this.keys.users, this.keys.connections(processId), ...args);
+    for (const op of ops) {
+      switch (op.op) {
+        case "c":
+          args.push("c", op.connectionId, op.userId, op.info);
+          break;
+        case "d":
+          args.push("d", op.connectionId, "", "");
+          break;
+        case "u":
+          args.push("u", op.userId, op.info, "");
+          break;
+        default: {
+          let index = roomIndex.get(op.room);
+          if (index === undefined) {
+            keys.push(this.keys.room(op.room));
+            roomIndex.set(op.room, (index = keys.length));
+          }
+          args.push(op.op, op.connectionId, op.room, String(index));
+        }
+      }
+    }
+    return this.#redis.presenceApply(keys.length, ...keys, ...args);
   }
 
   // -- leases, fencing and recovery --
@@ -400,9 +529,10 @@ export class RedisStore implements PresenceStore {
 
   /**
    * Moves this store to a new process id: registers it, publishes every open
-   * connection under it, removes what the old ids left in Redis, then settles
-   * the operations whose replies were lost. Counting the new before removing
-   * the old means users who stay online see no leave and no join.
+   * connection and room membership under it, removes what the old ids left
+   * in Redis, then settles the operations whose replies were lost. Counting
+   * the new before removing the old means users who stay online see no leave
+   * and no join.
    */
   async #recover(): Promise<void> {
     if (this.#closed || !this.#needsRecovery) return;
@@ -418,49 +548,62 @@ export class RedisStore implements PresenceStore {
 
     const announced = new Set<string>();
     const announce = (transition: Transition) => {
-      announced.add(`${transition.type}:${transition.userId}`);
+      announced.add(keyOf(transition));
       this.#announce(transition);
     };
 
-    // connections whose connect is still queued are sent after the recovery and answer for themselves
-    const queued = new Set(this.#queue.filter((op) => op.op === "c").map((op) => op.connectionId));
-    const connections = [...this.#local.connections()].filter(([connectionId]) => !queued.has(connectionId));
-    for (let i = 0; i < connections.length; i += this.#maxBatchSize) {
-      const chunk = connections
-        .slice(i, i + this.#maxBatchSize)
-        .map(([connectionId, userId]) => ({ op: "c" as const, connectionId, userId }));
+    // what is still queued is sent after the recovery and answers for itself
+    const queued = new Set(this.#queue.flatMap((op) => (op.op === "c" || op.op === "j" ? [`${op.op}:${op.connectionId}:${"room" in op ? op.room : ""}`] : [])));
+    const ops: Op[] = [];
+    for (const [connectionId, userId] of this.#local.connections()) {
+      if (!queued.has(`c:${connectionId}:`)) ops.push({ op: "c", connectionId, userId, info: this.#info.get(userId) ?? "" });
+      for (const room of this.#rooms.get(connectionId) ?? []) {
+        if (!queued.has(`j:${connectionId}:${room}`)) ops.push({ op: "j", connectionId, userId, room });
+      }
+    }
+    for (let i = 0; i < ops.length; i += this.#maxBatchSize) {
+      const chunk = ops.slice(i, i + this.#maxBatchSize);
       const results = await this.#apply(processId, chunk);
-      chunk.forEach(({ userId }, j) => results[j] === 1 && announce({ type: "connected", userId }));
+      chunk.forEach((op, j) => results[j] === 1 && announce(transitionOf(op)));
     }
 
     const inDoubt = this.#inDoubt;
     this.#inDoubt = [];
-    // a disconnect whose connection is still recorded under the old id was not
-    // applied: the cleanup below removes it and announces the leave
+    // an operation still recorded under the old id was not applied: the
+    // cleanup below removes it and announces what that changes
     const unsettled: InDoubt[] = [];
     for (const entry of inDoubt) {
       if (entry.op === "d" && (await this.#redis.hexists(this.keys.connections(entry.processId), entry.connectionId))) continue;
+      if (entry.op === "l" && (await this.#redis.hexists(this.keys.memberships(entry.processId), membershipField(entry.connectionId, entry.room)))) continue;
       unsettled.push(entry);
     }
     await this.#cleanRetired(announce);
 
     // what is left: the lost reply may have been a transition nobody reported
-    for (const { op, userId, reported } of unsettled) {
-      const type = op === "c" ? "connected" : "disconnected";
-      if (announced.has(`${type}:${userId}`)) continue;
-      const online = (await this.#redis.hexists(this.keys.users, userId)) === 1;
-      if (op === "c" && online && !reported && !this.#reported.has(userId) && this.#local.isOnline(userId)) {
-        announce({ type, userId });
-      } else if (op === "d" && !online && !this.#local.isOnline(userId)) {
-        announce({ type, userId });
+    for (const entry of unsettled) {
+      if (entry.op === "u") continue; // republished with the connections, or the caller's to retry
+      const transition = transitionOf(entry);
+      if (announced.has(keyOf(transition))) continue;
+      const { userId } = entry;
+      if (entry.op === "c" || entry.op === "d") {
+        const online = (await this.#redis.hexists(this.keys.users, userId)) === 1;
+        if (entry.op === "c" && online && !entry.reported && !this.#reported.has(userId) && this.#local.isOnline(userId)) {
+          announce(transition);
+        } else if (entry.op === "d" && !online && !this.#local.isOnline(userId)) {
+          announce(transition);
+        }
+      } else {
+        const inRoom = (await this.#redis.hexists(this.keys.room(entry.room), userId)) === 1;
+        const here = [...this.#rooms].some(([connectionId, rooms]) => rooms.has(entry.room) && this.#local.userOf(connectionId) === userId);
+        if (entry.op === "j" ? inRoom && here : !inRoom && !here) announce(transition);
       }
     }
   }
 
   /** Keeps #reported in step with what this store told its listeners and callers. */
-  #noteReported({ type, userId }: Transition): void {
-    if (type === "connected" && this.#local.isOnline(userId)) this.#reported.add(userId);
-    else if (type === "disconnected") this.#reported.delete(userId);
+  #noteReported(transition: Transition): void {
+    if (transition.type === "connected" && this.#local.isOnline(transition.userId)) this.#reported.add(transition.userId);
+    else if (transition.type === "disconnected") this.#reported.delete(transition.userId);
   }
 
   #announce(transition: Transition): void {
@@ -490,34 +633,92 @@ export class RedisStore implements PresenceStore {
     }
   }
 
-  /** Removes a dead process chunk by chunk; resolves with the last status. */
+  /**
+   * Removes a dead process: claims it, takes its memberships out of their
+   * rooms, then removes its connections, chunk by chunk. Resolves with the
+   * last status.
+   */
   async #cleanProcess(
     processId: string,
     mode: "expired" | "force",
     announce = (t: Transition) => this.#announce(t),
   ): Promise<string> {
-    for (;;) {
-      const [status, ...offline] = await this.#redis.presenceCleanup(
+    const cleanup = (chunk: number, claimMode: string) =>
+      this.#redis.presenceCleanup(
         this.keys.processes,
         this.keys.cleanups,
         this.keys.users,
         this.keys.connections(processId),
+        this.keys.info,
         processId,
         this.id,
         String(this.#leaseTimeoutMs),
-        String(this.#cleanupChunkSize),
-        mode,
+        String(chunk),
+        claimMode,
       );
+
+    const [claim] = await cleanup(0, mode);
+    if (claim !== "claimed") return claim!;
+
+    const memberships = this.keys.memberships(processId);
+    let cursor = "0";
+    do {
+      const [next, entries] = await this.#redis.hscan(memberships, cursor, "COUNT", this.#cleanupChunkSize);
+      cursor = next;
+      if (entries.length === 0) continue;
+      const keys = [this.keys.processes, memberships];
+      const roomIndex = new Map<string, number>();
+      const args = [processId];
+      for (let i = 0; i < entries.length; i += 2) {
+        const { room } = roomOfMembership(entries[i]!);
+        let index = roomIndex.get(room);
+        if (index === undefined) {
+          keys.push(this.keys.room(room));
+          roomIndex.set(room, (index = keys.length));
+        }
+        args.push(entries[i]!, String(index));
+      }
+      const [status, ...left] = await this.#redis.presenceCleanupRooms(keys.length, ...keys, ...args);
+      if (status === "alive") return status;
+      for (let i = 0; i + 1 < left.length; i += 2) announce({ type: "left", room: left[i]!, userId: left[i + 1]! });
+    } while (cursor !== "0");
+
+    for (;;) {
+      const [status, ...offline] = await cleanup(this.#cleanupChunkSize, "expired");
       for (const userId of offline) announce({ type: "disconnected", userId });
       if (status !== "more") {
         if (status === "done") debug("cleaned up process %s", processId);
         return status!;
       }
-      mode = "expired"; // claimed now: later chunks carry on under the claim
     }
   }
 
   // -- reads --
+
+  /** Pages of a users hash (all users, or one room's), with each user's info. */
+  async *#scan(key: string, pageSize = 100): AsyncIterable<UserPresence[]> {
+    const count = Math.max(1, pageSize);
+    const seen = new Set<string>(); // HSCAN may return an entry twice while the hash resizes
+    let cursor = "0";
+    do {
+      const [next, entries] = await this.#read(() => this.#redis.hscan(key, cursor, "COUNT", count));
+      cursor = next;
+      const page: UserPresence[] = [];
+      for (let i = 0; i + 1 < entries.length; i += 2) {
+        const userId = entries[i]!;
+        if (seen.has(userId)) continue;
+        seen.add(userId);
+        page.push({ userId, connections: Number(entries[i + 1]) });
+      }
+      if (page.length === 0) continue;
+      const infos = await this.#read(() => this.#redis.hmget(this.keys.info, ...page.map((u) => u.userId)));
+      page.forEach((user, i) => {
+        const json = infos[i];
+        if (json) user.info = parseUserInfo(json);
+      });
+      yield page;
+    } while (cursor !== "0");
+  }
 
   async #read<T>(call: () => Promise<T>): Promise<T> {
     try {

@@ -2,6 +2,7 @@ export {
   Presence,
   createPresence,
   type IdentifyHook,
+  type Identity,
   type PresenceEventNames,
   type PresenceEvents,
   type PresenceOptions,

@@ -17,14 +17,21 @@ export function wrapStore(
   hooks: { beforeConnect?: () => Promise<void> | void; beforeDisconnect?: () => Promise<void> | void },
 ): PresenceStore {
   return {
-    connect: async (connectionId, userId) => {
+    connect: async (connectionId, userId, info) => {
       await hooks.beforeConnect?.();
-      return store.connect(connectionId, userId);
+      return store.connect(connectionId, userId, info);
     },
     disconnect: async (connectionId) => {
       await hooks.beforeDisconnect?.();
       return store.disconnect(connectionId);
     },
+    updateInfo: (userId, info) => store.updateInfo(userId, info),
+    userInfo: (userId) => store.userInfo(userId),
+    join: (connectionId, room) => store.join(connectionId, room),
+    leave: (connectionId, room) => store.leave(connectionId, room),
+    isUserInRoom: (userId, room) => store.isUserInRoom(userId, room),
+    roomUsersCount: (room) => store.roomUsersCount(room),
+    roomUsers: (room, options) => store.roomUsers(room, options),
     isUserConnected: (userId) => store.isUserConnected(userId),
     usersCount: () => store.usersCount(),
     usersList: () => store.usersList(),

@@ -6,8 +6,13 @@
 -- KEYS[2] cleanups in progress (hash: process id -> "cursor|claim expiry|cleaner id")
 -- KEYS[3] the users hash (user id -> open connections)
 -- KEYS[4] the dead process's connections (hash: connection id -> user id)
+-- KEYS[5] the info hash (user id -> JSON, while online)
 -- ARGV[1] dead process id, ARGV[2] cleaner id, ARGV[3] claim duration in ms,
--- ARGV[4] chunk size, ARGV[5] "force" to remove a live process (its own goodbye).
+-- ARGV[4] chunk size (0: only claim), ARGV[5] "force" to remove a live process
+-- (its own goodbye).
+--
+-- The cleaner takes the process's rooms out (cleanup-rooms.lua) between the
+-- claim and the first chunk of connections.
 --
 -- The first call claims the process atomically (out of the registry, into
 -- the cleanups); a claim whose cleaner went silent can be taken over, and the
@@ -20,7 +25,7 @@
 
 local pid, cleaner = ARGV[1], ARGV[2]
 local claim_ms, chunk = tonumber(ARGV[3]), tonumber(ARGV[4])
-if not claim_ms or not chunk or chunk < 1 then
+if not claim_ms or not chunk or chunk < 0 then
   return redis.error_reply('ERR presence cleanup: malformed arguments')
 end
 
@@ -40,6 +45,11 @@ else
   cursor = claimed_cursor
 end
 
+if chunk == 0 then
+  redis.call('HSET', KEYS[2], pid, cursor .. '|' .. (now + claim_ms) .. '|' .. cleaner)
+  return { 'claimed' }
+end
+
 local result = { 'more' }
 local scan = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', chunk)
 local entries = scan[2]
@@ -49,6 +59,7 @@ for i = 1, #entries, 2 do
   local count = redis.call('HINCRBY', KEYS[3], user, -1)
   if count <= 0 then
     redis.call('HDEL', KEYS[3], user)
+    redis.call('HDEL', KEYS[5], user)
     result[#result + 1] = user
   end
 end

@@ -1,0 +1,86 @@
+import { readFileSync } from "node:fs";
+import type { Socket as ClientSocket } from "socket.io-client";
+import { expect, it } from "vitest";
+import { sleep } from "../demo-process";
+import { Deployment, TIMING, openFds, workerPids } from "./deployment";
+
+const SOAK_MS = Number(process.env.FAULTS_SOAK_MS ?? 60_000);
+const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) * 1024;
+
+it(`churn soak: ${SOAK_MS / 1000} s of connects and disconnects with random worker kills ends exactly at the truth`, { timeout: SOAK_MS + 120_000 }, async () => {
+  const deployment = await Deployment.start();
+  try {
+    const [a, b] = deployment.instances as [NonNullable<Deployment["instances"][0]>, NonNullable<Deployment["instances"][0]>];
+    // the second worker of each instance is never killed: its fds and memory are watched for leaks
+    const watched = [workerPids(a)[1]!, workerPids(b)[1]!];
+    const primaries = [a.child.pid!, b.child.pid!];
+    for (let i = 0; i < 200; i++) await deployment.token(`churn-${i}`, a);
+    // warm up, then take the baselines
+    const warm: ClientSocket[] = [];
+    for (let i = 0; i < 50; i++) warm.push(await deployment.open(`churn-${i}`, deployment.instances[i % 2]));
+    for (const socket of warm) deployment.close(socket);
+    await sleep(1000);
+    const fdsBefore = [...watched, ...primaries].map(openFds);
+    const rssBefore = watched.map(rss);
+
+    let operations = 0;
+    let kills = 0;
+    const open: ClientSocket[] = [];
+    const started = Date.now();
+    let nextKill = started + 5000;
+    while (Date.now() - started < SOAK_MS) {
+      const burst = [];
+      for (let i = 0; i < 10; i++) {
+        const userId = `churn-${Math.floor(Math.random() * 200)}`;
+        const instance = deployment.instances[Math.floor(Math.random() * 2)];
+        const reconnecting = Math.random() < 0.5;
+        burst.push(
+          deployment
+            .open(userId, instance, reconnecting ? { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 200 } : {})
+            .then((socket) => open.push(socket), () => {}),
+        );
+        operations++;
+      }
+      await Promise.all(burst);
+      for (let i = 0; i < 9 && open.length > 0; i++) {
+        const [socket] = open.splice(Math.floor(Math.random() * open.length), 1);
+        deployment.close(socket!);
+        operations++;
+      }
+      if (Date.now() > nextKill) {
+        const instance = deployment.instances[kills % 2]!;
+        const victim = workerPids(instance).find((pid) => !watched.includes(pid));
+        if (victim) process.kill(victim, "SIGKILL");
+        kills++;
+        nextKill = Date.now() + 8000 + Math.random() * 4000;
+      }
+      await sleep(50);
+    }
+    // let the killed workers come back, then compare with the truth
+    await deployment.convergence(2 * TIMING.leaseTimeoutMs + 10_000);
+    console.log(`churn: ${operations} connects and disconnects, ${kills} worker kills, ${deployment.truth().length} users online at the end`);
+    expect(operations).toBeGreaterThan(2000);
+    expect(kills).toBeGreaterThanOrEqual(Math.floor(SOAK_MS / 12_000));
+
+    // no key belongs to a dead process: one process per live worker, one connections hash at most each
+    await sleep(TIMING.leaseTimeoutMs + 2 * TIMING.heartbeatMs);
+    const processes = deployment.redis.cli("ZRANGE", "{presence}:processes", "0", "-1").split("\n").filter(Boolean);
+    expect(processes).toHaveLength(4);
+    for (const key of deployment.keys()) {
+      expect(key.startsWith("{presence}:")).toBe(true);
+      if (key.startsWith("{presence}:connections:")) expect(processes).toContain(key.slice("{presence}:connections:".length));
+    }
+    expect(deployment.keys()).not.toContain("{presence}:cleanups");
+
+    // everyone leaves: presence empties, and the watched processes hold no more fds than before
+    for (const socket of [...deployment.clients]) deployment.close(socket);
+    await deployment.convergence(10_000);
+    expect(await deployment.presence(a)).toEqual([]);
+    await sleep(2000);
+    const fdsAfter = [...watched, ...primaries].map(openFds);
+    fdsAfter.forEach((fds, i) => expect(fds, `fds of process ${i}`).toBeLessThanOrEqual(fdsBefore[i]! + 5));
+    watched.map(rss).forEach((bytes, i) => expect(bytes - rssBefore[i]!, `RSS growth of worker ${i}`).toBeLessThan(64 * 1024 * 1024));
+  } finally {
+    await deployment.stop();
+  }
+});

@@ -1,0 +1,149 @@
+import { request } from "node:http";
+import { io as connect, type Socket as ClientSocket } from "socket.io-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signToken } from "../../src/token";
+import { getJson, sleep } from "../demo-process";
+import { Deployment } from "./deployment";
+
+const SECRET = "fault-secret";
+
+/** Connects from a chosen loopback address; resolves with the socket or the connect_error message. */
+function attempt(url: string, auth: Record<string, unknown>, localAddress = "127.0.0.1"): Promise<ClientSocket | string> {
+  const socket = connect(url, { auth, forceNew: true, reconnection: false, transports: ["websocket"], localAddress } as never);
+  return new Promise((resolve) => {
+    socket.once("connect", () => resolve(socket));
+    socket.once("connect_error", (error) => {
+      socket.close();
+      resolve(error.message);
+    });
+  });
+}
+
+function post(url: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}/api/login`, { method: "POST", headers }, (res) => {
+      let text = "";
+      res.on("data", (d) => (text += d));
+      res.on("end", () => resolve({ status: res.statusCode!, body: text }));
+    });
+    req.on("error", reject);
+    req.end(body);
+  });
+}
+
+describe("hostile and bad input against the demo in redis mode", () => {
+  let deployment: Deployment;
+  let url: string;
+  const opened: ClientSocket[] = [];
+
+  beforeAll(async () => {
+    deployment = await Deployment.start(["--rate-limit", "40", "--max-connections-per-user", "3"], 1);
+    url = deployment.instances[0]!.url;
+  });
+  afterAll(async () => {
+    for (const socket of opened) socket.close();
+    await deployment.stop();
+  });
+
+  const keep = (result: ClientSocket | string) => {
+    if (typeof result !== "string") opened.push(result);
+    return result;
+  };
+
+  it("refuses missing, forged, expired and malformed tokens, counting nothing", async () => {
+    const valid = signToken("mallory", SECRET);
+    const [payload, signature] = valid.split(".");
+    const tokens: unknown[] = [
+      undefined,
+      "",
+      "garbage",
+      `${payload}.`,
+      `${payload}.${"A".repeat(signature!.length)}`,
+      signToken("mallory", "another-secret"),
+      signToken("mallory", SECRET, -1000), // expired
+      `${Buffer.from("{not json").toString("base64url")}.${signature}`,
+      `${valid}.${signature}`,
+      "x".repeat(10_000),
+      { sub: "mallory" },
+      12345,
+    ];
+    for (const [i, token] of tokens.entries()) {
+      const result = keep(await attempt(url, token === undefined ? {} : { token }, `127.0.1.${i + 1}`));
+      expect(result, `token #${i}`).toBe("unauthorized");
+    }
+    expect((await getJson(`${url}/api/presence`)).body.count).toBe(0);
+  });
+
+  it("refuses invalid user ids with a clear error, stores awkward ones as inert data under the prefix", async () => {
+    for (const userId of ["", 42, null, ["a"], { id: "a" }, "x".repeat(257)]) {
+      const res = await post(url, JSON.stringify({ userId }), { "content-type": "application/json" });
+      expect(res.status, JSON.stringify(userId)).toBe(400);
+      expect(JSON.parse(res.body).error).toMatch(/user id/);
+    }
+    const huge = await post(url, JSON.stringify({ userId: "x".repeat(1024 * 1024) }));
+    expect(huge.status).toBe(413);
+
+    const awkward = ["a:b", "{presence}:users", "}{", "ctrl\u0001\u0002\u001f", "nul\u0000", "*", "..\\..", "🦊"];
+    for (const [i, userId] of awkward.entries()) {
+      const token = signToken(userId, SECRET);
+      const socket = keep(await attempt(url, { token }, `127.0.2.${i + 1}`));
+      expect(typeof socket, userId).not.toBe("string");
+    }
+    await expect.poll(async () => ((await getJson<{ users: string[] }>(`${url}/api/presence`)).body.users ?? []).sort()).toEqual(
+      [...awkward].sort(),
+    );
+    for (const userId of awkward) {
+      expect((await getJson(`${url}/api/presence/${encodeURIComponent(userId)}`)).body.online, userId).toBe(true);
+    }
+    const keys = deployment.keys();
+    expect(keys.length).toBeGreaterThan(0);
+    for (const key of keys) expect(key.startsWith("{presence}:"), key).toBe(true);
+    for (const socket of opened.splice(0)) socket.close();
+  });
+
+  it("answers malformed HTTP bodies with 400, never a crash", async () => {
+    const bodies: Array<[string | Buffer, Record<string, string>]> = [
+      ["", {}],
+      ["{", { "content-type": "application/json" }],
+      ['{"userId": "a"', {}],
+      ["userId=alice", { "content-type": "application/x-www-form-urlencoded" }],
+      [Buffer.from([0xff, 0xfe, 0x00, 0x01]), {}],
+      ["[]", {}],
+      ['"alice"', {}],
+    ];
+    for (const [body, headers] of bodies) {
+      const res = await post(url, body, headers);
+      expect(res.status, String(body)).toBe(400);
+      expect(JSON.parse(res.body).error).toEqual(expect.any(String));
+    }
+    expect((await getJson(`${url}/api/health`)).body.ok).toBe(true);
+  });
+
+  it("keeps honest users working through a flood from one client and from one user", async () => {
+    // one client (one IP) connecting and disconnecting in a loop
+    const token = signToken("flooder", SECRET);
+    const outcomes: Array<ClientSocket | string> = [];
+    for (let i = 0; i < 120; i++) {
+      const result = await attempt(url, { token }, "127.0.3.1");
+      if (typeof result !== "string") result.close();
+      outcomes.push(result);
+    }
+    const limited = outcomes.filter((o) => o === "rate limited").length;
+    expect(limited).toBeGreaterThanOrEqual(120 - 2 * 40); // 40 per minute on each of the 2 workers
+
+    // one user opening many tabs (from other IPs): capped per worker
+    const hog = signToken("hog", SECRET);
+    const tabs = await Promise.all(Array.from({ length: 20 }, (_, i) => attempt(url, { token: hog }, `127.0.4.${i + 1}`).then(keep)));
+    const refused = tabs.filter((t) => t === "too many connections").length;
+    expect(refused).toBeGreaterThanOrEqual(20 - 2 * 3);
+    expect(Number(deployment.redis.cli("HGET", "{presence}:users", "hog"))).toBeLessThanOrEqual(2 * 3);
+
+    // meanwhile an honest user is welcome, counted, and the server and Redis are healthy
+    const honest = keep(await attempt(url, { token: signToken("honest", SECRET) }, "127.0.5.1"));
+    expect(typeof honest).not.toBe("string");
+    await expect.poll(async () => (await getJson(`${url}/api/presence/honest`)).body.online).toBe(true);
+    expect((await getJson(`${url}/api/health`)).status).toBe(200);
+    expect(deployment.redis.cli("PING")).toBe("PONG");
+    await sleep(100);
+  });
+});
