@@ -249,6 +249,107 @@ export function describeBindingScenarios(name: string, options: BindingScenarioO
       expect(await a.presence.isUserConnected("alice")).toBe(true);
     });
 
+    /** A server whose clients ask to join and leave rooms; presence tracks "room:" rooms. */
+    async function roomServer(extra: Partial<Parameters<typeof startServer>[0]> = {}) {
+      const s = await server({
+        store: await oneStore(),
+        rooms: "room:",
+        identify: (socket) => ({ id: socket.handshake.auth.userId, info: socket.handshake.auth.info }),
+        ...extra,
+      });
+      s.io.on("connection", (socket) => {
+        socket.on("join", async (room: string, ack: () => void) => {
+          await socket.join(room);
+          ack();
+        });
+        socket.on("leave", async (room: string, ack: () => void) => {
+          await socket.leave(room);
+          ack();
+        });
+      });
+      return s;
+    }
+    const roomEvents = (socket: ClientSocket) => {
+      const events: string[] = [];
+      socket.on("user has joined", (room: string, userId: string) => events.push(`+${room}:${userId}`));
+      socket.on("user has left", (room: string, userId: string) => events.push(`-${room}:${userId}`));
+      return events;
+    };
+
+    it("tracks the rooms the app chooses and tells their members who joins and leaves", async () => {
+      const s = await roomServer();
+      const bob = await client(s.port, { userId: "bob" });
+      const seen = roomEvents(bob);
+      await bob.emitWithAck("join", "room:a");
+      const [tab1, tab2] = [await client(s.port, { userId: "alice" }), await client(s.port, { userId: "alice" })];
+      await tab1!.emitWithAck("join", "room:a");
+      await tab2!.emitWithAck("join", "room:a");
+      await tab1!.emitWithAck("join", "private"); // not tracked
+      await eventually(() => expect(seen).toEqual(["+room:a:bob", "+room:a:alice"]));
+      expect(await s.presence.roomUsersCount("room:a")).toBe(2);
+      expect(await s.presence.isUserInRoom("alice", "room:a")).toBe(true);
+      expect(await s.presence.isUserInRoom("alice", "private")).toBe(false);
+
+      await tab1!.emitWithAck("leave", "room:a");
+      await sleep(100);
+      expect(seen).toEqual(["+room:a:bob", "+room:a:alice"]); // alice is still there in her other tab
+      tab2!.close(); // leaving by disconnecting
+      await eventually(() => expect(seen).toEqual(["+room:a:bob", "+room:a:alice", "-room:a:alice"]));
+      const members: string[] = [];
+      for await (const page of s.presence.roomUsers("room:a")) members.push(...page.map((u) => u.userId));
+      expect(members).toEqual(["bob"]);
+      expect(await s.presence.isUserConnected("alice")).toBe(true); // tab1 is still open
+    });
+
+    it("sends a user's info with the connect event, lists it, and announces updates", async () => {
+      const s = await roomServer();
+      const observer = await client(s.port, { userId: "observer" });
+      const joined: unknown[][] = [];
+      const updated: unknown[][] = [];
+      observer.on("user has connected", (...args: unknown[]) => args[0] !== "observer" && joined.push(args));
+      observer.on("user has updated", (...args: unknown[]) => updated.push(args));
+      const alice = await client(s.port, { userId: "alice", info: { name: "Alice", status: "here" } });
+      await alice.emitWithAck("join", "room:a");
+      await eventually(() => expect(joined).toEqual([["alice", { name: "Alice", status: "here" }]]));
+      expect(await s.presence.userInfo("alice")).toEqual({ name: "Alice", status: "here" });
+      const listed: unknown[] = [];
+      for await (const page of s.presence.roomUsers("room:a")) listed.push(...page);
+      expect(listed).toEqual([{ userId: "alice", connections: 1, info: { name: "Alice", status: "here" } }]);
+
+      expect(await s.presence.updateInfo("alice", { name: "Alice", status: "away" })).toBe(true);
+      await eventually(() => expect(updated).toEqual([["alice", { name: "Alice", status: "away" }]]));
+      expect(await s.presence.updateInfo("nobody", { name: "?" })).toBe(false);
+      await expect(s.presence.updateInfo("alice", { big: "x".repeat(5000) })).rejects.toMatchObject({ code: "INVALID_USER_INFO" });
+
+      const refused = await connectClient(s.port, { userId: "mallory", info: { big: "x".repeat(5000) } }).catch((e) => e);
+      expect(refused.data?.reason).toBe("invalid-user-info");
+      alice.close();
+      await eventually(async () => expect(await s.presence.userInfo("alice")).toBeUndefined());
+    });
+
+    it("keeps a user in their rooms through a reconnect inside the leave grace", async () => {
+      const s = await roomServer({ leaveDelayMs: 400 });
+      const bob = await client(s.port, { userId: "bob" });
+      const events = roomEvents(bob);
+      const seen = {
+        get value() {
+          return events.filter((e) => e.endsWith(":alice")); // bob's own join may arrive late
+        },
+      };
+      await bob.emitWithAck("join", "room:a");
+      const tab = await client(s.port, { userId: "alice" });
+      await tab.emitWithAck("join", "room:a");
+      await eventually(() => expect(seen.value).toEqual(["+room:a:alice"]));
+      tab.close();
+      await sleep(100);
+      const again = await client(s.port, { userId: "alice" });
+      await again.emitWithAck("join", "room:a");
+      await sleep(600);
+      expect(seen.value).toEqual(["+room:a:alice"]);
+      again.close();
+      await eventually(() => expect(seen.value).toEqual(["+room:a:alice", "-room:a:alice"]), 3000);
+    });
+
     it("close() removes this server's connections and announces the leaves", async () => {
       const s = await server({ store: await oneStore(), leaveDelayMs: 10_000 });
       const serverSide: string[] = [];
