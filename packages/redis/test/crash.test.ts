@@ -75,6 +75,27 @@ describe("crash cleanup on real Redis", () => {
     expect(await redis.admin.zscore(survivors[0]!.keys.processes, victim.processId)).toBeNull();
   });
 
+  it("takes a killed process's connections out of their rooms, announcing each room leave once", async () => {
+    const deployment = redis.deployment({ ...FAST, cleanupChunkSize: 3 });
+    const survivors = [deployment.store(), deployment.store()];
+    await survivors[0]!.connect("s1", "alice");
+    await survivors[0]!.join("s1", "lobby");
+    const victim = await holder(deployment.prefix, ["v1=alice@lobby,kitchen", "v2=bob@lobby,kitchen,attic", "v3=bob@lobby", "v4=carol@attic"]);
+    expect(await survivors[1]!.roomUsersCount("lobby")).toBe(2);
+    expect(await survivors[1]!.roomUsersCount("kitchen")).toBe(2);
+
+    const left: string[] = [];
+    for (const store of survivors) store.onTransition((t) => t.type === "left" && left.push(`${t.room}:${t.userId}`));
+    victim.child.kill("SIGKILL");
+    await eventually(async () => expect(await survivors[1]!.usersList()).toEqual(["alice"]));
+    await new Promise((r) => setTimeout(r, 3 * FAST.heartbeatMs));
+    expect(left.sort()).toEqual(["attic:bob", "attic:carol", "kitchen:alice", "kitchen:bob", "lobby:bob"]);
+    expect(await survivors[0]!.roomUsersCount("lobby")).toBe(1);
+    expect(await survivors[0]!.isUserInRoom("alice", "lobby")).toBe(true);
+    for (const room of ["kitchen", "attic"]) expect(await redis.admin.exists(survivors[0]!.keys.room(room))).toBe(0);
+    expect(await redis.admin.exists(survivors[0]!.keys.memberships(victim.processId))).toBe(0);
+  });
+
   it("lets three processes race to clean one dead process: every leave exactly once", async () => {
     const deployment = redis.deployment({ ...FAST, cleanupChunkSize: 50 });
     const cleaners = [deployment.store(), deployment.store(), deployment.store()];

@@ -58,7 +58,11 @@ async function convergesTo(store: RedisStore, expected: Record<string, number>, 
 
 function record(stores: RedisStore[]) {
   const seen: string[] = [];
-  for (const store of stores) store.onTransition((t: Transition) => seen.push(`${t.type === "connected" ? "+" : "-"}${t.userId}`));
+  for (const store of stores) {
+    store.onTransition((t: Transition) => {
+      if (t.type === "connected" || t.type === "disconnected") seen.push(`${t.type === "connected" ? "+" : "-"}${t.userId}`);
+    });
+  }
   return seen;
 }
 
@@ -68,13 +72,14 @@ describe("fencing and recovery on real Redis", () => {
     const survivor = deployment.store();
     survivor.onError(() => {});
     await survivor.connect("s1", "alice");
-    const paused = await holder(deployment.prefix, ["h1=alice", "h2=bob", "h3=carol"]);
+    const paused = await holder(deployment.prefix, ["h1=alice@lobby", "h2=bob@lobby", "h3=carol@lobby"]);
     expect(await counts(survivor)).toEqual({ alice: 2, bob: 1, carol: 1 });
 
     const seen = record([survivor]);
     paused.child.kill("SIGSTOP");
     await convergesTo(survivor, { alice: 1 }, FAST.leaseTimeoutMs + FAST.heartbeatMs + 1000);
     expect(seen.sort()).toEqual(["-bob", "-carol"]);
+    expect(await survivor.roomUsersCount("lobby")).toBe(0);
 
     // sent while paused, run first thing on resume: under the dead epoch
     paused.send("d h2");
@@ -88,7 +93,16 @@ describe("fencing and recovery on real Redis", () => {
     expect(await redis.admin.exists(survivor.keys.connections(paused.processId))).toBe(0);
     // the resumed process announced carol's return; bob, whose tab closed meanwhile, stays gone
     const announced = paused.lines.filter((l) => l.transition).map((l) => l.transition);
-    expect(announced).toEqual([{ type: "connected", userId: "carol" }]);
+    expect(announced).toEqual(
+      expect.arrayContaining([
+        { type: "connected", userId: "carol" },
+        { type: "joined", room: "lobby", userId: "alice" },
+        { type: "joined", room: "lobby", userId: "carol" },
+      ]),
+    );
+    expect(announced).toHaveLength(3);
+    // the room came back with the connections: bob, whose tab closed while paused, is not in it
+    expect((await redis.admin.hgetall(survivor.keys.room("lobby")))).toEqual({ alice: "1", carol: "1" });
   });
 
   it("converges to the live connections after SHUTDOWN NOSAVE and a restart on the same port", async () => {
