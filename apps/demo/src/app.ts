@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
-import { PresenceError, assertUserId, type PresenceStore, type UserPresence } from "@presence/core";
+import { PresenceError, assertUserId, serializeUserInfo, type PresenceStore, type UserInfo, type UserPresence } from "@presence/core";
 import { createPresence, type Presence } from "@presence/socketio";
 import createDebug from "debug";
 import { RateLimiterMemory } from "rate-limiter-flexible";
@@ -49,11 +49,28 @@ async function readJson(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-/** Every online user, tolerating a cluster node that did not answer (marked partial). */
-async function listUsers(presence: Presence): Promise<{ users: UserPresence[]; partial: boolean }> {
+/** A room's name in the demo: letters, digits, spaces, `_`, `.` and `-`, up to 64 characters. */
+const ROOM_NAME = /^[\p{L}\p{N} _.-]{1,64}$/u;
+
+/** What a user shows others in the demo: `{ name?, status? }`, strings of up to 64 characters. */
+function parseInfo(value: unknown): UserInfo | undefined {
+  if (value === undefined) return undefined;
+  serializeUserInfo(value); // a plain JSON object within 1 KB, or InvalidUserInfoError
+  const { name, status, ...rest } = value as Record<string, unknown>;
+  if (Object.keys(rest).length > 0) throw new HttpError(400, "info takes only name and status");
+  for (const [key, field] of Object.entries({ name, status })) {
+    if (field !== undefined && (typeof field !== "string" || field.length > 64)) {
+      throw new HttpError(400, `info.${key} must be a string of at most 64 characters`);
+    }
+  }
+  return { ...(name === undefined ? {} : { name }), ...(status === undefined ? {} : { status }) };
+}
+
+/** Every user of a list, tolerating a cluster node that did not answer (marked partial). */
+async function collect(pages: AsyncIterable<UserPresence[]>): Promise<{ users: UserPresence[]; partial: boolean }> {
   const users: UserPresence[] = [];
   try {
-    for await (const page of presence.users({ pageSize: 500 })) users.push(...page);
+    for await (const page of pages) users.push(...page);
     return { users, partial: false };
   } catch (error) {
     const partial = (error as { partial?: unknown }).partial;
@@ -97,9 +114,43 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
     presence = createPresence(io, {
       store: createStore(io),
       leaveDelayMs: config.leaveDelayMs,
-      identify: (socket) => identify(socket.handshake.auth?.token),
+      rooms: (room) => ROOM_NAME.test(room),
+      identify: (socket) => {
+        const claims = verifyToken(socket.handshake.auth?.token, config.secret);
+        return claims && { id: claims.sub, info: claims.info };
+      },
     });
     presence.on("error", (error) => debug("presence error: %s", error.message));
+    const tracked = presence;
+    io.on("connection", (socket) => {
+      const reply = (ack: unknown, answer: { ok: boolean; error?: string }) => typeof ack === "function" && ack(answer);
+      const roomRequest = async (room: unknown, ack: unknown, change: "join" | "leave") => {
+        if (typeof room !== "string" || !ROOM_NAME.test(room)) {
+          return reply(ack, { ok: false, error: "a room name is 1 to 64 letters, digits, spaces, _ . or -" });
+        }
+        // a room named like another socket's id would receive that socket's private messages
+        if (change === "join" && (await io.in(room).fetchSockets()).some((other) => other.id === room)) {
+          return reply(ack, { ok: false, error: "that room name is taken" });
+        }
+        await (change === "join" ? socket.join(room) : socket.leave(room));
+        reply(ack, { ok: true });
+      };
+      socket.on("room:join", (room: unknown, ack: unknown) => {
+        roomRequest(room, ack, "join").catch(() => reply(ack, { ok: false, error: "try again" }));
+      });
+      socket.on("room:leave", (room: unknown, ack: unknown) => {
+        roomRequest(room, ack, "leave").catch(() => reply(ack, { ok: false, error: "try again" }));
+      });
+      socket.on("user:update", (info: unknown, ack: unknown) => {
+        const userId = tracked.userIdOf(socket)!;
+        Promise.resolve()
+          .then(() => tracked.updateInfo(userId, parseInfo(info) ?? {}))
+          .then(
+            () => reply(ack, { ok: true }),
+            (error: Error) => reply(ack, { ok: false, error: error.message }),
+          );
+      });
+    });
   } else {
     // the same app without counting: the benchmarks' baseline
     io.use((socket, next) => next(identify(socket.handshake.auth?.token) ? undefined : new Error("unauthorized")));
@@ -138,22 +189,42 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
     }
     if (req.method === "POST" && path === "/api/login") {
       if (!(await withinRate(req.socket.remoteAddress))) throw new HttpError(429, "too many requests");
-      const body = await readJson(req);
-      const userId = (body as { userId?: unknown } | null)?.userId;
+      const body = (await readJson(req)) as { userId?: unknown; info?: unknown } | null;
+      const userId = body?.userId;
+      let info: UserInfo | undefined;
       try {
         assertUserId(userId);
+        info = parseInfo(body?.info);
       } catch (error) {
-        throw new HttpError(400, (error as Error).message);
+        throw error instanceof HttpError ? error : new HttpError(400, (error as Error).message);
       }
-      return send(res, 200, { token: signToken(userId, config.secret) });
+      return send(res, 200, { token: signToken(userId, config.secret, undefined, undefined, info) });
     }
     if (path.startsWith("/api/presence") && !presence) throw new HttpError(503, "presence is off");
     if (req.method === "GET" && path === "/api/presence") {
-      const { users, partial } = await listUsers(presence!);
+      const { users, partial } = await collect(presence!.users({ pageSize: 500 }));
       return send(res, 200, {
         count: users.length,
         users: users.map((u) => u.userId),
         connections: Object.fromEntries(users.map((u) => [u.userId, u.connections])),
+        info: Object.fromEntries(users.flatMap((u) => (u.info ? [[u.userId, u.info]] : []))),
+        ...(partial ? { partial } : {}),
+      });
+    }
+    const roomPath = /^\/api\/rooms\/([^/]+)\/presence$/.exec(path);
+    if (req.method === "GET" && roomPath) {
+      let room: string;
+      try {
+        room = decodeURIComponent(roomPath[1]!);
+      } catch {
+        throw new HttpError(400, "malformed room name");
+      }
+      if (!ROOM_NAME.test(room)) throw new HttpError(400, "a room name is 1 to 64 letters, digits, spaces, _ . or -");
+      if (!presence) throw new HttpError(503, "presence is off");
+      const { users, partial } = await collect(presence.roomUsers(room, { pageSize: 500 }));
+      return send(res, 200, {
+        count: users.length,
+        users: users.map(({ userId, info }) => ({ userId, info: info ?? {} })),
         ...(partial ? { partial } : {}),
       });
     }

@@ -5,14 +5,17 @@ export interface TokenClaims {
   sub: string;
   /** Expiry, ms since the epoch. */
   exp: number;
+  /** What the user shows others, as given at login. */
+  info?: { [key: string]: unknown };
 }
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 const sign = (payload: string, secret: string) => createHmac("sha256", secret).update(payload).digest("base64url");
 
-export function signToken(userId: string, secret: string, ttlMs = DAY_MS, now = Date.now()): string {
-  const payload = Buffer.from(JSON.stringify({ sub: userId, exp: now + ttlMs } satisfies TokenClaims)).toString("base64url");
+export function signToken(userId: string, secret: string, ttlMs = DAY_MS, now = Date.now(), info?: TokenClaims["info"]): string {
+  const claims: TokenClaims = info === undefined ? { sub: userId, exp: now + ttlMs } : { sub: userId, exp: now + ttlMs, info };
+  const payload = Buffer.from(JSON.stringify(claims)).toString("base64url");
   return `${payload}.${sign(payload, secret)}`;
 }
 
@@ -27,7 +30,8 @@ export function verifyToken(token: unknown, secret: string, now = Date.now()): T
   try {
     const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Partial<TokenClaims>;
     if (typeof claims.sub !== "string" || typeof claims.exp !== "number" || claims.exp <= now) return undefined;
-    return { sub: claims.sub, exp: claims.exp };
+    const info = claims.info !== null && typeof claims.info === "object" && !Array.isArray(claims.info) ? claims.info : undefined;
+    return info === undefined ? { sub: claims.sub, exp: claims.exp } : { sub: claims.sub, exp: claims.exp, info };
   } catch {
     return undefined;
   }

@@ -33,11 +33,12 @@ describe("the demo page in a real browser (headless Chromium)", () => {
     await demo?.stop();
   });
 
-  async function signIn(name: string): Promise<Page> {
+  async function signIn(name: string, status?: string): Promise<Page> {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(demo.url);
     await page.fill("#name", name);
+    if (status) await page.fill("#status-input", status);
     await page.click("button[type=submit]");
     await page.waitForSelector(`#users li[data-user-id="${name}"]`);
     return page;
@@ -60,6 +61,29 @@ describe("the demo page in a real browser (headless Chromium)", () => {
     expect(await listed(alice)).toEqual(["alice"]);
     expect(await alice.textContent("#count")).toBe("1");
     await alice.screenshot({ path: process.env.DEMO_SCREENSHOT ?? "/tmp/presence-demo.png" });
+  });
+
+  it("shows channels with their members' names and statuses, live", { timeout: 60_000 }, async () => {
+    const carol = await signIn("carol", "on a call");
+    const dave = await signIn("dave");
+    const channelMember = (page: Page, user: string) => `.room[data-room="general"] li[data-user-id="${user}"]`;
+
+    await carol.click('.room[data-room="general"] button');
+    await dave.click('.room[data-room="general"] button');
+    await carol.waitForSelector(channelMember(carol, "dave"));
+    await dave.waitForSelector(channelMember(dave, "carol"));
+    expect(await dave.textContent(channelMember(dave, "carol"))).toContain("on a call");
+
+    await dave.fill("#my-status", "brb");
+    await dave.click("#update button");
+    await expect.poll(() => carol.textContent(channelMember(carol, "dave"))).toContain("brb");
+
+    await dave.click('.room[data-room="general"] button'); // leave
+    await carol.waitForSelector(channelMember(carol, "dave"), { state: "detached" });
+    expect(await carol.$(`#users li[data-user-id="dave"]`)).not.toBeNull(); // still online, just not in #general
+    await carol.screenshot({ path: process.env.DEMO_ROOMS_SCREENSHOT ?? "/tmp/presence-demo-rooms.png" });
+    await carol.context().close();
+    await dave.context().close();
   });
 
   it("refuses a bad name on the page with the server's message", async () => {

@@ -1,0 +1,107 @@
+import type { Socket as ClientSocket } from "socket.io-client";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startRedisServer, type RedisServer } from "@presence/redis/testing";
+import { connectClient, eventually, getJson, sleep, startDemo, type DemoProcess } from "./demo-process";
+
+async function loginWithInfo(url: string, userId: string, info?: unknown) {
+  const res = await fetch(`${url}/api/login`, { method: "POST", body: JSON.stringify({ userId, info }) });
+  return { status: res.status, body: (await res.json()) as { token?: string; error?: string } };
+}
+
+type Row = { userId: string; info: Record<string, unknown> };
+
+for (const mode of ["cluster", "redis"] as const) {
+  describe(`rooms and user info in the demo (${mode} mode, 2 workers)`, () => {
+    let demo: DemoProcess;
+    let redis: RedisServer | undefined;
+    const clients: ClientSocket[] = [];
+    const open = async (userId: string, info?: unknown, transports = ["websocket"]) => {
+      const { body } = await loginWithInfo(demo.url, userId, info);
+      const socket = await connectClient(demo.url, body.token, { transports });
+      clients.push(socket);
+      return socket;
+    };
+    const roomEvents = (socket: ClientSocket) => {
+      const events: string[] = [];
+      socket.on("user has joined", (room: string, userId: string) => events.push(`+${room}:${userId}`));
+      socket.on("user has left", (room: string, userId: string) => events.push(`-${room}:${userId}`));
+      return events;
+    };
+    const roomPresence = async (room: string) =>
+      (await getJson<{ count: number; users: Row[] }>(`${demo.url}/api/rooms/${encodeURIComponent(room)}/presence`)).body;
+
+    beforeAll(async () => {
+      const flags = ["--mode", mode, "--workers", "2"];
+      if (mode === "redis") {
+        redis = await startRedisServer();
+        flags.push("--redis-url", redis.url);
+      }
+      demo = await startDemo(flags);
+    });
+    afterAll(async () => {
+      for (const socket of clients) socket.close();
+      await demo?.stop();
+      await redis?.stop();
+    });
+
+    it("takes info at login and sends it with the connect event", async () => {
+      expect((await loginWithInfo(demo.url, "x", { name: 42 })).status).toBe(400);
+      expect((await loginWithInfo(demo.url, "x", { name: "X", avatar: "nope" })).status).toBe(400);
+      expect((await loginWithInfo(demo.url, "x", "not an object")).status).toBe(400);
+      const observer = await open("observer");
+      const seen: unknown[][] = [];
+      observer.on("user has connected", (...args: unknown[]) => args[0] === "alice" && seen.push(args));
+      await open("alice", { name: "Alice", status: "writing" }, ["polling"]);
+      await eventually(() => expect(seen).toEqual([["alice", { name: "Alice", status: "writing" }]]));
+      const { body } = await getJson<{ info: Record<string, unknown> }>(`${demo.url}/api/presence`);
+      expect(body.info.alice).toEqual({ name: "Alice", status: "writing" });
+    });
+
+    it("joins and leaves rooms with acks, tells the members, answers the room's presence", async () => {
+      const bob = await open("bob", { name: "Bob" });
+      const events = roomEvents(bob);
+      expect(await bob.emitWithAck("room:join", "general")).toEqual({ ok: true });
+      const carol = await open("carol", { name: "Carol", status: "away" });
+      const carolTab2 = await open("carol", { name: "Carol", status: "away" }, ["polling"]);
+      expect(await carol.emitWithAck("room:join", "general")).toEqual({ ok: true });
+      expect(await carolTab2.emitWithAck("room:join", "general")).toEqual({ ok: true });
+      expect(await carol.emitWithAck("room:join", "random")).toEqual({ ok: true });
+      expect((await carol.emitWithAck("room:join", "")).ok).toBe(false);
+      expect((await carol.emitWithAck("room:join", "x".repeat(65))).ok).toBe(false);
+      expect((await carol.emitWithAck("room:join", { not: "a string" })).ok).toBe(false);
+      expect((await carol.emitWithAck("room:join", carol.id)).ok).toBe(false); // another socket's private room
+
+      await eventually(() => expect(events.filter((e) => e.endsWith("carol"))).toEqual(["+general:carol"]));
+      await eventually(async () =>
+        expect((await roomPresence("general")).users.sort((a, b) => a.userId.localeCompare(b.userId))).toEqual([
+          { userId: "bob", info: { name: "Bob" } },
+          { userId: "carol", info: { name: "Carol", status: "away" } },
+        ]),
+      );
+      expect((await roomPresence("general")).count).toBe(2);
+      expect(await roomPresence("random")).toEqual({ count: 1, users: [{ userId: "carol", info: { name: "Carol", status: "away" } }] });
+      expect(await roomPresence("empty-room")).toEqual({ count: 0, users: [] });
+      expect((await getJson(`${demo.url}/api/rooms/${"x".repeat(70)}/presence`)).status).toBe(400);
+
+      expect(await carol.emitWithAck("room:leave", "general")).toEqual({ ok: true });
+      await sleep(200);
+      expect(events.filter((e) => e.endsWith("carol"))).toEqual(["+general:carol"]); // her other tab is still in
+      carolTab2.close();
+      await eventually(() => expect(events.filter((e) => e.endsWith("carol"))).toEqual(["+general:carol", "-general:carol"]));
+      expect((await roomPresence("general")).users.map((u) => u.userId)).toEqual(["bob"]);
+      expect((await roomPresence("random")).count).toBe(1);
+    });
+
+    it("updates a user's info for everyone", async () => {
+      const observer = await open("watcher");
+      const updates: unknown[][] = [];
+      observer.on("user has updated", (...args: unknown[]) => updates.push(args));
+      const dave = await open("dave", { name: "Dave", status: "here" });
+      expect(await dave.emitWithAck("user:update", { name: "Dave", status: "lunch" })).toEqual({ ok: true });
+      await eventually(() => expect(updates).toEqual([["dave", { name: "Dave", status: "lunch" }]]));
+      expect((await dave.emitWithAck("user:update", { name: 7 })).ok).toBe(false);
+      const { body } = await getJson<{ info: Record<string, unknown> }>(`${demo.url}/api/presence`);
+      expect(body.info.dave).toEqual({ name: "Dave", status: "lunch" });
+    });
+  });
+}
