@@ -94,6 +94,29 @@ describe("cluster-query across 3 nodes in one process", () => {
     await eventually(() => expect(events).toEqual(["+alice", "-alice"]));
   });
 
+  it("tracks rooms and info across nodes, a user counted once per room", async () => {
+    const { nodes } = await cluster(3);
+    const a = await client(nodes[0]!.port, "alice");
+    const b = await client(nodes[1]!.port, "alice");
+    expect(await nodes[0]!.store.join(a.id!, "lobby")).toBe(true);
+    expect(await nodes[1]!.store.join(b.id!, "lobby")).toBe(false); // already in it through node 0
+    expect(await nodes[2]!.store.isUserInRoom("alice", "lobby")).toBe(true);
+    expect(await nodes[2]!.store.roomUsersCount("lobby")).toBe(1);
+    const { value } = await nodes[2]!.store.roomSnapshot("lobby");
+    expect(value).toEqual([{ userId: "alice", connections: 2 }]);
+    expect(await nodes[1]!.store.leave(b.id!, "lobby")).toBe(false); // still in the lobby on node 0
+    expect(await nodes[0]!.store.leave(a.id!, "lobby")).toBe(true);
+    expect(await nodes[2]!.store.roomUsersCount("lobby")).toBe(0);
+
+    const carol = await client(nodes[2]!.port, "carol");
+    await nodes[2]!.store.updateInfo("carol", { status: "away" });
+    expect(await nodes[0]!.store.userInfo("carol")).toEqual({ status: "away" });
+    expect(await nodes[0]!.store.updateInfo("carol", { status: "back" })).toBe(true);
+    expect(await nodes[1]!.store.userInfo("carol")).toEqual({ status: "back" });
+    expect(await nodes[1]!.store.updateInfo("nobody", { status: "?" })).toBe(false);
+    carol.close();
+  });
+
   it("never hangs on a node that stops answering: typed error, or a partial answer when asked", async () => {
     // the adapter takes 7 s to give up on a silent node; its requests time out after 5 s
     const { bus, nodes } = await cluster(3, 7000);
