@@ -41,8 +41,11 @@ function runPrimary(config: DemoConfig): void {
   const env = configToEnv(config);
   const fork = (): Worker => {
     const worker = cluster.fork(env);
+    // the patched sticky primary routes nothing to a worker until it is ready
+    Object.assign(worker, { acceptingConnections: false });
     worker.on("message", (message: { type?: string }) => {
       if (message?.type !== "presence:ready") return;
+      Object.assign(worker, { acceptingConnections: true });
       ready.add(worker.id);
       if (ready.size === config.workers && !http.listening) {
         http.listen(config.port, () => {

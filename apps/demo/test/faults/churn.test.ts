@@ -27,35 +27,38 @@ it(`churn soak: ${SOAK_MS / 1000} s of connects and disconnects with random work
     let kills = 0;
     const open: ClientSocket[] = [];
     const started = Date.now();
-    let nextKill = started + 5000;
-    while (Date.now() - started < SOAK_MS) {
-      const burst = [];
-      for (let i = 0; i < 10; i++) {
+    const running = () => Date.now() - started < SOAK_MS;
+    // several lanes of clients coming and going, each as fast as the server lets it
+    const lane = async () => {
+      while (running()) {
         const userId = `churn-${Math.floor(Math.random() * 200)}`;
         const instance = deployment.instances[Math.floor(Math.random() * 2)];
         const reconnecting = Math.random() < 0.5;
-        burst.push(
-          deployment
-            .open(userId, instance, reconnecting ? { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 200 } : {})
-            .then((socket) => open.push(socket), () => {}),
-        );
+        await deployment
+          .open(userId, instance, reconnecting ? { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 200 } : {})
+          .then((socket) => open.push(socket), () => {});
         operations++;
+        if (open.length > 60 || Math.random() < 0.45) {
+          const [socket] = open.splice(Math.floor(Math.random() * open.length), 1);
+          if (socket) deployment.close(socket);
+          operations++;
+        }
       }
-      await Promise.all(burst);
-      for (let i = 0; i < 9 && open.length > 0; i++) {
-        const [socket] = open.splice(Math.floor(Math.random() * open.length), 1);
-        deployment.close(socket!);
-        operations++;
-      }
-      if (Date.now() > nextKill) {
+    };
+    // and a worker killed every 8 to 12 seconds (never the watched ones)
+    const killer = async () => {
+      await sleep(5000);
+      while (running()) {
         const instance = deployment.instances[kills % 2]!;
         const victim = workerPids(instance).find((pid) => !watched.includes(pid));
-        if (victim) process.kill(victim, "SIGKILL");
-        kills++;
-        nextKill = Date.now() + 8000 + Math.random() * 4000;
+        if (victim) {
+          process.kill(victim, "SIGKILL");
+          kills++;
+        }
+        await sleep(8000 + Math.random() * 4000);
       }
-      await sleep(50);
-    }
+    };
+    await Promise.all([...Array.from({ length: 8 }, lane), killer()]);
     // let the killed workers come back, then compare with the truth
     await deployment.convergence(2 * TIMING.leaseTimeoutMs + 10_000);
     console.log(`churn: ${operations} connects and disconnects, ${kills} worker kills, ${deployment.truth().length} users online at the end`);

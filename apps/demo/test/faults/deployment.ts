@@ -83,8 +83,18 @@ export class Deployment {
     this.#userOf.set(socket, userId);
     this.clients.add(socket);
     await new Promise<void>((resolve, reject) => {
-      socket.once("connect", () => resolve());
-      socket.once("connect_error", reject);
+      const timer = setTimeout(() => reject(new Error("connect timed out")), 10_000);
+      socket.once("connect", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.once("connect_error", (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+    }).catch((error: Error) => {
+      this.close(socket);
+      throw error;
     });
     return socket;
   }
