@@ -14,7 +14,9 @@ const require = createRequire(import.meta.url);
 const demoMain = require.resolve("@presence/demo/dist/main.js");
 
 async function startDemo(args) {
-  const child = spawn(process.execPath, [demoMain, "--port", "0", "--workers", "2", "--secret", "bench", ...args], {
+  // abuse limits off: every client of the load comes from one address
+  const flags = ["--port", "0", "--workers", "2", "--secret", "bench", "--rate-limit", "0", "--max-connections-per-user", "0"];
+  const child = spawn(process.execPath, [demoMain, ...flags, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   const lines = createInterface({ input: child.stdout });
@@ -34,8 +36,11 @@ function workersRss(primaryPid) {
   return pids.reduce((sum, pid) => sum + Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024, 0);
 }
 
+const log = (...args) => process.env.BENCH_DEBUG && console.error(new Date().toISOString(), ...args);
+
 async function runOnce(args, n, withPresence) {
   const demo = await startDemo(args);
+  log("started", args.join(" "));
   const tokens = [];
   for (let i = 0; i < n; i += 100) {
     const batch = await Promise.all(
@@ -46,6 +51,7 @@ async function runOnce(args, n, withPresence) {
     );
     tokens.push(...batch);
   }
+  log("logged in", tokens.length);
   await sleep(300);
   const rssBefore = workersRss(demo.child.pid);
   const started = Date.now();
@@ -65,6 +71,7 @@ async function runOnce(args, n, withPresence) {
     );
   }
   const connectedMs = Date.now() - started;
+  log("connected", sockets.length, connectedMs);
   let reportedMs = null;
   if (withPresence) {
     for (;;) {
