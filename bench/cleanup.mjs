@@ -2,13 +2,12 @@
 // by default); the total cleanup time and the worst stall a second client
 // sees while pinging Redis in a loop, vs the recipe's single cleanup script.
 import { randomUUID } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { RedisStore, presenceKeys } from "@presence/redis";
+import { startPinger } from "@presence/redis/testing";
 import { Redis } from "ioredis";
 import { CLEANUP } from "./recipe/redis.mjs";
-import { sleep, startPinger, summarize } from "./lib/measure.mjs";
+import { sleep, summarize } from "./lib/measure.mjs";
 
-const here = fileURLToPath(new URL(".", import.meta.url));
 
 // setup only: fills a hash with `count` entries in server-side loops
 const FILL = `
@@ -53,7 +52,7 @@ export async function cleanupAtScale({ smoke, redis }) {
     const keys = presenceKeys(prefix);
     await fill(admin, [keys.connections("dead"), keys.users], count, "connection");
     await admin.zadd(keys.processes, 0, "dead");
-    let pinger = await startPinger(redis.url, here);
+    let pinger = await startPinger(redis.url);
     let started = Date.now();
     const store = new RedisStore({ redis: admin, prefix, heartbeatMs: 100, leaseTimeoutMs: 1000 });
     while ((await admin.hlen(keys.users)) > 0 || (await admin.exists(keys.connections("dead")))) await sleep(10);
@@ -65,7 +64,7 @@ export async function cleanupAtScale({ smoke, redis }) {
     const users = `recipe-${randomUUID()}:users`;
     const processUsers = `${users}:dead`;
     await fill(admin, [processUsers, users], count, "count");
-    pinger = await startPinger(redis.url, here);
+    pinger = await startPinger(redis.url);
     started = Date.now();
     await admin.eval(CLEANUP, 2, users, processUsers);
     recipeTime.push(Date.now() - started);

@@ -1,6 +1,5 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { createInterface } from "node:readline";
 
 /** min / median / max of a list of numbers. */
 export function summarize(values) {
@@ -37,38 +36,6 @@ export async function throughput({ callers, operations, users, connect, disconne
   );
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   return (iterations * callers * 2) / seconds;
-}
-
-const PINGER = `
-import { Redis } from "ioredis";
-const redis = new Redis(process.argv[1]);
-await redis.ping();
-let worst = 0, pings = 0, running = true;
-process.stdin.on("end", () => (running = false)).resume();
-console.log("pinging");
-while (running) {
-  const started = process.hrtime.bigint();
-  await redis.ping();
-  worst = Math.max(worst, Number(process.hrtime.bigint() - started) / 1e6);
-  pings++;
-}
-console.log(JSON.stringify({ worst, pings }));
-redis.disconnect();
-`;
-
-/** A second client, in a process of its own, pinging Redis in a loop until stopped. */
-export async function startPinger(url, cwd) {
-  const child = spawn(process.execPath, ["--input-type=module", "-e", PINGER, url], { stdio: ["pipe", "pipe", "inherit"], cwd });
-  const lines = createInterface({ input: child.stdout });
-  await once(lines, "line");
-  const report = once(lines, "line");
-  return {
-    async stop() {
-      child.stdin.end();
-      const [line] = await report;
-      return JSON.parse(line);
-    },
-  };
 }
 
 /** redis-benchmark's requests per second for one command, pipelined. */

@@ -1,11 +1,4 @@
 import { defineConfig } from "tsup";
+import { packageBuild } from "../../tsup.base";
 
-export default defineConfig({
-  entry: ["src/index.ts", "src/testing.ts"],
-  format: ["esm", "cjs"],
-  dts: true,
-  clean: true,
-  sourcemap: true,
-  target: "node20",
-  external: ["vitest", "fast-check"],
-});
+export default defineConfig(packageBuild(["src/index.ts", "src/testing.ts"], { external: ["vitest", "fast-check"] }));

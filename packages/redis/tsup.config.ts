@@ -1,11 +1,4 @@
 import { defineConfig } from "tsup";
+import { packageBuild } from "../../tsup.base";
 
-export default defineConfig({
-  entry: ["src/index.ts", "src/testing.ts"],
-  format: ["esm", "cjs"],
-  dts: true,
-  clean: true,
-  sourcemap: true,
-  target: "node20",
-  loader: { ".lua": "text" },
-});
+export default defineConfig(packageBuild(["src/index.ts", "src/testing.ts"], { loader: { ".lua": "text" } }));

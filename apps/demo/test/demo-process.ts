@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { eventually as poll } from "@presence/core/testing";
 import { io as connect, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
 
 const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
@@ -89,17 +90,6 @@ export function connectClient(
   });
 }
 
-export async function eventually(check: () => unknown, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
+export const eventually = (check: () => unknown, timeoutMs = 10_000) => poll(check, timeoutMs, 50);
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { eventually as poll } from "@presence/core/testing";
 import { io as connect, type Socket as ClientSocket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -12,17 +13,7 @@ async function getJson(port: number, path: string) {
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-async function eventually(check: () => unknown, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-}
+const eventually = (check: () => unknown, timeoutMs = 10_000) => poll(check, timeoutMs, 50);
 
 describe("cluster-query across real Node cluster workers", () => {
   let primary: ChildProcess;

@@ -1,4 +1,4 @@
-import { describePresenceStore } from "@presence/core/testing";
+import { describePresenceStore, eventually } from "@presence/core/testing";
 import { createPresence, type Presence } from "@presence/socketio";
 import { Server } from "socket.io";
 import { io as connect, type Socket as ClientSocket } from "socket.io-client";
@@ -11,17 +11,6 @@ describePresenceStore("cluster-query (a single node)", {
   numRuns: 50,
 });
 
-const eventually = async (check: () => unknown, timeoutMs = 5000) => {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-};
 
 describe("cluster-query across 3 nodes in one process", () => {
   const cleanup: Array<() => unknown> = [];

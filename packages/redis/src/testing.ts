@@ -197,3 +197,58 @@ export async function startRedisProxy(targetPort: number): Promise<RedisProxy> {
     },
   };
 }
+
+/** What {@link startPinger} saw: the worst round trip and how often Redis answered BUSY. */
+export interface PingReport {
+  /** The worst PING round trip, in ms; a PING answered BUSY counts until the retry that succeeds. */
+  worst: number;
+  pings: number;
+  busy: number;
+}
+
+// Pings until its stdin closes, then prints a PingReport as JSON.
+const PINGER = `
+import { Redis } from "ioredis";
+const redis = new Redis(process.argv[1], { maxRetriesPerRequest: null });
+redis.on("error", () => {});
+await redis.ping();
+let worst = 0, pings = 0, busy = 0, running = true;
+process.stdin.on("end", () => (running = false)).resume();
+console.log("pinging");
+while (running) {
+  const started = process.hrtime.bigint();
+  for (;;) {
+    try {
+      await redis.ping();
+      break;
+    } catch {
+      busy++; // BUSY: a script holds the server; keep the clock running
+    }
+  }
+  worst = Math.max(worst, Number(process.hrtime.bigint() - started) / 1e6);
+  pings++;
+}
+console.log(JSON.stringify({ worst, pings, busy }));
+redis.disconnect();
+`;
+
+/**
+ * A second client, in a process of its own (so that the caller's event loop
+ * does not skew it), pinging Redis in a loop until `stop()`.
+ */
+export async function startPinger(url: string): Promise<{ stop(): Promise<PingReport> }> {
+  const { createInterface } = await import("node:readline");
+  const { fileURLToPath } = await import("node:url");
+  const here = typeof __dirname === "string" ? __dirname : fileURLToPath(new URL(".", import.meta.url));
+  const child = spawn(process.execPath, ["--input-type=module", "-e", PINGER, url], { stdio: ["pipe", "pipe", "inherit"], cwd: here });
+  const lines = createInterface({ input: child.stdout! });
+  await once(lines, "line");
+  const report = once(lines, "line");
+  return {
+    async stop() {
+      child.stdin!.end();
+      const [line] = (await report) as [string];
+      return JSON.parse(line) as PingReport;
+    },
+  };
+}

@@ -3,6 +3,7 @@ import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Transition } from "@presence/core";
+import { eventually as poll } from "@presence/core/testing";
 import { afterEach, describe, expect, it } from "vitest";
 import type { RedisStore } from "../src";
 import { useRedis } from "./redis-fixture";
@@ -37,17 +38,7 @@ function record(stores: RedisStore[]) {
   return { leaves, joins };
 }
 
-async function eventually(check: () => unknown, timeoutMs = 10_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
+const eventually = (check: () => unknown, timeoutMs = 10_000) => poll(check, timeoutMs, 25);
 
 const countsOf = async (usersKey: string) =>
   Object.fromEntries(Object.entries(await redis.admin.hgetall(usersKey)).map(([k, v]) => [k, Number(v)]));

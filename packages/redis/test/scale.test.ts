@@ -1,8 +1,5 @@
-import { spawn } from "node:child_process";
-import { once } from "node:events";
-import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { expect, it } from "vitest";
+import { startPinger } from "../src/testing";
 import { useRedis } from "./redis-fixture";
 
 const redis = useRedis();
@@ -19,24 +16,6 @@ for i = from, to - 1 do
 end
 if #batch > 0 then redis.call('HSET', KEYS[1], unpack(batch)) end
 return 1
-`;
-
-// Pings until its stdin closes, then prints the worst round trip in ms.
-const PINGER = `
-import { Redis } from "ioredis";
-const redis = new Redis(process.argv[1]);
-await redis.ping();
-let worst = 0, pings = 0, running = true;
-process.stdin.on("end", () => (running = false)).resume();
-console.log("pinging");
-while (running) {
-  const started = process.hrtime.bigint();
-  await redis.ping();
-  worst = Math.max(worst, Number(process.hrtime.bigint() - started) / 1e6);
-  pings++;
-}
-console.log(JSON.stringify({ worst, pings }));
-redis.disconnect();
 `;
 
 it("cleans up a dead process holding 1,000,000 connections without stalling Redis", { timeout: 120_000 }, async () => {
@@ -60,12 +39,7 @@ it("cleans up a dead process holding 1,000,000 connections without stalling Redi
   expect(await admin.hlen(keys.connections("dead-process"))).toBe(total);
 
   // a second client, in a process of its own, pings Redis in a loop for the whole cleanup
-  const pinger = spawn(process.execPath, ["--input-type=module", "-e", PINGER, redis.server.url], {
-    stdio: ["pipe", "pipe", "inherit"],
-    cwd: fileURLToPath(new URL(".", import.meta.url)),
-  });
-  await once(createInterface({ input: pinger.stdout! }), "line"); // "pinging"
-  const report = once(createInterface({ input: pinger.stdout! }), "line");
+  const pinger = await startPinger(redis.server.url);
 
   const leaves: string[] = [];
   const started = Date.now();
@@ -76,8 +50,8 @@ it("cleans up a dead process holding 1,000,000 connections without stalling Redi
     await new Promise((r) => setTimeout(r, 50));
   }
   const elapsed = Date.now() - started;
-  pinger.stdin!.end();
-  const { worst, pings } = JSON.parse(((await report) as [string])[0]) as { worst: number; pings: number };
+  const { worst, pings, busy } = await pinger.stop();
+  expect(busy).toBe(0);
 
   // Redis's own measure of each command's run time, free of client scheduling noise
   const slow = (await admin.slowlog("GET", 10_000)) as Array<[number, number, number, string[]]>;

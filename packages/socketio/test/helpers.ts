@@ -64,19 +64,7 @@ export function connectClient(
   });
 }
 
-/** Polls `check` until it stops throwing, or fails with its last error. */
-export async function eventually(check: () => unknown | Promise<unknown>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-}
+export { eventually } from "@presence/core/testing";
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
