@@ -69,5 +69,6 @@ if (cluster.isPrimary) {
     }
     process.send({ clusterQuery, fetchSockets });
   });
-  http.listen(0, "127.0.0.1", () => process.send({ type: "listening", port: http.address().port }));
+  // exclusive: a worker of a cluster gets a port of its own, not the primary's shared one
+  http.listen({ port: 0, host: "127.0.0.1", exclusive: true }, () => process.send({ type: "listening", port: http.address().port }));
 }

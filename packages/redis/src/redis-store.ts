@@ -97,7 +97,8 @@ type Op =
 type Operation = Op & {
   resolve: (transition: boolean) => void;
   reject: (error: Error) => void;
-  timer?: NodeJS.Timeout;
+  /** When it was queued: an operation held longer than the command timeout fails. */
+  queuedAt: number;
 };
 
 /** An operation whose outcome was lost with its reply: settled by the next recovery. */
@@ -175,6 +176,8 @@ export class RedisStore implements PresenceStore {
    */
   readonly #reported = new Set<string>();
   #flushScheduled = false;
+  /** Expires held operations while a recovery (or the first registration) holds the queue. */
+  #holdTimer: NodeJS.Timeout | undefined;
   #recovery: Promise<void> | undefined;
   #needsRecovery = true;
   #cleaning = false;
@@ -353,6 +356,7 @@ export class RedisStore implements PresenceStore {
   async #close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#heartbeat);
+    clearTimeout(this.#holdTimer);
     try {
       await this.#recovery;
       this.#flush();
@@ -377,21 +381,31 @@ export class RedisStore implements PresenceStore {
 
   #enqueue(op: Op): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
-      const operation = { ...op, resolve, reject } as Operation;
-      // only held operations need a timer: a sent one is bounded by the command timeout
-      operation.timer = setTimeout(() => this.#expire(operation), this.#commandTimeoutMs);
-      this.#queue.push(operation);
+      this.#queue.push({ ...op, resolve, reject, queuedAt: Date.now() } as Operation);
       this.#scheduleFlush();
     });
   }
 
-  /** A queued operation that waited too long for Redis: the next recovery republishes the truth. */
-  #expire(operation: Operation): void {
-    const index = this.#queue.indexOf(operation);
-    if (index === -1) return;
-    this.#queue.splice(index, 1);
-    this.#needsRecovery = true;
-    operation.reject(new StoreUnavailableError("Redis is unavailable: the operation waited too long"));
+  /**
+   * Fails the held operations that waited longer than the command timeout (a
+   * sent one is bounded by the client's command timeout); the next recovery
+   * republishes the truth they were part of.
+   */
+  #expireHeld(): void {
+    this.#holdTimer = undefined;
+    const deadline = Date.now() - this.#commandTimeoutMs;
+    while (this.#queue.length > 0 && this.#queue[0]!.queuedAt <= deadline) {
+      this.#needsRecovery = true;
+      this.#queue.shift()!.reject(new StoreUnavailableError("Redis is unavailable: the operation waited too long"));
+    }
+    this.#holdQueue();
+  }
+
+  #holdQueue(): void {
+    const oldest = this.#queue[0];
+    if (!oldest || this.#holdTimer || this.#closed) return;
+    const wait = Math.max(0, oldest.queuedAt + this.#commandTimeoutMs - Date.now());
+    this.#holdTimer = setTimeout(() => this.#expireHeld(), wait).unref();
   }
 
   #scheduleFlush(): void {
@@ -406,10 +420,11 @@ export class RedisStore implements PresenceStore {
   /** Sends everything queued, unless a recovery holds the queue. */
   #flush(): void {
     const processId = this.#processId;
-    if (this.#recovery || processId === undefined) return;
+    if (this.#recovery || processId === undefined) return this.#holdQueue();
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0, this.#maxBatchSize);
-      for (const op of batch) clearTimeout(op.timer);
       const sending = this.#send(processId, batch).finally(() => this.#inFlight.delete(sending));
       this.#inFlight.add(sending);
     }
@@ -427,7 +442,7 @@ export class RedisStore implements PresenceStore {
         for (const op of batch) op.resolve(false);
       } else {
         // the batch may or may not have been applied: its transitions are settled by the recovery
-        for (const { resolve, reject, timer, ...op } of batch) {
+        for (const { resolve, reject, queuedAt, ...op } of batch) {
           this.#inDoubt.push({ ...op, processId, reported: this.#reported.has(op.userId) });
         }
         for (const op of batch) op.reject(unavailable(error));

@@ -9,30 +9,55 @@ const redis = useRedis();
 const TIMING = { heartbeatMs: 100, leaseTimeoutMs: 400, commandTimeoutMs: 300 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-// Reads the users hash and every process's connections in one atomic step (test only).
+// Reads, in one atomic step (test only): the users hash and the sum over every
+// process's connections; each room's hash and the sum over every process's
+// memberships of it. KEYS: users, then the rooms' keys; ARGV: the two MATCH
+// patterns, then the rooms' names in the same order.
 const SNAPSHOT = `
-local users = redis.call('HGETALL', KEYS[1])
-local sums = {}
-local cursor = '0'
-repeat
-  local scan = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-  cursor = scan[1]
-  for _, key in ipairs(scan[2]) do
-    local entries = redis.call('HGETALL', key)
-    for i = 2, #entries, 2 do sums[entries[i]] = (sums[entries[i]] or 0) + 1 end
-  end
-until cursor == '0'
-local flat = {}
-for user, n in pairs(sums) do flat[#flat + 1] = user; flat[#flat + 1] = n end
-return { users, flat }
+local function sum(pattern, keep)
+  local sums = {}
+  local cursor = '0'
+  repeat
+    local scan = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+    cursor = scan[1]
+    for _, key in ipairs(scan[2]) do
+      local entries = redis.call('HGETALL', key)
+      for i = 1, #entries, 2 do
+        local group = keep(entries[i])
+        local k = group == '' and entries[i + 1] or (group .. '|' .. entries[i + 1])
+        sums[k] = (sums[k] or 0) + 1
+      end
+    end
+  until cursor == '0'
+  local flat = {}
+  for k, n in pairs(sums) do flat[#flat + 1] = k; flat[#flat + 1] = n end
+  return flat
+end
+local rooms = {}
+for i = 2, #KEYS do rooms[#rooms + 1] = ARGV[i + 1]; rooms[#rooms + 1] = redis.call('HGETALL', KEYS[i]) end
+local function room_of(field)
+  local n = tonumber(string.match(field, '^(%d+):'))
+  return string.sub(field, #tostring(n) + 2 + n)
+end
+return { redis.call('HGETALL', KEYS[1]), sum(ARGV[1], function() return '' end), rooms, sum(ARGV[2], room_of) }
 `;
 
-type Process = { store: RedisStore; proxy: RedisProxy; client: Redis; crashed: boolean; truth: Map<string, string> };
+type Process = {
+  store: RedisStore;
+  proxy: RedisProxy;
+  client: Redis;
+  crashed: boolean;
+  truth: Map<string, string>;
+  rooms: Map<string, Set<string>>;
+};
+const ROOMS = ["r0", "r1"];
 
 const commands = fc.array(
   fc.oneof(
     { weight: 6, arbitrary: fc.record({ op: fc.constant("connect" as const), p: fc.nat(2), conn: fc.nat(7), user: fc.nat(3) }) },
     { weight: 4, arbitrary: fc.record({ op: fc.constant("disconnect" as const), p: fc.nat(2), conn: fc.nat(7) }) },
+    { weight: 3, arbitrary: fc.record({ op: fc.constant("join" as const), p: fc.nat(2), conn: fc.nat(7), room: fc.constantFrom(...ROOMS) }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant("leave" as const), p: fc.nat(2), conn: fc.nat(7), room: fc.constantFrom(...ROOMS) }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("crash" as const), p: fc.nat(2) }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("pause" as const), p: fc.nat(2) }) },
     { weight: 1, arbitrary: fc.record({ op: fc.constant("cleanup" as const) }) },
@@ -53,17 +78,30 @@ it(
           client.on("error", () => {});
           const store = new RedisStore({ redis: client, prefix: deployment.prefix, ...TIMING });
           store.onError(() => {});
-          return { store, proxy, client, crashed: false, truth: new Map() };
+          return { store, proxy, client, crashed: false, truth: new Map(), rooms: new Map() };
         };
         const processes = await Promise.all([0, 1, 2].map(spawnProcess));
         const { keys } = processes[0]!.store;
 
+        const toCounts = (flat: Array<string | number>, prefix = "") => {
+          const counts: Record<string, number> = {};
+          for (let i = 0; i < flat.length; i += 2) counts[prefix + String(flat[i])] = Number(flat[i + 1]);
+          return counts;
+        };
+        /** The users hash and every room's hash, as "user" / "room|user" -> count, checked against the sums. */
         const checkInvariant = async () => {
-          const [users, sums] = (await redis.admin.eval(SNAPSHOT, 1, keys.users, keys.connections("*"))) as [string[], Array<string | number>];
-          const hash: Record<string, number> = {};
-          for (let i = 0; i < users.length; i += 2) hash[users[i]!] = Number(users[i + 1]);
-          const summed: Record<string, number> = {};
-          for (let i = 0; i < sums.length; i += 2) summed[String(sums[i])] = Number(sums[i + 1]);
+          const [users, sums, rooms, memberships] = (await redis.admin.eval(
+            SNAPSHOT,
+            1 + ROOMS.length,
+            keys.users,
+            ...ROOMS.map((room) => keys.room(room)),
+            keys.connections("*"),
+            keys.memberships("*"),
+            ...ROOMS,
+          )) as [string[], Array<string | number>, Array<string | string[]>, Array<string | number>];
+          const hash = toCounts(users);
+          for (let i = 0; i < rooms.length; i += 2) Object.assign(hash, toCounts(rooms[i + 1] as string[], `${rooms[i]}|`));
+          const summed = { ...toCounts(sums), ...toCounts(memberships) };
           for (const count of Object.values(hash)) expect(count).toBeGreaterThanOrEqual(1);
           expect(hash).toEqual(summed);
           return hash;
@@ -85,7 +123,16 @@ it(
               } else if (step.op === "disconnect") {
                 const conn = `p${step.p}-c${step.conn}`;
                 proc.truth.delete(conn);
+                proc.rooms.delete(conn);
                 await proc.store.disconnect(conn).catch(() => {});
+              } else if (step.op === "join" || step.op === "leave") {
+                const conn = `p${step.p}-c${step.conn}`;
+                if (!proc.truth.has(conn)) continue;
+                const rooms = proc.rooms.get(conn) ?? new Set<string>();
+                if (step.op === "join") rooms.add(step.room);
+                else rooms.delete(step.room);
+                proc.rooms.set(conn, rooms);
+                await proc.store[step.op](conn, step.room).catch(() => {});
               } else if (step.op === "crash") {
                 proc.crashed = true; // cut off for good: to Redis, a lost host
                 proc.proxy.cut();
@@ -102,7 +149,10 @@ it(
           const expected: Record<string, number> = {};
           for (const proc of processes) {
             if (proc.crashed) continue;
-            for (const user of proc.truth.values()) expected[user] = (expected[user] ?? 0) + 1;
+            for (const [conn, user] of proc.truth) {
+              expected[user] = (expected[user] ?? 0) + 1;
+              for (const room of proc.rooms.get(conn) ?? []) expected[`${room}|${user}`] = (expected[`${room}|${user}`] ?? 0) + 1;
+            }
           }
           const deadline = Date.now() + 2 * TIMING.leaseTimeoutMs + 2000;
           for (;;) {
