@@ -39,6 +39,7 @@ if (cluster.isPrimary) {
     }
   }
   const sockets = await Promise.all(clients);
+  await new Promise((r) => setTimeout(r, 2000)); // let the joins' own queries and broadcasts drain
   const result = await new Promise((resolve) => {
     // (the adapters' own traffic passes through here too)
     workers[0].on("message", (m) => m?.clusterQuery && resolve(m));
@@ -56,6 +57,11 @@ if (cluster.isPrimary) {
   io.on("connection", (socket) => socket.join(socket.handshake.auth.userId)); // the recipe's room per user
   process.on("message", async (message) => {
     if (message.type !== "measure") return;
+    // warm up both paths (connections between the workers, JIT) before measuring
+    for (let i = 0; i < 20; i++) {
+      await store.isUserConnected(message.userId).catch(() => {});
+      await io.in(message.userId).fetchSockets().catch(() => {});
+    }
     const clusterQuery = [];
     const fetchSockets = [];
     for (let i = 0; i < message.queries; i++) {
