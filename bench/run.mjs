@@ -2,6 +2,7 @@
 // results/latest.json and results/latest.md, and puts the table into the
 // README's Performance section.
 //   node run.mjs [--smoke] [--only 1,3] [--no-readme]
+//   node run.mjs --render    (rewrites the table and README from results/latest.json, running nothing)
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -14,7 +15,12 @@ import { redisMemory } from "./redis-memory.mjs";
 import { storeThroughput } from "./store-throughput.mjs";
 
 const { values } = parseArgs({
-  options: { smoke: { type: "boolean", default: false }, only: { type: "string" }, "no-readme": { type: "boolean", default: false } },
+  options: {
+    smoke: { type: "boolean", default: false },
+    only: { type: "string" },
+    "no-readme": { type: "boolean", default: false },
+    render: { type: "boolean", default: false },
+  },
 });
 const smoke = values.smoke;
 const only = values.only ? new Set(values.only.split(",").map(Number)) : undefined;
@@ -27,14 +33,21 @@ const benchmarks = [
   [5, redisMemory],
 ];
 
-const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString("en") : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString("en") : n >= 10 ? n.toFixed(1) : n >= 0.1 ? n.toFixed(2) : n.toPrecision(2));
 const cell = (s) => (s ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : "");
 
-const redis = await startRedisServer();
+const here = fileURLToPath(new URL(".", import.meta.url));
 const rows = [];
+let measuredAt = new Date();
+if (values.render) {
+  const saved = JSON.parse(readFileSync(`${here}results/latest.json`, "utf8"));
+  rows.push(...saved.rows);
+  measuredAt = new Date(saved.date);
+}
+const redis = values.render ? undefined : await startRedisServer();
 try {
   for (const [id, bench] of benchmarks) {
-    if (only && !only.has(id)) continue;
+    if (values.render || (only && !only.has(id))) continue;
     const started = Date.now();
     const result = await bench({ smoke, redis });
     for (const row of result) {
@@ -48,10 +61,10 @@ try {
     console.log(`   (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   }
 } finally {
-  await redis.stop();
+  await redis?.stop();
 }
 
-const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node.js ${process.version}, ${redis.cli ? "redis-server " : ""}${smoke ? "(smoke run: small N)" : ""}`;
+const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node.js ${process.version}${smoke ? " (smoke run: small N)" : ""}`;
 const table = [
   "| benchmark | ours | peer | metric | ours: median (min–max) | peer: median (min–max) | ours ÷ peer |",
   "|---|---|---|---|---|---|---|",
@@ -60,10 +73,11 @@ const table = [
   ),
 ].join("\n");
 
-const here = fileURLToPath(new URL(".", import.meta.url));
 mkdirSync(`${here}results`, { recursive: true });
 const name = smoke ? "smoke" : "latest";
-writeFileSync(`${here}results/${name}.json`, `${JSON.stringify({ date: new Date().toISOString(), smoke, machine, rows }, null, 2)}\n`);
+if (!values.render) {
+  writeFileSync(`${here}results/${name}.json`, `${JSON.stringify({ date: measuredAt.toISOString(), smoke, machine, rows }, null, 2)}\n`);
+}
 writeFileSync(`${here}results/${name}.md`, `${table}\n`);
 console.log(`\n${table}\n\nwrote bench/results/${name}.json and bench/results/${name}.md`);
 
@@ -73,7 +87,7 @@ if (!smoke && !only && !values["no-readme"]) {
   const start = "<!-- bench:start -->";
   const end = "<!-- bench:end -->";
   if (text.includes(start) && text.includes(end)) {
-    const section = `${start}\nMeasured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} cores (${cpus()[0]?.model ?? "cpu"}), Node.js ${process.version}, with \`npx --yes pnpm@10 bench\`:\n\n${table}\n${end}`;
+    const section = `${start}\nMeasured ${measuredAt.toISOString().slice(0, 10)} on ${cpus().length} cores (${cpus()[0]?.model ?? "cpu"}), Node.js ${process.version}, with \`npx --yes pnpm@10 bench\`:\n\n${table}\n${end}`;
     writeFileSync(readme, text.slice(0, text.indexOf(start)) + section + text.slice(text.indexOf(end) + end.length));
     console.log("updated the README's Performance section");
   }
