@@ -12,7 +12,8 @@ describe("the demo in cluster mode (2 workers, sticky sessions, cluster adapter)
   };
 
   beforeAll(async () => {
-    demo = await startDemo(["--mode", "cluster", "--workers", "2"]);
+    // every client of these tests comes from 127.0.0.1: no per-IP rate limit
+    demo = await startDemo(["--mode", "cluster", "--workers", "2", "--rate-limit", "0"]);
   });
   afterEach(async () => {
     for (const socket of clients.splice(0)) socket.close();
