@@ -94,7 +94,7 @@ export interface DemoAppOptions {
 export function createDemoApp({ config, createStore, serverOptions, close }: DemoAppOptions): DemoApp {
   const http = createServer();
   const io = new Server(http, serverOptions);
-  const identify = (token: unknown) => verifyToken(token, config.secret)?.sub;
+  const claimsOf = (socket: Socket) => verifyToken(socket.handshake.auth?.token, config.secret);
 
   // abuse limits, per worker: connection attempts (and logins) per IP, open connections per user
   const limiter = config.rateLimit > 0 ? new RateLimiterMemory({ points: config.rateLimit, duration: 60 }) : undefined;
@@ -116,7 +116,7 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
       leaveDelayMs: config.leaveDelayMs,
       rooms: (room) => ROOM_NAME.test(room),
       identify: (socket) => {
-        const claims = verifyToken(socket.handshake.auth?.token, config.secret);
+        const claims = claimsOf(socket);
         return claims && { id: claims.sub, info: claims.info };
       },
     });
@@ -153,7 +153,7 @@ export function createDemoApp({ config, createStore, serverOptions, close }: Dem
     });
   } else {
     // the same app without counting: the benchmarks' baseline
-    io.use((socket, next) => next(identify(socket.handshake.auth?.token) ? undefined : new Error("unauthorized")));
+    io.use((socket, next) => next(claimsOf(socket) ? undefined : new Error("unauthorized")));
   }
   if (presence && config.maxConnectionsPerUser > 0) {
     const open = new Map<string, number>();
