@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 /** Loads `.lua` files as text, as tsup's `loader: { ".lua": "text" }` does for the build. */
@@ -11,7 +12,8 @@ const luaAsText = {
 
 const project = (name: string, root: string, include: string[], extra: Record<string, unknown> = {}) => ({
   extends: true as const,
-  test: { name, root, include, ...extra },
+  // absolute, so a package's own `vitest run --root ../..` finds its files
+  test: { name, root: fileURLToPath(new URL(root, import.meta.url)), include, ...extra },
 });
 
 export default defineConfig({
@@ -25,6 +27,8 @@ export default defineConfig({
       project("core", "packages/core", ["src/**/*.test.ts"]),
       project("memory", "packages/memory", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("socketio", "packages/socketio", ["src/**/*.test.ts", "test/**/*.test.ts"]),
+      project("cluster", "packages/cluster", ["src/**/*.test.ts", "test/**/*.test.ts"]),
+      project("client", "packages/client", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("cluster-query", "packages/cluster-query", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("redis", "packages/redis", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("demo", "apps/demo", ["test/**/*.test.ts"], { exclude: ["test/faults/**"] }),
