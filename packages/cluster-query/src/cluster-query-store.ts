@@ -1,18 +1,18 @@
 import { randomUUID } from "node:crypto";
 import {
-  DEFAULT_MAX_USER_ID_BYTES,
+  LocalPresence,
   StoreClosedError,
   StoreEvents,
   assertUserId,
   inPages,
   type ErrorListener,
+  type PresenceLimits,
   type PresenceStore,
   type TransitionListener,
   type UserInfo,
   type UserPresence,
   type UsersPageOptions,
 } from "@presence/core";
-import { MemoryStore, type MemoryStoreOptions } from "@presence/memory";
 import createDebug from "debug";
 import type { Namespace, Server } from "socket.io";
 import { NodesUnresponsiveError } from "./errors";
@@ -20,7 +20,7 @@ import { MessageType, QUERY_EVENT, mergeUsers, toEntry, type QueryRequest, type 
 
 const debug = createDebug("presence:cluster-query");
 
-export interface ClusterQueryStoreOptions extends MemoryStoreOptions {
+export interface ClusterQueryStoreOptions extends Partial<PresenceLimits> {
   /**
    * How long to wait for the other nodes, in ms. The adapters' own limit for
    * `serverSideEmitWithAck` is 5000 ms (the Redis adapter's `requestsTimeout`):
@@ -52,7 +52,7 @@ type RequestBody = QueryRequest extends infer R ? (R extends QueryRequest ? Omit
 
 /**
  * Presence across a cluster with no shared store: each node counts its own
- * connections (and room memberships, and user info) in a `MemoryStore`, and
+ * connections (and room memberships, and user info) in core's `LocalPresence`, and
  * queries ask every node with `serverSideEmitWithAck`. Works with any adapter
  * that supports it (the cluster adapter, the Redis adapter, ...).
  *
@@ -64,11 +64,10 @@ export class ClusterQueryStore implements PresenceStore {
   /** This node's id in the queries' messages. */
   readonly uid = randomUUID();
 
-  readonly #local: MemoryStore;
+  readonly #local: LocalPresence;
   readonly #events = new StoreEvents();
   readonly #timeoutMs: number;
   readonly #allowPartial: boolean;
-  readonly #maxUserIdBytes: number;
   readonly #onQuery = (request: QueryRequest, ack: (response: QueryResponse) => void) => this.#answer(request, ack);
   #requestId = 0;
   #closed = false;
@@ -77,15 +76,18 @@ export class ClusterQueryStore implements PresenceStore {
     this.namespace = namespace;
     this.#timeoutMs = options.timeoutMs ?? 5500;
     this.#allowPartial = options.allowPartial ?? false;
-    this.#maxUserIdBytes = options.maxUserIdBytes ?? DEFAULT_MAX_USER_ID_BYTES;
-    this.#local = new MemoryStore(options);
+    this.#local = new LocalPresence(options);
     (namespace as unknown as NodeJS.EventEmitter).on(QUERY_EVENT, this.#onQuery);
+  }
+
+  get limits(): Readonly<PresenceLimits> {
+    return this.#local.limits;
   }
 
   async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
     this.#assertOpen();
     // new on this node: new to the cluster unless another node holds them
-    if (!this.#local.connectSync(connectionId, userId, info)) return false;
+    if (!this.#local.connect(connectionId, userId, info)) return false;
     return !(await this.#elsewhere({ type: MessageType.IS_USER_CONNECTED, userId }));
   }
 
@@ -93,7 +95,7 @@ export class ClusterQueryStore implements PresenceStore {
     this.#assertOpen();
     const userId = this.#local.userOf(connectionId);
     if (userId === undefined) return false;
-    const { offline, left } = this.#local.disconnectSync(connectionId);
+    const { offline, left } = this.#local.disconnect(connectionId);
     for (const transition of left) {
       if (transition.type !== "left") continue;
       const { room } = transition;
@@ -106,28 +108,28 @@ export class ClusterQueryStore implements PresenceStore {
   async join(connectionId: string, room: string): Promise<boolean> {
     this.#assertOpen();
     const userId = this.#local.userOf(connectionId);
-    if (!this.#local.joinSync(connectionId, room) || userId === undefined) return false;
+    if (!this.#local.join(connectionId, room) || userId === undefined) return false;
     return !(await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId, room }));
   }
 
   async leave(connectionId: string, room: string): Promise<boolean> {
     this.#assertOpen();
     const userId = this.#local.userOf(connectionId);
-    if (!this.#local.leaveSync(connectionId, room) || userId === undefined) return false;
+    if (!this.#local.leave(connectionId, room) || userId === undefined) return false;
     return !(await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId, room }));
   }
 
   /** Updates the info on every node that holds the user. */
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
     this.#assertOpen();
-    const here = await this.#local.updateInfo(userId, info);
+    const here = this.#local.updateInfo(userId, info);
     const answer = await this.#ask({ type: MessageType.UPDATE_INFO, userId, info });
     return here || answer.responses.some((response) => response.yes);
   }
 
   async userInfo(userId: string): Promise<UserInfo | undefined> {
     this.#assertOpen();
-    if (this.#local.connectionsOf(userId) > 0) return this.#local.infoOf(userId);
+    if (this.#local.connectionsOf(userId) > 0) return this.#local.info(userId);
     const answer = await this.#ask({ type: MessageType.USER_INFO, userId });
     return answer.responses.find((response) => response.info !== undefined)?.info;
   }
@@ -139,7 +141,7 @@ export class ClusterQueryStore implements PresenceStore {
   /** `isUserConnected`, with whether every node answered. */
   async isUserConnectedDetailed(userId: string): Promise<ClusterAnswer<boolean>> {
     this.#assertOpen();
-    assertUserId(userId, this.#maxUserIdBytes);
+    assertUserId(userId, this.#local.limits.maxUserIdBytes);
     if (this.#local.connectionsOf(userId) > 0) return { value: true, partial: false, missingNodes: 0 };
     return this.#yesFromAny(await this.#ask({ type: MessageType.IS_USER_CONNECTED, userId }));
   }
@@ -177,14 +179,14 @@ export class ClusterQueryStore implements PresenceStore {
    */
   async snapshot(options: { allowPartial?: boolean } = {}): Promise<ClusterAnswer<UserPresence[]>> {
     this.#assertOpen();
-    const local = this.#local.snapshot().map(toEntry);
+    const local = this.#local.users().map(toEntry);
     return this.#merged(local, await this.#ask({ type: MessageType.USERS }), options.allowPartial);
   }
 
   /** A room's users across the cluster, like {@link snapshot}. */
   async roomSnapshot(room: string, options: { allowPartial?: boolean } = {}): Promise<ClusterAnswer<UserPresence[]>> {
     this.#assertOpen();
-    const local = this.#local.roomSnapshot(room).map(toEntry);
+    const local = this.#local.roomUsers(room).map(toEntry);
     return this.#merged(local, await this.#ask({ type: MessageType.ROOM_USERS, room }), options.allowPartial);
   }
 
@@ -200,11 +202,7 @@ export class ClusterQueryStore implements PresenceStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     (this.namespace as unknown as NodeJS.EventEmitter).off(QUERY_EVENT, this.#onQuery);
-    const leaving: Array<{ type: "left"; room: string; userId: string } | { type: "disconnected"; userId: string }> = [];
-    this.#local.onTransition((transition) => {
-      if (transition.type === "left" || transition.type === "disconnected") leaving.push(transition);
-    });
-    await this.#local.close();
+    const leaving = this.#local.clear();
     this.#closed = true;
     for (const transition of leaving) {
       const elsewhere =
@@ -223,18 +221,19 @@ export class ClusterQueryStore implements PresenceStore {
       case MessageType.IS_USER_CONNECTED:
         return ack({ ...base, yes: this.#local.connectionsOf(request.userId) > 0 });
       case MessageType.USERS:
-        return ack({ ...base, users: this.#local.snapshot().map(toEntry) });
+        return ack({ ...base, users: this.#local.users().map(toEntry) });
       case MessageType.IS_USER_IN_ROOM:
         return ack({ ...base, yes: this.#local.roomConnectionsOf(request.userId, request.room) > 0 });
       case MessageType.ROOM_USERS:
-        return ack({ ...base, users: this.#local.roomSnapshot(request.room).map(toEntry) });
+        return ack({ ...base, users: this.#local.roomUsers(request.room).map(toEntry) });
       case MessageType.USER_INFO:
-        return ack({ ...base, info: this.#local.infoOf(request.userId) });
+        return ack({ ...base, info: this.#local.info(request.userId) });
       case MessageType.UPDATE_INFO:
-        this.#local.updateInfo(request.userId, request.info).then(
-          (yes) => ack({ ...base, yes }),
-          () => ack({ ...base, yes: false }),
-        );
+        try {
+          return ack({ ...base, yes: this.#local.updateInfo(request.userId, request.info) });
+        } catch {
+          return ack({ ...base, yes: false });
+        }
     }
   }
 

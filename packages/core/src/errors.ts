@@ -1,15 +1,58 @@
 /**
+ * Every kind of error this project reports, in one union (as tRPC's
+ * `TRPC_ERROR_CODE_KEY`): callers switch on `error.code`, never on a message.
+ */
+export type PresenceErrorCode =
+  /** Bad input: nothing was changed, and retrying will not help. */
+  | "INVALID_USER_ID"
+  | "INVALID_ROOM"
+  | "INVALID_USER_INFO"
+  | "INVALID_CONNECTION_ID"
+  | "INVALID_SCOPE"
+  | "CONNECTION_CONFLICT"
+  /** A room query on a binding or store that tracks no rooms. */
+  | "ROOMS_DISABLED"
+  /** A call after `close()`. */
+  | "STORE_CLOSED"
+  /** The backing service did not answer in time, or refused for now: retrying is safe. */
+  | "STORE_UNAVAILABLE"
+  /** Some cluster nodes did not answer a query. */
+  | "NODES_UNRESPONSIVE"
+  /** The process was declared dead by the others (its lease expired) and must republish. */
+  | "FENCED"
+  /** Anything that was not thrown on purpose (normalized by {@link toPresenceError}). */
+  | "UNKNOWN";
+
+/** Codes whose calls may succeed when made again: the store calls are idempotent, so the binding retries these. */
+const RETRYABLE = new Set<PresenceErrorCode>(["STORE_UNAVAILABLE", "NODES_UNRESPONSIVE", "FENCED", "UNKNOWN"]);
+
+/**
  * Base class of every error this project throws on purpose. `code` is stable
  * and safe to switch on; `message` is for people.
  */
 export class PresenceError extends Error {
-  readonly code: string;
+  readonly code: PresenceErrorCode;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: PresenceErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
   }
+
+  /** Whether making the same call again may succeed (the input was fine, the moment was not). */
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+}
+
+/**
+ * The one normalizer for whatever was thrown: a `PresenceError` as it is,
+ * anything else wrapped as `UNKNOWN` with the original as `cause`.
+ */
+export function toPresenceError(thrown: unknown): PresenceError {
+  if (thrown instanceof PresenceError) return thrown;
+  if (thrown instanceof Error) return new PresenceError("UNKNOWN", thrown.message, { cause: thrown });
+  return new PresenceError("UNKNOWN", typeof thrown === "string" ? thrown : `non-error thrown: ${String(thrown)}`, { cause: thrown });
 }
 
 export type InvalidUserIdReason = "not-a-string" | "empty" | "too-long" | "malformed";
@@ -73,5 +116,12 @@ export class StoreClosedError extends PresenceError {
 export class StoreUnavailableError extends PresenceError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("STORE_UNAVAILABLE", message, options);
+  }
+}
+
+/** A room query on a binding (or store) that tracks no rooms: it would only ever answer "nobody". */
+export class RoomsDisabledError extends PresenceError {
+  constructor(message = "rooms are not tracked: set the `rooms` option of createPresence to track them") {
+    super("ROOMS_DISABLED", message);
   }
 }

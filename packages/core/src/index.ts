@@ -1,4 +1,5 @@
 export { ConnectionCounter } from "./counter";
+export { LocalPresence, resolveLimits, type DisconnectResult, type PresenceLimits } from "./local-presence";
 export {
   ConnectionConflictError,
   InvalidConnectionIdError,
@@ -6,6 +7,9 @@ export {
   InvalidUserIdError,
   InvalidUserInfoError,
   PresenceError,
+  RoomsDisabledError,
+  toPresenceError,
+  type PresenceErrorCode,
   StoreClosedError,
   StoreUnavailableError,
   type InvalidUserIdReason,

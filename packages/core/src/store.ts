@@ -1,3 +1,6 @@
+import { toPresenceError } from "./errors";
+import type { PresenceLimits } from "./local-presence";
+
 /** What a user shows others while online (a name, an avatar URL, a status): a plain JSON object. */
 export type UserInfo = { [key: string]: unknown };
 
@@ -39,6 +42,11 @@ export type ErrorListener = (error: Error) => void;
  * are idempotent, counts never go negative, no offline user stays listed.
  */
 export interface PresenceStore {
+  /**
+   * The input limits this store enforces. The binding reads them, so that it
+   * never accepts a user the store would then refuse.
+   */
+  readonly limits?: Readonly<PresenceLimits>;
   /**
    * Counts a connection for a user, with the user's info if given (the
    * latest given wins; it is kept while the user is online). Resolves `true`
@@ -120,7 +128,7 @@ export class StoreEvents {
   }
 
   error(error: unknown): void {
-    const err = error instanceof Error ? error : new Error(String(error));
+    const err = error instanceof Error ? error : toPresenceError(error);
     for (const listener of this.#errorListeners) {
       try {
         listener(err);
