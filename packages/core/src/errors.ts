@@ -10,6 +10,10 @@ export type PresenceErrorCode =
   | "INVALID_CONNECTION_ID"
   | "INVALID_SCOPE"
   | "CONNECTION_CONFLICT"
+  /** An option given to a constructor or factory is out of range or of the wrong type. */
+  | "INVALID_OPTION"
+  /** `@presence/cluster` used in a worker whose primary never called `setupPrimary()`. */
+  | "CLUSTER_NOT_SET_UP"
   /** A room query on a binding or store that tracks no rooms. */
   | "ROOMS_DISABLED"
   /** A call after `close()`. */
@@ -22,6 +26,29 @@ export type PresenceErrorCode =
   | "FENCED"
   /** Anything that was not thrown on purpose (normalized by {@link toPresenceError}). */
   | "UNKNOWN";
+
+/** Every code, for a receiver that rebuilds errors from the wire (IPC, adapters) and must check what it got. */
+export const PRESENCE_ERROR_CODES: readonly PresenceErrorCode[] = [
+  "INVALID_USER_ID",
+  "INVALID_ROOM",
+  "INVALID_USER_INFO",
+  "INVALID_CONNECTION_ID",
+  "INVALID_SCOPE",
+  "CONNECTION_CONFLICT",
+  "INVALID_OPTION",
+  "CLUSTER_NOT_SET_UP",
+  "ROOMS_DISABLED",
+  "STORE_CLOSED",
+  "STORE_UNAVAILABLE",
+  "NODES_UNRESPONSIVE",
+  "FENCED",
+  "UNKNOWN",
+];
+
+/** Narrows a code that came over the wire; anything unknown becomes `UNKNOWN`. */
+export function toPresenceErrorCode(code: unknown): PresenceErrorCode {
+  return PRESENCE_ERROR_CODES.includes(code as PresenceErrorCode) ? (code as PresenceErrorCode) : "UNKNOWN";
+}
 
 /** Codes whose calls may succeed when made again: the store calls are idempotent, so the binding retries these. */
 const RETRYABLE = new Set<PresenceErrorCode>(["STORE_UNAVAILABLE", "NODES_UNRESPONSIVE", "FENCED", "UNKNOWN"]);
