@@ -1,4 +1,6 @@
+export type { PresenceServerToClientEvents } from "./events";
 export {
+  DEFAULT_LEAVE_DELAY_MS,
   Presence,
   createPresence,
   type IdentifyHook,

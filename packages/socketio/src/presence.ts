@@ -1,16 +1,12 @@
 import { EventEmitter } from "node:events";
 import {
-  ConnectionConflictError,
-  DEFAULT_MAX_USER_ID_BYTES,
-  DEFAULT_MAX_USER_INFO_BYTES,
-  InvalidRoomError,
-  InvalidUserIdError,
-  InvalidUserInfoError,
-  PresenceError,
-  StoreClosedError,
+  RoomsDisabledError,
+  resolveLimits,
+  toPresenceError,
   assertUserId,
   parseUserInfo,
   serializeUserInfo,
+  type PresenceLimits,
   type PresenceStore,
   type Transition,
   type UserInfo,
@@ -65,21 +61,21 @@ export interface PresenceOptions {
    */
   rooms?: string | ((room: string) => boolean) | false;
   /**
-   * The largest accepted user info, in UTF-8 bytes of JSON.
-   * @default 1024
-   */
-  maxUserInfoBytes?: number;
-  /**
    * How long, in ms, a user whose last connection dropped stays online. A
-   * reconnect inside the window, on any node, produces neither a leave nor a join.
-   * @default 0
+   * reconnect inside the window (a page reload, a recovered connection, a
+   * tab reopened), on any node, produces neither a leave nor a join. The
+   * default covers a page reload on a slow page; 0 announces leaves at once.
+   * @default 2000
    */
   leaveDelayMs?: number;
   /**
-   * The longest accepted user id, in UTF-8 bytes.
-   * @default 256
+   * Let a socket that `identify` gives no user (returns `null` or
+   * `undefined`) connect uncounted: a public page or a lobby watcher that
+   * sees presence without being part of it. Off, such a socket is refused.
+   * A hook that throws or returns an invalid id is always refused.
+   * @default false
    */
-  maxUserIdBytes?: number;
+  allowAnonymous?: boolean;
   /**
    * The `connect_error` message sent to a refused client.
    * @default "unauthorized"
@@ -98,6 +94,9 @@ export interface PresenceOptions {
   retryDelayMs?: number;
 }
 
+/** The default leave grace: long enough to hide a page reload from everyone else. */
+export const DEFAULT_LEAVE_DELAY_MS = 2000;
+
 export interface PresenceEvents {
   /** A user went offline -> online. */
   connected: [userId: string, info: UserInfo | undefined];
@@ -105,8 +104,8 @@ export interface PresenceEvents {
   disconnected: [userId: string];
   /** An online user's info changed. */
   updated: [userId: string, info: UserInfo];
-  /** A user entered a tracked room (their first connection in it). */
-  joined: [room: string, userId: string];
+  /** A user entered a tracked room (their first connection in it), with their info. */
+  joined: [room: string, userId: string, info: UserInfo | undefined];
   /** A user left a tracked room (their last connection in it). */
   left: [room: string, userId: string];
   /** A store call failed for good, or the store reported a background error. */
@@ -124,15 +123,21 @@ const DEFAULT_EVENT_NAMES: PresenceEventNames = {
   left: "user has left",
 };
 
-/** Errors that retrying cannot fix: bad input and a closed store. */
-const isPermanent = (error: unknown) =>
-  error instanceof InvalidUserIdError ||
-  error instanceof InvalidUserInfoError ||
-  error instanceof InvalidRoomError ||
-  error instanceof ConnectionConflictError ||
-  error instanceof StoreClosedError;
-
 type Identified = { userId: string; info: UserInfo | undefined };
+
+/**
+ * Where a socket's identity lives: in `socket.data`, which Socket.IO's
+ * connection state recovery restores (a recovered socket skips the
+ * middlewares, so anything kept elsewhere would be lost).
+ */
+const IDENTITY_KEY = "presence";
+
+function identityOf(socket: Socket): Identified | undefined {
+  const data: unknown = socket.data;
+  if (typeof data !== "object" || data === null) return undefined;
+  const identity = (data as Record<string, unknown>)[IDENTITY_KEY] as Identified | undefined;
+  return typeof identity?.userId === "string" ? identity : undefined;
+}
 
 /**
  * Presence for one Socket.IO namespace: identifies each socket's user, counts
@@ -145,14 +150,16 @@ export class Presence extends EventEmitter<PresenceEvents> {
   readonly #identify: IdentifyHook;
   readonly #eventNames: PresenceEventNames | false;
   readonly #leaveDelayMs: number;
-  readonly #maxUserIdBytes: number;
-  readonly #maxUserInfoBytes: number;
+  readonly #limits: PresenceLimits;
+  readonly #allowAnonymous: boolean;
+  readonly #roomsEnabled: boolean;
   readonly #tracks: (room: string) => boolean;
   readonly #unauthorizedMessage: string;
   readonly #retries: number;
   readonly #retryDelayMs: number;
 
-  readonly #identities = new WeakMap<Socket, Identified>();
+  /** Error codes already warned about through `process.emitWarning`, when nobody listens to `error`. */
+  readonly #warned = new Set<string>();
   /** Sockets whose counting has started (their connect is queued). */
   readonly #counted = new WeakSet<Socket>();
   /** Sockets on their way out: the store's disconnect takes them out of their rooms. */
@@ -174,10 +181,12 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.store = options.store;
     this.#identify = options.identify;
     this.#eventNames = options.events === false ? false : { ...DEFAULT_EVENT_NAMES, ...options.events };
-    this.#leaveDelayMs = Math.max(0, options.leaveDelayMs ?? 0);
-    this.#maxUserIdBytes = options.maxUserIdBytes ?? DEFAULT_MAX_USER_ID_BYTES;
-    this.#maxUserInfoBytes = options.maxUserInfoBytes ?? DEFAULT_MAX_USER_INFO_BYTES;
+    this.#leaveDelayMs = Math.max(0, options.leaveDelayMs ?? DEFAULT_LEAVE_DELAY_MS);
+    // the store owns the limits: the binding never accepts what its store would refuse
+    this.#limits = resolveLimits(this.store.limits);
+    this.#allowAnonymous = options.allowAnonymous ?? false;
     const rooms = options.rooms ?? false;
+    this.#roomsEnabled = rooms !== false;
     this.#tracks = typeof rooms === "function" ? rooms : typeof rooms === "string" ? (room) => room.startsWith(rooms) : () => false;
     this.#unauthorizedMessage = options.unauthorizedMessage ?? "unauthorized";
     this.#retries = Math.max(1, options.retries ?? 3);
@@ -198,15 +207,15 @@ export class Presence extends EventEmitter<PresenceEvents> {
     namespace.adapter.on("leave-room", (room: string, id: string) => this.#onRoom("leave", room, id));
   }
 
-  /** The user id the `identify` hook gave this socket, once it connected. */
+  /** The user id the `identify` hook gave this socket; `undefined` for an anonymous socket. */
   userIdOf(socket: Socket): string | undefined {
-    return this.#identities.get(socket)?.userId;
+    return identityOf(socket)?.userId;
   }
 
   /** Replaces an online user's info and tells every client; `false` when the user is offline. */
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
-    assertUserId(userId, this.#maxUserIdBytes);
-    const copy = parseUserInfo(serializeUserInfo(info, this.#maxUserInfoBytes));
+    assertUserId(userId, this.#limits.maxUserIdBytes);
+    const copy = parseUserInfo(serializeUserInfo(info, this.#limits.maxUserInfoBytes));
     const updated = await this.store.updateInfo(userId, copy);
     if (updated) this.#announce({ type: "updated", userId, info: copy });
     return updated;
@@ -216,21 +225,26 @@ export class Presence extends EventEmitter<PresenceEvents> {
     return this.store.userInfo(userId);
   }
 
-  isUserInRoom(userId: string, room: string): Promise<boolean> {
+  /** Rejects with `RoomsDisabledError` when the `rooms` option tracks none. */
+  async isUserInRoom(userId: string, room: string): Promise<boolean> {
+    this.#assertRooms();
     return this.store.isUserInRoom(userId, room);
   }
 
-  roomUsersCount(room: string): Promise<number> {
+  /** Rejects with `RoomsDisabledError` when the `rooms` option tracks none. */
+  async roomUsersCount(room: string): Promise<number> {
+    this.#assertRooms();
     return this.store.roomUsersCount(room);
   }
 
-  /** A tracked room's users in pages, with their info. */
+  /** A tracked room's users in pages, with their info. Throws `RoomsDisabledError` when the `rooms` option tracks none. */
   roomUsers(room: string, options?: UsersPageOptions): AsyncIterable<UserPresence[]> {
+    this.#assertRooms();
     return this.store.roomUsers(room, options);
   }
 
   async isUserConnected(userId: string): Promise<boolean> {
-    assertUserId(userId, this.#maxUserIdBytes);
+    assertUserId(userId, this.#limits.maxUserIdBytes);
     return this.store.isUserConnected(userId);
   }
 
@@ -277,13 +291,17 @@ export class Presence extends EventEmitter<PresenceEvents> {
     try {
       identity = await this.#identify(socket);
     } catch (error) {
-      debug("identify threw for socket %s: %O", socket.id, error);
+      // the app's own hook failed: the client only learns "unauthorized", so the server must hear of it
+      this.#warn("IDENTIFY_FAILED", `the identify hook threw, so the connection was refused: ${toPresenceError(error).message}`);
       throw this.#refusal("identify-failed");
     }
-    if (identity === undefined || identity === null) throw this.#refusal("no-user-id");
+    if (identity === undefined || identity === null) {
+      if (this.#allowAnonymous) return; // connects, uncounted
+      throw this.#refusal("no-user-id");
+    }
     const userId: unknown = typeof identity === "object" ? identity.id : identity;
     try {
-      assertUserId(userId, this.#maxUserIdBytes);
+      assertUserId(userId, this.#limits.maxUserIdBytes);
     } catch (error) {
       debug("identify gave an invalid user id for socket %s: %s", socket.id, (error as Error).message);
       throw this.#refusal("invalid-user-id");
@@ -291,26 +309,37 @@ export class Presence extends EventEmitter<PresenceEvents> {
     let info: UserInfo | undefined;
     if (typeof identity === "object" && identity.info !== undefined) {
       try {
-        info = parseUserInfo(serializeUserInfo(identity.info, this.#maxUserInfoBytes));
+        info = parseUserInfo(serializeUserInfo(identity.info, this.#limits.maxUserInfoBytes));
       } catch (error) {
         debug("identify gave invalid info for socket %s: %s", socket.id, (error as Error).message);
         throw this.#refusal("invalid-user-info");
       }
     }
-    this.#identities.set(socket, { userId, info });
+    if (typeof socket.data !== "object" || socket.data === null) socket.data = {};
+    (socket.data as Record<string, unknown>)[IDENTITY_KEY] = { userId, info } satisfies Identified;
   }
 
   #refusal(reason: RefusalReason): Error {
     return Object.assign(new Error(this.#unauthorizedMessage), { data: { reason } });
   }
 
-  /** Starts counting a socket: on `connection`, or earlier when an app's own handler joins a room first. */
+  /**
+   * Starts counting a socket: on `connection`, or earlier when an app's own
+   * handler joins a room first. A socket that Socket.IO's connection state
+   * recovery brought back keeps its id: inside the leave grace it is still
+   * counted, so nobody hears of the drop; after it, it is counted anew.
+   */
   #count(socket: Socket): void {
-    const identity = this.#identities.get(socket);
+    const identity = identityOf(socket);
     if (identity === undefined || this.#closing || this.#counted.has(socket)) return;
     this.#counted.add(socket);
     const { userId, info } = identity;
     const connectionId = socket.id;
+    const pending = this.#pendingLeaves.get(connectionId);
+    if (pending) {
+      clearTimeout(pending.timer);
+      this.#pendingLeaves.delete(connectionId);
+    }
 
     socket.once("disconnecting", () => this.#disconnecting.add(socket));
     // attached before any await: a socket that leaves while its connect is in
@@ -328,11 +357,14 @@ export class Presence extends EventEmitter<PresenceEvents> {
       this.#pendingLeaves.set(connectionId, { timer, leave });
     });
 
-    this.#enqueue(connectionId, async () => {
-      if (await this.#call("connect", () => this.store.connect(connectionId, userId, info))) {
-        this.#announce(info === undefined ? { type: "connected", userId } : { type: "connected", userId, info });
-      }
-    });
+    // a recovered socket whose leave was still pending was never uncounted
+    if (!pending) {
+      this.#enqueue(connectionId, async () => {
+        if (await this.#call("connect", () => this.store.connect(connectionId, userId, info))) {
+          this.#announce(info === undefined ? { type: "connected", userId } : { type: "connected", userId, info });
+        }
+      });
+    }
     // rooms joined before the connection (in a middleware) were not counted yet
     for (const room of socket.rooms) this.#onRoom("join", room, connectionId);
   }
@@ -341,13 +373,16 @@ export class Presence extends EventEmitter<PresenceEvents> {
   #onRoom(change: "join" | "leave", room: string, connectionId: string): void {
     if (room === connectionId || this.#closing || !this.#tracks(room)) return;
     const socket = this.namespace.sockets.get(connectionId);
-    const userId = socket && this.#identities.get(socket)?.userId;
+    const userId = socket && identityOf(socket)?.userId;
     if (!socket || userId === undefined) return;
     if (change === "leave" && this.#disconnecting.has(socket)) return; // the store's disconnect does it
     this.#count(socket);
     this.#enqueue(connectionId, async () => {
       const call = change === "join" ? () => this.store.join(connectionId, room) : () => this.store.leave(connectionId, room);
-      if (await this.#call(change, call)) this.#announce({ type: change === "join" ? "joined" : "left", room, userId });
+      if (!(await this.#call(change, call))) return;
+      if (change === "leave") return this.#announce({ type: "left", room, userId });
+      const info = await this.#call("userInfo", () => this.store.userInfo(userId));
+      this.#announce(info === undefined ? { type: "joined", room, userId } : { type: "joined", room, userId, info });
     });
   }
 
@@ -380,7 +415,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
       try {
         return await call();
       } catch (error) {
-        if (isPermanent(error) || attempt >= this.#retries) throw error;
+        if (!toPresenceError(error).retryable || attempt >= this.#retries) throw error;
         debug("store %s failed (attempt %d of %d), retrying: %s", name, attempt, this.#retries, (error as Error).message);
         await new Promise((resolve) => setTimeout(resolve, this.#retryDelayMs * 2 ** (attempt - 1)));
       }
@@ -405,21 +440,41 @@ export class Presence extends EventEmitter<PresenceEvents> {
       case "updated":
         if (names) this.namespace.emit(names.updated, transition.userId, transition.info);
         return void this.emit("updated", transition.userId, transition.info);
-      case "joined":
-      case "left": {
-        const { type, room, userId } = transition;
+      case "joined": {
+        const { room, userId, info } = transition;
         // to the room's members: the server-side events still fire for untracked listeners
-        if (names) this.namespace.to(room).emit(names[type], room, userId);
-        return void this.emit(type, room, userId);
+        if (names) {
+          if (info === undefined) this.namespace.to(room).emit(names.joined, room, userId);
+          else this.namespace.to(room).emit(names.joined, room, userId, info);
+        }
+        return void this.emit("joined", room, userId, info);
+      }
+      case "left": {
+        const { room, userId } = transition;
+        if (names) this.namespace.to(room).emit(names.left, room, userId);
+        return void this.emit("left", room, userId);
       }
     }
   }
 
+  #assertRooms(): void {
+    if (!this.#roomsEnabled) throw new RoomsDisabledError();
+  }
+
   #fail(error: unknown): void {
-    const err = error instanceof Error ? error : new PresenceError("UNKNOWN", String(error));
+    const err = error instanceof Error ? error : toPresenceError(error);
     debug("error: %O", err);
-    // an EventEmitter throws on an unheard "error": only emit it when someone listens
+    // an EventEmitter throws on an unheard "error": emit it to listeners, else warn once per kind
     if (this.listenerCount("error") > 0) this.emit("error", err);
+    else this.#warn(toPresenceError(err).code, `${err.message} (listen to presence.on("error") to handle these; this warning is shown once per kind)`);
+  }
+
+  /** Tells the operator once per kind through Node's standard warnings, so no failure goes unseen. */
+  #warn(kind: string, message: string): void {
+    debug("warning %s: %s", kind, message);
+    if (this.#warned.has(kind)) return;
+    this.#warned.add(kind);
+    process.emitWarning(message, { type: "PresenceWarning", code: `PRESENCE_${kind}` });
   }
 }
 

@@ -21,6 +21,8 @@ export async function startServer(
   const io = new Server(http, serverOptions);
   const presence = createPresence(io, {
     identify: (socket) => socket.handshake.auth.userId,
+    // leaves at once unless a test asks for the grace: the tests watch leaves happen
+    leaveDelayMs: 0,
     ...options,
   });
   await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));

@@ -1,3 +1,4 @@
+import { RoomsDisabledError } from "@presence/core";
 import { MemoryStore } from "@presence/memory";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPresence } from "../src";
@@ -54,5 +55,63 @@ describe("createPresence options", () => {
     expect(presence.namespace.name).toBe("/chat");
     await presence.close();
     void io;
+  });
+
+  it("lets anonymous viewers connect uncounted when allowed, and refuses them by default", async () => {
+    s = await startServer({ store: new MemoryStore() });
+    await expect(connectClient(s.port, {})).rejects.toThrow("unauthorized");
+    await s.close();
+    s = await startServer({ store: new MemoryStore(), allowAnonymous: true });
+    const viewer = await connectClient(s.port, {});
+    const joins: string[] = [];
+    viewer.on("user has connected", (u: string) => joins.push(u));
+    const alice = await connectClient(s.port, { userId: "alice" });
+    await eventually(() => expect(joins).toEqual(["alice"]));
+    expect(await s.presence.usersList()).toEqual(["alice"]);
+    expect(s.presence.userIdOf(s.io.of("/").sockets.get(viewer.id!)!)).toBeUndefined();
+    // a forged id is still refused: anonymous means "no user", never "any user"
+    await expect(connectClient(s.port, { userId: "" })).rejects.toThrow("unauthorized");
+    viewer.close();
+    alice.close();
+  });
+
+  it("takes its limits from the store, so it never accepts a user the store would refuse", async () => {
+    s = await startServer({ store: new MemoryStore({ maxUserIdBytes: 5 }) });
+    await expect(connectClient(s.port, { userId: "sixsix" })).rejects.toMatchObject({ data: { reason: "invalid-user-id" } });
+    await s.close();
+    s = await startServer({ store: new MemoryStore({ maxUserIdBytes: 400 }) });
+    const long = "x".repeat(300);
+    const tab = await connectClient(s.port, { userId: long });
+    await eventually(async () => expect(await s!.presence.isUserConnected(long)).toBe(true));
+    tab.close();
+  });
+
+  it("rejects room queries with a typed error when no rooms are tracked", async () => {
+    s = await startServer({ store: new MemoryStore() });
+    await expect(s.presence.roomUsersCount("lobby")).rejects.toBeInstanceOf(RoomsDisabledError);
+    await expect(s.presence.isUserInRoom("alice", "lobby")).rejects.toMatchObject({ code: "ROOMS_DISABLED" });
+    expect(() => s!.presence.roomUsers("lobby")).toThrow(RoomsDisabledError);
+  });
+
+  it("warns once per kind through process warnings when nobody listens to errors", async () => {
+    const warnings: Array<{ name: string; code?: string; message: string }> = [];
+    const onWarning = (warning: Error & { code?: string }) => warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      s = await startServer({
+        store: new MemoryStore(),
+        identify: (socket) => {
+          if (socket.handshake.auth.userId === "boom") throw new Error("token service down");
+          return socket.handshake.auth.userId;
+        },
+      });
+      await expect(connectClient(s.port, { userId: "boom" })).rejects.toThrow("unauthorized");
+      await expect(connectClient(s.port, { userId: "boom" })).rejects.toThrow("unauthorized");
+      await eventually(() => expect(warnings.map((w) => w.code)).toEqual(["PRESENCE_IDENTIFY_FAILED"]));
+      expect(warnings[0]!.name).toBe("PresenceWarning");
+      expect(warnings[0]!.message).toContain("token service down");
+    } finally {
+      process.off("warning", onWarning);
+    }
   });
 });
