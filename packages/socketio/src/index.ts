@@ -10,3 +10,28 @@ export {
   type PresenceOptions,
   type RefusalReason,
 } from "./presence";
+export {
+  PresenceSync,
+  SYNC_ROOM_PREFIX,
+  SyncScopeError,
+  isSyncRoom,
+  type RoomSubscribeHook,
+  type SyncOptions,
+} from "./sync";
+export {
+  DIFF,
+  RESYNC,
+  STATE,
+  SUBSCRIBE,
+  UNSUBSCRIBE,
+  scopeKey,
+  type DiffEntry,
+  type DiffFrame,
+  type ResyncFrame,
+  type StateEntry,
+  type StateFrame,
+  type SubscribeReply,
+  type SubscribeRequest,
+  type SyncErrorReason,
+  type SyncScope,
+} from "./sync-protocol";

@@ -15,6 +15,7 @@ import {
 } from "@presence/core";
 import createDebug from "debug";
 import type { Namespace, Server, Socket } from "socket.io";
+import { PresenceSync, emitTransition, isSyncRoom, type SyncOptions } from "./sync";
 
 const debug = createDebug("presence:socketio");
 
@@ -92,6 +93,14 @@ export interface PresenceOptions {
    * @default 100
    */
   retryDelayMs?: number;
+  /**
+   * The sync protocol (`@presence/client`): subscribers get a scope's state,
+   * then coalesced diffs once per tick, and the per-user events leave from
+   * the same flush. `false` sends the per-user events at once and answers no
+   * subscribe. See the README's "Clients that hold presence".
+   * @default { tickMs: 100, maxUserIds: 500, pageSize: 500, canSubscribeRoom: () => true }
+   */
+  sync?: SyncOptions | false;
 }
 
 /** The default leave grace: long enough to hide a page reload from everyone else. */
@@ -146,6 +155,8 @@ function identityOf(socket: Socket): Identified | undefined {
 export class Presence extends EventEmitter<PresenceEvents> {
   readonly namespace: Namespace;
   readonly store: PresenceStore;
+  /** The sync protocol's server side; `undefined` with `sync: false`. */
+  readonly sync: PresenceSync | undefined;
 
   readonly #identify: IdentifyHook;
   readonly #eventNames: PresenceEventNames | false;
@@ -191,6 +202,16 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#unauthorizedMessage = options.unauthorizedMessage ?? "unauthorized";
     this.#retries = Math.max(1, options.retries ?? 3);
     this.#retryDelayMs = options.retryDelayMs ?? 100;
+    const names = this.#eventNames;
+    this.sync =
+      options.sync === false
+        ? undefined
+        : new PresenceSync(
+            { namespace, store: this.store, eventNames: names, tracks: (room) => this.#tracks(room), onError: (error) => this.#fail(error) },
+            options.sync,
+          );
+    // after the store's close: the leaves it announces leave in a last flush
+    if (this.sync) this.#unsubscribe.push(() => void this.sync?.close());
 
     this.#unsubscribe.push(
       this.store.onTransition((transition) => this.#announce(transition)),
@@ -371,7 +392,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
 
   /** Follows the adapter's join-room / leave-room events for tracked rooms. */
   #onRoom(change: "join" | "leave", room: string, connectionId: string): void {
-    if (room === connectionId || this.#closing || !this.#tracks(room)) return;
+    if (room === connectionId || this.#closing || isSyncRoom(room) || !this.#tracks(room)) return;
     const socket = this.namespace.sockets.get(connectionId);
     const userId = socket && identityOf(socket)?.userId;
     if (!socket || userId === undefined) return;
@@ -423,37 +444,22 @@ export class Presence extends EventEmitter<PresenceEvents> {
   }
 
   #announce(transition: Transition): void {
-    const names = this.#eventNames;
     debug("transition %o", transition);
+    // clients hear of it from the next flush (diffs and per-user events together, in order), or now without sync
+    if (this.sync) this.sync.queue(transition);
+    else if (this.#eventNames) emitTransition(this.namespace, this.#eventNames, transition);
     switch (transition.type) {
-      case "connected": {
-        const { userId, info } = transition;
-        if (names) {
-          if (info === undefined) this.namespace.emit(names.connected, userId);
-          else this.namespace.emit(names.connected, userId, info);
-        }
-        return void this.emit("connected", userId, info);
-      }
+      case "connected":
+        return void this.emit("connected", transition.userId, transition.info);
       case "disconnected":
-        if (names) this.namespace.emit(names.disconnected, transition.userId);
         return void this.emit("disconnected", transition.userId);
       case "updated":
-        if (names) this.namespace.emit(names.updated, transition.userId, transition.info);
         return void this.emit("updated", transition.userId, transition.info);
-      case "joined": {
-        const { room, userId, info } = transition;
-        // to the room's members: the server-side events still fire for untracked listeners
-        if (names) {
-          if (info === undefined) this.namespace.to(room).emit(names.joined, room, userId);
-          else this.namespace.to(room).emit(names.joined, room, userId, info);
-        }
-        return void this.emit("joined", room, userId, info);
-      }
-      case "left": {
-        const { room, userId } = transition;
-        if (names) this.namespace.to(room).emit(names.left, room, userId);
-        return void this.emit("left", room, userId);
-      }
+      case "joined":
+        // the server-side events fire for untracked listeners too
+        return void this.emit("joined", transition.room, transition.userId, transition.info);
+      case "left":
+        return void this.emit("left", transition.room, transition.userId);
     }
   }
 

@@ -1,0 +1,385 @@
+import {
+  PresenceError,
+  isValidUserId,
+  type PresenceStore,
+  type Transition,
+  type UserInfo,
+  type UserPresence,
+} from "@presence/core";
+import createDebug from "debug";
+import type { Namespace, Socket } from "socket.io";
+import { SyncBatch } from "./sync-batch";
+import {
+  DIFF,
+  RESYNC,
+  STATE,
+  SUBSCRIBE,
+  UNSUBSCRIBE,
+  scopeKey,
+  type DiffFrame,
+  type ResyncFrame,
+  type StateEntry,
+  type StateFrame,
+  type SubscribeReply,
+  type SyncErrorReason,
+  type SyncScope,
+} from "./sync-protocol";
+
+const debug = createDebug("presence:socketio:sync");
+
+/** The Socket.IO rooms subscribers join. They are internal: the binding never tracks them as presence rooms. */
+export const SYNC_ROOM_PREFIX = "presence:sync:";
+const ALL_ROOM = `${SYNC_ROOM_PREFIX}all`;
+const COUNT_ROOM = `${SYNC_ROOM_PREFIX}count`;
+/** Every room subscriber, for info updates. */
+const ROOMS_ROOM = `${SYNC_ROOM_PREFIX}rooms`;
+/** Every user-list subscriber, for resyncs. */
+const USERS_ROOM = `${SYNC_ROOM_PREFIX}users`;
+const roomRoom = (room: string) => `${SYNC_ROOM_PREFIX}room:${room}`;
+const userRoom = (userId: string) => `${SYNC_ROOM_PREFIX}user:${userId}`;
+
+export const isSyncRoom = (room: string): boolean => room.startsWith(SYNC_ROOM_PREFIX);
+
+/** Decides whether a socket may follow a room it is not a member of. */
+export type RoomSubscribeHook = (socket: Socket, room: string) => boolean | Promise<boolean>;
+
+export interface SyncOptions {
+  /**
+   * How often, in ms, each node flushes the transitions it decided: as
+   * coalesced diffs to subscribers, and as the per-user events. Shorter
+   * ticks show changes sooner but send more frames in a storm.
+   * @default 100
+   */
+  tickMs?: number;
+  /**
+   * The most user ids one user-list subscription may follow; a longer list is refused.
+   * @default 500
+   */
+  maxUserIds?: number;
+  /**
+   * Users per state frame when a subscriber reads a scope's state.
+   * @default 500
+   */
+  pageSize?: number;
+  /**
+   * Whether a socket may follow a room it is not a member of (members always may).
+   * @default () => true
+   */
+  canSubscribeRoom?: RoomSubscribeHook;
+}
+
+const DEFAULT_SYNC_OPTIONS: Required<SyncOptions> = {
+  tickMs: 100,
+  maxUserIds: 500,
+  pageSize: 500,
+  canSubscribeRoom: () => true,
+};
+
+/** A subscribe that was refused: sent in the ack as `{ ok: false, error: { code, reason, message } }`. */
+export class SyncScopeError extends PresenceError {
+  readonly reason: SyncErrorReason;
+
+  constructor(reason: SyncErrorReason, message: string) {
+    super(reason === "unavailable" ? "STORE_UNAVAILABLE" : "INVALID_SCOPE", message);
+    this.reason = reason;
+  }
+}
+
+/** The names of the per-user events, or false for none. */
+export interface TransitionEventNames {
+  connected: string;
+  disconnected: string;
+  updated: string;
+  joined: string;
+  left: string;
+}
+
+/** Sends the classic per-user event of one transition to the clients that get it. */
+export function emitTransition(namespace: Namespace, names: TransitionEventNames, transition: Transition): void {
+  switch (transition.type) {
+    case "connected":
+      if (transition.info === undefined) namespace.emit(names.connected, transition.userId);
+      else namespace.emit(names.connected, transition.userId, transition.info);
+      return;
+    case "disconnected":
+      namespace.emit(names.disconnected, transition.userId);
+      return;
+    case "updated":
+      namespace.emit(names.updated, transition.userId, transition.info);
+      return;
+    case "joined":
+      // to the room's members only
+      if (transition.info === undefined) namespace.to(transition.room).emit(names.joined, transition.room, transition.userId);
+      else namespace.to(transition.room).emit(names.joined, transition.room, transition.userId, transition.info);
+      return;
+    case "left":
+      namespace.to(transition.room).emit(names.left, transition.room, transition.userId);
+      return;
+  }
+}
+
+export interface PresenceSyncContext {
+  namespace: Namespace;
+  store: PresenceStore;
+  /** The per-user event names, or false when they are off. */
+  eventNames: TransitionEventNames | false;
+  /** Whether the binding tracks this room. */
+  tracks: (room: string) => boolean;
+  onError: (error: unknown) => void;
+}
+
+/** What one socket follows, beyond the Socket.IO rooms it joined for it. */
+interface Following {
+  rooms: Set<string>;
+  userIds: Set<string>;
+}
+
+/**
+ * The sync protocol's server side for one namespace: answers subscribes
+ * with the scope's state, and flushes what this node decided once per tick,
+ * as coalesced diffs (to subscribers on every node, through the adapter) and
+ * as the per-user events, in one go so that their order is kept.
+ */
+export class PresenceSync {
+  readonly options: Readonly<Required<SyncOptions>>;
+  readonly #context: PresenceSyncContext;
+  readonly #following = new WeakMap<Socket, Following>();
+  #batch = new SyncBatch();
+  #timer: NodeJS.Timeout | undefined;
+  /** The flush in progress: flushes run one after the other, so diffs leave in order. */
+  #flushing: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  constructor(context: PresenceSyncContext, options: SyncOptions = {}) {
+    this.#context = context;
+    this.options = { ...DEFAULT_SYNC_OPTIONS, ...options };
+    context.namespace.on("connection", (socket) => this.#listen(socket));
+  }
+
+  /** Queues a transition this node decided (or its store announced) for the next flush. */
+  queue(transition: Transition): void {
+    this.#batch.add(transition, Date.now());
+    if (this.#closed) return void this.flush();
+    this.#timer ??= setTimeout(() => void this.flush(), this.options.tickMs);
+  }
+
+  /**
+   * Tells subscribers to read their state again: after the store recovered,
+   * when this node's adapter lost messages, or whenever a view may have
+   * drifted. `local` reaches only this node's sockets.
+   */
+  resync(options: { key?: string; local?: boolean } = {}): void {
+    const frame: ResyncFrame = options.key === undefined ? {} : { key: options.key };
+    const to = this.#context.namespace.to([ALL_ROOM, COUNT_ROOM, ROOMS_ROOM, USERS_ROOM]);
+    (options.local ? to.local : to).emit(RESYNC, frame);
+  }
+
+  /** Sends what is queued now; resolves once its diffs are sent. */
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = this.#batch;
+    if (batch.empty) return this.#flushing;
+    this.#batch = new SyncBatch();
+    // the per-user events leave now, in the order decided, before this batch's diffs
+    const names = this.#context.eventNames;
+    if (names) for (const transition of batch.transitions) emitTransition(this.#context.namespace, names, transition);
+    this.#flushing = this.#flushing.then(() => this.#sendDiffs(batch)).catch((error) => this.#context.onError(error));
+    return this.#flushing;
+  }
+
+  /** Flushes what is left and stops: later transitions are flushed at once. */
+  close(): Promise<void> {
+    this.#closed = true;
+    return this.flush();
+  }
+
+  async #sendDiffs(batch: SyncBatch): Promise<void> {
+    const { namespace, store } = this.#context;
+    // a room join does not carry the user's info: look it up once per user
+    const missing = new Set<string>();
+    for (const changes of batch.rooms.values()) for (const userId of changes.joinsWithoutInfo()) missing.add(userId);
+    const infos = new Map<string, UserInfo | undefined>();
+    if (missing.size > 0 && !this.#closed) {
+      await Promise.all(
+        [...missing].map(async (userId) => {
+          infos.set(userId, await store.userInfo(userId).catch(() => undefined));
+        }),
+      );
+    }
+    const version = Date.now();
+    const all = batch.all.frame("all", version);
+    // one frame for the all-users scope and every user-list subscriber of a changed user
+    if (all) namespace.to([ALL_ROOM, ...[...batch.all.userIds()].map(userRoom)]).emit(DIFF, all);
+    for (const [room, changes] of batch.rooms) {
+      for (const userId of changes.joinsWithoutInfo()) changes.fillInfo(userId, infos.get(userId));
+      const frame = changes.frame(`room:${room}`, version);
+      if (frame) namespace.to(roomRoom(room)).emit(DIFF, frame);
+    }
+    const updates = batch.roomUpdates.frame("rooms", version);
+    if (updates) namespace.to(ROOMS_ROOM).emit(DIFF, updates);
+    if (batch.countChanged && !this.#closed) {
+      // an absolute count, newest read wins: every node's reads after its own changes converge on the truth
+      const countVersion = Date.now();
+      const count = await store.usersCount().catch(() => undefined);
+      if (count !== undefined) namespace.to(COUNT_ROOM).emit(DIFF, { key: "count", version: countVersion, count } satisfies DiffFrame);
+    }
+  }
+
+  #listen(socket: Socket): void {
+    socket.on(SUBSCRIBE, (request: unknown, ack: unknown) => {
+      this.#subscribe(socket, request).then(
+        (reply) => typeof ack === "function" && ack(reply),
+        (error: unknown) => typeof ack === "function" && ack(refusal(error)),
+      );
+    });
+    socket.on(UNSUBSCRIBE, (request: unknown, ack: unknown) => {
+      this.#unsubscribe(socket, request).then(
+        (reply) => typeof ack === "function" && ack(reply),
+        (error: unknown) => typeof ack === "function" && ack(refusal(error)),
+      );
+    });
+  }
+
+  #followingOf(socket: Socket): Following {
+    let following = this.#following.get(socket);
+    if (!following) this.#following.set(socket, (following = { rooms: new Set(), userIds: new Set() }));
+    return following;
+  }
+
+  async #subscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
+    const { scope, number } = parseSubscribe(request);
+    const following = this.#followingOf(socket);
+    let userIds: string[] | undefined;
+    switch (scope.type) {
+      case "all":
+        await socket.join(ALL_ROOM);
+        break;
+      case "count":
+        await socket.join(COUNT_ROOM);
+        break;
+      case "room": {
+        const { room } = scope;
+        if (!this.#context.tracks(room)) throw new SyncScopeError("rooms-disabled", `the room ${JSON.stringify(room)} is not tracked`);
+        if (!socket.rooms.has(room) && !(await this.options.canSubscribeRoom(socket, room))) {
+          throw new SyncScopeError("room-forbidden", `this socket may not follow the room ${JSON.stringify(room)}`);
+        }
+        following.rooms.add(room);
+        await socket.join([roomRoom(room), ROOMS_ROOM]);
+        break;
+      }
+      case "users": {
+        userIds = [...new Set(scope.userIds)];
+        if (userIds.length > this.options.maxUserIds) {
+          throw new SyncScopeError("too-many-user-ids", `at most ${this.options.maxUserIds} user ids per subscription, not ${userIds.length}`);
+        }
+        // replaced whole, as Slack's presence_sub
+        const next = new Set(userIds);
+        for (const userId of following.userIds) if (!next.has(userId)) await socket.leave(userRoom(userId));
+        following.userIds = next;
+        await socket.join([USERS_ROOM, ...userIds.map(userRoom)]);
+        break;
+      }
+    }
+    // joined first, then read: a change decided after the read starts reaches the socket as a diff
+    try {
+      await this.#sendState(socket, scope, number, userIds);
+    } catch (error) {
+      debug("state read for %s failed: %O", scopeKey(scope), error);
+      throw new SyncScopeError("unavailable", "the presence store did not answer: subscribe again later");
+    }
+    return { ok: true };
+  }
+
+  async #unsubscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
+    const { scope } = parseSubscribe({ request: 0, ...(request as object) });
+    const following = this.#followingOf(socket);
+    switch (scope.type) {
+      case "all":
+        await socket.leave(ALL_ROOM);
+        break;
+      case "count":
+        await socket.leave(COUNT_ROOM);
+        break;
+      case "room":
+        following.rooms.delete(scope.room);
+        await socket.leave(roomRoom(scope.room));
+        if (following.rooms.size === 0) await socket.leave(ROOMS_ROOM);
+        break;
+      case "users":
+        for (const userId of following.userIds) await socket.leave(userRoom(userId));
+        following.userIds = new Set();
+        await socket.leave(USERS_ROOM);
+        break;
+    }
+    return { ok: true };
+  }
+
+  async #sendState(socket: Socket, scope: SyncScope, request: number, userIds: string[] | undefined): Promise<void> {
+    const { store } = this.#context;
+    const key = scopeKey(scope);
+    const version = Date.now();
+    const send = (frame: Omit<StateFrame, "key" | "request" | "version">) =>
+      socket.emit(STATE, { key, request, version, ...frame } satisfies StateFrame);
+    if (scope.type === "count") return void send({ count: await store.usersCount(), done: true });
+    if (scope.type === "users") {
+      const users: StateEntry[] = [];
+      for (let i = 0; i < (userIds ?? []).length; i += 50) {
+        const chunk = await Promise.all(
+          (userIds ?? []).slice(i, i + 50).map(async (userId) => ((await store.isUserConnected(userId)) ? entry({ userId, info: await store.userInfo(userId) }) : undefined)),
+        );
+        for (const user of chunk) if (user) users.push(user);
+      }
+      return void send({ users, done: true });
+    }
+    const pages = scope.type === "all" ? store.users({ pageSize: this.options.pageSize }) : store.roomUsers(scope.room, { pageSize: this.options.pageSize });
+    // one page behind, so that the last page is the one marked done
+    let previous: StateEntry[] | undefined;
+    let buffered: StateEntry[] = [];
+    for await (const page of pages) {
+      buffered.push(...page.map(entry));
+      if (buffered.length < this.options.pageSize) continue;
+      if (previous) send({ users: previous, done: false });
+      previous = buffered;
+      buffered = [];
+    }
+    if (previous && buffered.length > 0) {
+      send({ users: previous, done: false });
+      previous = buffered;
+    }
+    send({ users: previous ?? buffered, done: true });
+  }
+}
+
+const entry = (user: Pick<UserPresence, "userId" | "info">): StateEntry => (user.info === undefined ? [user.userId] : [user.userId, user.info]);
+
+function refusal(error: unknown): SubscribeReply {
+  const refused =
+    error instanceof SyncScopeError ? error : new SyncScopeError("unavailable", error instanceof Error ? error.message : String(error));
+  return { ok: false, error: { code: refused.code, reason: refused.reason, message: refused.message } };
+}
+
+/** Checks a subscribe request from a client: anything else is refused as malformed. */
+function parseSubscribe(request: unknown): { scope: SyncScope; number: number } {
+  const malformed = (why: string) => new SyncScopeError("malformed", `malformed subscribe: ${why}`);
+  if (typeof request !== "object" || request === null) throw malformed("expected { scope, request }");
+  const { scope, request: number } = request as { scope?: unknown; request?: unknown };
+  if (typeof number !== "number" || !Number.isSafeInteger(number)) throw malformed("`request` must be an integer");
+  if (typeof scope !== "object" || scope === null) throw malformed("`scope` must be an object");
+  const { type, room, userIds } = scope as { type?: unknown; room?: unknown; userIds?: unknown };
+  switch (type) {
+    case "all":
+    case "count":
+      return { scope: { type }, number };
+    case "room":
+      if (typeof room !== "string" || room.length === 0 || isSyncRoom(room)) throw malformed("`scope.room` must be a room name");
+      return { scope: { type, room }, number };
+    case "users":
+      if (!Array.isArray(userIds) || !userIds.every((userId) => isValidUserId(userId))) {
+        throw malformed("`scope.userIds` must be an array of user ids");
+      }
+      return { scope: { type, userIds: userIds as string[] }, number };
+    default:
+      throw malformed("`scope.type` must be all, room, users or count");
+  }
+}
