@@ -1,2 +1,4 @@
 export { presenceKeys, type PresenceKeys } from "./keys";
-export { RedisStore, createRedisStore, type RedisStoreOptions } from "./redis-store";
+export { FencedError, InvalidOptionError } from "./errors";
+export type { RedisStoreOptions } from "./options";
+export { RedisStore, createRedisStore } from "./redis-store";

@@ -2,9 +2,6 @@ import { randomUUID } from "node:crypto";
 import {
   ConnectionConflictError,
   ConnectionCounter,
-  DEFAULT_MAX_ROOM_BYTES,
-  DEFAULT_MAX_USER_ID_BYTES,
-  DEFAULT_MAX_USER_INFO_BYTES,
   StoreClosedError,
   StoreEvents,
   StoreUnavailableError,
@@ -22,70 +19,13 @@ import {
   type UsersPageOptions,
 } from "@presence/core";
 import createDebug from "debug";
-import { Cluster, type Redis } from "ioredis";
+import type { Cluster, Redis } from "ioredis";
+import { assertIoredisClient, duplicateClient, withTimeout } from "./client";
+import { resolveOptions, type RedisStoreOptions } from "./options";
 import { membershipField, presenceKeys, roomOfMembership, type PresenceKeys } from "./keys";
 import { defineCommands, type PresenceCommands } from "./scripts";
 
 const debug = createDebug("presence:redis");
-
-export interface RedisStoreOptions {
-  /**
-   * An ioredis client (`Redis` or `Cluster`). The store works on its own
-   * duplicate of it, so your client's settings and state are left alone.
-   */
-  redis: Redis | Cluster;
-  /**
-   * Every key of the deployment starts with `{prefix}:` (the braces are the
-   * Redis Cluster hash tag). Stores that share a prefix form one deployment.
-   * @default "presence"
-   */
-  prefix?: string;
-  /**
-   * How often this process renews its lease and looks for dead processes, in ms.
-   * @default 5000
-   */
-  heartbeatMs?: number;
-  /**
-   * A process whose lease was not renewed for this long is dead: the others
-   * remove its connections and announce the users this leaves offline.
-   * @default 10000
-   */
-  leaseTimeoutMs?: number;
-  /**
-   * Connections (or room memberships) removed per cleanup script call:
-   * bounds how long any one call holds Redis when a process with many
-   * connections dies.
-   * @default 500
-   */
-  cleanupChunkSize?: number;
-  /**
-   * Most operations sent in one script call; concurrent calls are coalesced
-   * up to this size.
-   * @default 1000
-   */
-  maxBatchSize?: number;
-  /**
-   * How long any call waits for Redis before failing with
-   * `StoreUnavailableError`, in ms.
-   * @default 5000
-   */
-  commandTimeoutMs?: number;
-  /**
-   * The longest accepted user id, in UTF-8 bytes.
-   * @default 256
-   */
-  maxUserIdBytes?: number;
-  /**
-   * The longest accepted room name, in UTF-8 bytes.
-   * @default 256
-   */
-  maxRoomBytes?: number;
-  /**
-   * The largest accepted user info, in UTF-8 bytes of JSON.
-   * @default 1024
-   */
-  maxUserInfoBytes?: number;
-}
 
 /** One operation of apply.lua; `info` is JSON ("" for none). */
 type Op =
@@ -186,34 +126,18 @@ export class RedisStore implements PresenceStore {
   #closing: Promise<void> | undefined;
 
   constructor(options: RedisStoreOptions) {
-    if (!options?.redis) throw new TypeError("RedisStore: the `redis` option (an ioredis client) is required");
-    this.keys = presenceKeys(options.prefix ?? "presence");
-    this.#heartbeatMs = options.heartbeatMs ?? 5000;
-    this.#leaseTimeoutMs = options.leaseTimeoutMs ?? 10_000;
-    this.#cleanupChunkSize = options.cleanupChunkSize ?? 500;
-    this.#maxBatchSize = options.maxBatchSize ?? 1000;
-    this.#commandTimeoutMs = options.commandTimeoutMs ?? 5000;
-    this.#maxUserIdBytes = options.maxUserIdBytes ?? DEFAULT_MAX_USER_ID_BYTES;
-    this.#maxRoomBytes = options.maxRoomBytes ?? DEFAULT_MAX_ROOM_BYTES;
-    this.#maxUserInfoBytes = options.maxUserInfoBytes ?? DEFAULT_MAX_USER_INFO_BYTES;
-    if (this.#leaseTimeoutMs <= this.#heartbeatMs) {
-      throw new TypeError("RedisStore: leaseTimeoutMs must be longer than heartbeatMs");
-    }
-
-    // A reply lost with its connection is never resent blindly: the store
-    // reconciles instead (see #recover), so that every transition is known.
-    const overrides = {
-      autoResendUnfulfilledCommands: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: this.#commandTimeoutMs,
-      connectionName: `presence:${this.id}`,
-    };
-    const client =
-      options.redis instanceof Cluster
-        ? options.redis.duplicate(undefined, {
-            redisOptions: { ...options.redis.options.redisOptions, ...overrides },
-          })
-        : options.redis.duplicate(overrides);
+    assertIoredisClient(options?.redis);
+    const resolved = resolveOptions(options);
+    this.keys = presenceKeys(resolved.prefix);
+    this.#heartbeatMs = resolved.heartbeatMs;
+    this.#leaseTimeoutMs = resolved.leaseTimeoutMs;
+    this.#cleanupChunkSize = resolved.cleanupChunkSize;
+    this.#maxBatchSize = resolved.maxBatchSize;
+    this.#commandTimeoutMs = resolved.commandTimeoutMs;
+    this.#maxUserIdBytes = resolved.maxUserIdBytes;
+    this.#maxRoomBytes = resolved.maxRoomBytes;
+    this.#maxUserInfoBytes = resolved.maxUserInfoBytes;
+    const client = duplicateClient(resolved.redis, this.#commandTimeoutMs, `presence:${this.id}`);
     client.on("error", (error: Error) => debug("redis connection error: %s", error.message));
     this.#redis = defineCommands(client);
 
@@ -494,7 +418,7 @@ export class RedisStore implements PresenceStore {
         }
       }
     }
-    return this.#redis.presenceApply(keys.length, ...keys, ...args);
+    return this.#timed(this.#redis.presenceApply(keys.length, ...keys, ...args), "apply");
   }
 
   // -- leases, fencing and recovery --
@@ -518,13 +442,9 @@ export class RedisStore implements PresenceStore {
   }
 
   #heartbeatCall(processId: string, mode: "register" | "renew"): Promise<string[]> {
-    return this.#redis.presenceHeartbeat(
-      this.keys.processes,
-      this.keys.cleanups,
-      processId,
-      String(this.#leaseTimeoutMs),
-      mode,
-      "16",
+    return this.#timed(
+      this.#redis.presenceHeartbeat(this.keys.processes, this.keys.cleanups, processId, String(this.#leaseTimeoutMs), mode, "16"),
+      "heartbeat",
     );
   }
 
@@ -588,8 +508,8 @@ export class RedisStore implements PresenceStore {
     // cleanup below removes it and announces what that changes
     const unsettled: InDoubt[] = [];
     for (const entry of inDoubt) {
-      if (entry.op === "d" && (await this.#redis.hexists(this.keys.connections(entry.processId), entry.connectionId))) continue;
-      if (entry.op === "l" && (await this.#redis.hexists(this.keys.memberships(entry.processId), membershipField(entry.connectionId, entry.room)))) continue;
+      if (entry.op === "d" && (await this.#timed(this.#redis.hexists(this.keys.connections(entry.processId), entry.connectionId), "HEXISTS"))) continue;
+      if (entry.op === "l" && (await this.#timed(this.#redis.hexists(this.keys.memberships(entry.processId), membershipField(entry.connectionId, entry.room)), "HEXISTS"))) continue;
       unsettled.push(entry);
     }
     await this.#cleanRetired(announce);
@@ -601,14 +521,14 @@ export class RedisStore implements PresenceStore {
       if (announced.has(keyOf(transition))) continue;
       const { userId } = entry;
       if (entry.op === "c" || entry.op === "d") {
-        const online = (await this.#redis.hexists(this.keys.users, userId)) === 1;
+        const online = (await this.#timed(this.#redis.hexists(this.keys.users, userId), "HEXISTS")) === 1;
         if (entry.op === "c" && online && !entry.reported && !this.#reported.has(userId) && this.#local.isOnline(userId)) {
           announce(transition);
         } else if (entry.op === "d" && !online && !this.#local.isOnline(userId)) {
           announce(transition);
         }
       } else {
-        const inRoom = (await this.#redis.hexists(this.keys.room(entry.room), userId)) === 1;
+        const inRoom = (await this.#timed(this.#redis.hexists(this.keys.room(entry.room), userId), "HEXISTS")) === 1;
         const here = [...this.#rooms].some(([connectionId, rooms]) => rooms.has(entry.room) && this.#local.userOf(connectionId) === userId);
         if (entry.op === "j" ? inRoom && here : !inRoom && !here) announce(transition);
       }
@@ -659,17 +579,20 @@ export class RedisStore implements PresenceStore {
     announce = (t: Transition) => this.#announce(t),
   ): Promise<string> {
     const cleanup = (chunk: number, claimMode: string) =>
-      this.#redis.presenceCleanup(
-        this.keys.processes,
-        this.keys.cleanups,
-        this.keys.users,
-        this.keys.connections(processId),
-        this.keys.info,
-        processId,
-        this.id,
-        String(this.#leaseTimeoutMs),
-        String(chunk),
-        claimMode,
+      this.#timed(
+        this.#redis.presenceCleanup(
+          this.keys.processes,
+          this.keys.cleanups,
+          this.keys.users,
+          this.keys.connections(processId),
+          this.keys.info,
+          processId,
+          this.id,
+          String(this.#leaseTimeoutMs),
+          String(chunk),
+          claimMode,
+        ),
+        "cleanup",
       );
 
     const [claim] = await cleanup(0, mode);
@@ -678,7 +601,7 @@ export class RedisStore implements PresenceStore {
     const memberships = this.keys.memberships(processId);
     let cursor = "0";
     do {
-      const [next, entries] = await this.#redis.hscan(memberships, cursor, "COUNT", this.#cleanupChunkSize);
+      const [next, entries] = await this.#timed(this.#redis.hscan(memberships, cursor, "COUNT", this.#cleanupChunkSize), "HSCAN");
       cursor = next;
       if (entries.length === 0) continue;
       const keys = [this.keys.processes, memberships];
@@ -693,7 +616,7 @@ export class RedisStore implements PresenceStore {
         }
         args.push(entries[i]!, String(index));
       }
-      const [status, ...left] = await this.#redis.presenceCleanupRooms(keys.length, ...keys, ...args);
+      const [status, ...left] = await this.#timed(this.#redis.presenceCleanupRooms(keys.length, ...keys, ...args), "cleanup-rooms");
       if (status === "alive") return status;
       for (let i = 0; i + 1 < left.length; i += 2) announce({ type: "left", room: left[i]!, userId: left[i + 1]! });
     } while (cursor !== "0");
@@ -735,9 +658,13 @@ export class RedisStore implements PresenceStore {
     } while (cursor !== "0");
   }
 
+  #timed<T>(call: Promise<T>, what: string): Promise<T> {
+    return withTimeout(call, this.#commandTimeoutMs, what);
+  }
+
   async #read<T>(call: () => Promise<T>): Promise<T> {
     try {
-      return await call();
+      return await this.#timed(call(), "a read");
     } catch (error) {
       throw unavailable(error);
     }

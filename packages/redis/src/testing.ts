@@ -113,7 +113,7 @@ export interface RedisClusterNodes {
   stop(): Promise<void>;
 }
 
-/** A Redis Cluster of `masters` masters (no replicas), made with `redis-cli --cluster create`. */
+/** A Redis Cluster of `masters` masters (no replicas), made with `redis-cli --cluster create` (one master: `CLUSTER ADDSLOTSRANGE`). */
 export async function startRedisCluster(masters = 3): Promise<RedisClusterNodes> {
   const nodes: RedisServer[] = [];
   for (let i = 0; i < masters; i++) {
@@ -121,16 +121,22 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterNodes>
     nodes.push(
       await startRedisServer({
         port,
-        args: ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "5000"],
+        args: ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "5000", "--cluster-announce-ip", "127.0.0.1"],
       }),
     );
   }
-  const create = spawnSync(
-    "redis-cli",
-    ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
-    { encoding: "utf8" },
-  );
-  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  if (masters === 1) {
+    // redis-cli --cluster create wants three masters: one node takes every slot itself
+    const added = nodes[0]!.cli("CLUSTER", "ADDSLOTSRANGE", "0", "16383");
+    if (added !== "OK") throw new Error(`CLUSTER ADDSLOTSRANGE failed: ${added}`);
+  } else {
+    const create = spawnSync(
+      "redis-cli",
+      ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+      { encoding: "utf8" },
+    );
+    if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  }
   const deadline = Date.now() + 15_000;
   while (!nodes.every((n) => n.cli("CLUSTER", "INFO").includes("cluster_state:ok"))) {
     if (Date.now() > deadline) throw new Error("the Redis Cluster did not reach cluster_state:ok");
@@ -146,15 +152,27 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterNodes>
 }
 
 /**
- * A TCP proxy in front of a Redis server: what a network partition looks
- * like to one client. `cut()` drops every connection and refuses new ones
- * until `restore()`.
+ * A TCP proxy in front of a Redis server: what a network partition or a lost
+ * reply looks like to one client. `cut()` drops every connection and refuses
+ * new ones until `restore()`; `dropReplyTo(pattern)` lets the next command
+ * containing `pattern` through to Redis, then closes that connection instead
+ * of delivering Redis's reply: the command ran, its caller never learns how.
  */
 export interface RedisProxy {
   port: number;
   url: string;
-  cut(): void;
+  /**
+   * Drops every connection; until `restore()`, new ones are refused
+   * (`"refuse"`, a host that is down) or accepted and never answered
+   * (`"silent"`, packets lost on the way).
+   */
+  cut(mode?: "refuse" | "silent"): void;
   restore(): void;
+  /**
+   * Arms a lost reply: resolves once a command whose RESP text contains
+   * `pattern` (case-insensitive) was forwarded and its reply thrown away.
+   */
+  dropReplyTo(pattern: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -162,9 +180,14 @@ export async function startRedisProxy(targetPort: number): Promise<RedisProxy> {
   const { createConnection, createServer: createTcpServer } = await import("node:net");
   const sockets = new Set<import("node:net").Socket>();
   let open = true;
+  let silent = false;
+  let armed: { pattern: string; dropped: () => void } | undefined;
   const server = createTcpServer((client) => {
     if (!open) {
-      client.destroy();
+      if (!silent) return void client.destroy();
+      sockets.add(client); // held open, never answered
+      client.on("close", () => sockets.delete(client));
+      client.on("error", () => {});
       return;
     }
     const upstream = createConnection({ host: "127.0.0.1", port: targetPort });
@@ -173,7 +196,24 @@ export async function startRedisProxy(targetPort: number): Promise<RedisProxy> {
       socket.on("close", () => sockets.delete(socket));
       socket.on("error", () => {});
     }
-    client.pipe(upstream).pipe(client);
+    let dropping: (() => void) | undefined;
+    client.on("data", (chunk: Buffer) => {
+      if (armed && chunk.toString("latin1").toLowerCase().includes(armed.pattern)) {
+        dropping = armed.dropped;
+        armed = undefined;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (dropping) {
+        // the command ran: its reply is lost with the connection
+        client.destroy();
+        upstream.destroy();
+        dropping();
+        return;
+      }
+      client.write(chunk);
+    });
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
   });
@@ -183,12 +223,18 @@ export async function startRedisProxy(targetPort: number): Promise<RedisProxy> {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
-    cut() {
+    cut(mode = "refuse") {
       open = false;
+      silent = mode === "silent";
       for (const socket of sockets) socket.destroy();
     },
     restore() {
       open = true;
+    },
+    dropReplyTo(pattern) {
+      return new Promise<void>((resolve) => {
+        armed = { pattern: pattern.toLowerCase(), dropped: resolve };
+      });
     },
     async close() {
       open = false;

@@ -1,0 +1,113 @@
+import { DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_USER_ID_BYTES, DEFAULT_MAX_USER_INFO_BYTES } from "@presence/core";
+import type { Cluster, Redis } from "ioredis";
+import { InvalidOptionError } from "./errors";
+
+export interface RedisStoreOptions {
+  /**
+   * An ioredis client (`Redis` or `Cluster`, ioredis 5 or 6). The store works
+   * on its own duplicate of it, so your client's settings and state are left alone.
+   */
+  redis: Redis | Cluster;
+  /**
+   * Every key of the deployment starts with `{prefix}:` (the braces are the
+   * Redis Cluster hash tag). Stores that share a prefix form one deployment.
+   * @default "presence"
+   */
+  prefix?: string;
+  /**
+   * How often this process renews its lease and looks for dead processes, in ms.
+   * @default 5000
+   */
+  heartbeatMs?: number;
+  /**
+   * A process whose lease was not renewed for this long is dead: the others
+   * remove its connections and announce the users this leaves offline.
+   * Must be longer than `heartbeatMs`.
+   * @default 10000
+   */
+  leaseTimeoutMs?: number;
+  /**
+   * Connections (or room memberships) removed per cleanup script call:
+   * bounds how long any one call holds Redis when a process with many
+   * connections dies.
+   * @default 500
+   */
+  cleanupChunkSize?: number;
+  /**
+   * Most operations sent in one script call; calls made while one is in
+   * flight are coalesced up to this size.
+   * @default 1000
+   */
+  maxBatchSize?: number;
+  /**
+   * How long any call waits for Redis before failing with
+   * `StoreUnavailableError`, in ms (a timer of the store's own: it holds on
+   * a Redis Cluster whose offline queue has none).
+   * @default 5000
+   */
+  commandTimeoutMs?: number;
+  /**
+   * The longest accepted user id, in UTF-8 bytes.
+   * @default 256
+   */
+  maxUserIdBytes?: number;
+  /**
+   * The longest accepted room name, in UTF-8 bytes.
+   * @default 256
+   */
+  maxRoomBytes?: number;
+  /**
+   * The largest accepted user info, in UTF-8 bytes of JSON.
+   * @default 1024
+   */
+  maxUserInfoBytes?: number;
+}
+
+export type ResolvedOptions = Required<RedisStoreOptions>;
+
+const DEFAULTS = {
+  prefix: "presence",
+  heartbeatMs: 5000,
+  leaseTimeoutMs: 10_000,
+  cleanupChunkSize: 500,
+  maxBatchSize: 1000,
+  commandTimeoutMs: 5000,
+  maxUserIdBytes: DEFAULT_MAX_USER_ID_BYTES,
+  maxRoomBytes: DEFAULT_MAX_ROOM_BYTES,
+  maxUserInfoBytes: DEFAULT_MAX_USER_INFO_BYTES,
+} satisfies Omit<ResolvedOptions, "redis">;
+
+type NumericOption = Exclude<keyof typeof DEFAULTS, "prefix">;
+
+function positiveInteger(options: Partial<RedisStoreOptions>, name: NumericOption): number {
+  const value = options[name] ?? DEFAULTS[name];
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidOptionError(name, `must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Merges the defaults once and checks every option, throwing an `InvalidOptionError` that names the first bad one. */
+export function resolveOptions(options: RedisStoreOptions): ResolvedOptions {
+  if (options === null || typeof options !== "object") throw new InvalidOptionError("options", "must be an object");
+  const prefix = options.prefix ?? DEFAULTS.prefix;
+  if (typeof prefix !== "string" || prefix.length === 0 || /[{}]/.test(prefix)) {
+    throw new InvalidOptionError("prefix", `must be a non-empty string free of braces, got ${JSON.stringify(prefix)}`);
+  }
+  const resolved: ResolvedOptions = {
+    redis: options.redis,
+    prefix,
+    heartbeatMs: positiveInteger(options, "heartbeatMs"),
+    leaseTimeoutMs: positiveInteger(options, "leaseTimeoutMs"),
+    cleanupChunkSize: positiveInteger(options, "cleanupChunkSize"),
+    maxBatchSize: positiveInteger(options, "maxBatchSize"),
+    commandTimeoutMs: positiveInteger(options, "commandTimeoutMs"),
+    maxUserIdBytes: positiveInteger(options, "maxUserIdBytes"),
+    maxRoomBytes: positiveInteger(options, "maxRoomBytes"),
+    maxUserInfoBytes: positiveInteger(options, "maxUserInfoBytes"),
+  };
+  if (resolved.leaseTimeoutMs <= resolved.heartbeatMs) {
+    throw new InvalidOptionError("leaseTimeoutMs", `(${resolved.leaseTimeoutMs}) must be longer than heartbeatMs (${resolved.heartbeatMs})`);
+  }
+  return resolved;
+}

@@ -1,0 +1,31 @@
+import { Redis } from "ioredis";
+import { afterAll, describe, expect, it } from "vitest";
+import { InvalidOptionError, RedisStore, type RedisStoreOptions } from "../src";
+
+// never connects: options are checked before the store makes its connection
+const redis = new Redis({ lazyConnect: true });
+afterAll(() => redis.disconnect());
+
+describe("RedisStore options", () => {
+  it.each([
+    ["maxBatchSize", 0],
+    ["maxBatchSize", -5],
+    ["maxBatchSize", Number.NaN],
+    ["maxBatchSize", 1.5],
+    ["cleanupChunkSize", 0],
+    ["heartbeatMs", Number.POSITIVE_INFINITY],
+    ["commandTimeoutMs", "1000"],
+    ["leaseTimeoutMs", 100], // not longer than the default heartbeatMs
+    ["prefix", ""],
+    ["prefix", "a{b}"],
+  ] as Array<[keyof RedisStoreOptions, unknown]>)("refuses %s = %s with an InvalidOptionError naming it", (option, value) => {
+    const make = () => new RedisStore({ redis, [option]: value } as unknown as RedisStoreOptions);
+    expect(make).toThrow(InvalidOptionError);
+    expect(make).toThrow(expect.objectContaining({ code: "INVALID_OPTION", option }));
+  });
+
+  it.each([[undefined], [{}], [{ get: () => {} }], ["redis://127.0.0.1:6379"]])("refuses a client of another kind (%s) with a TypeError saying what is accepted", (client) => {
+    expect(() => new RedisStore({ redis: client } as unknown as RedisStoreOptions)).toThrow(TypeError);
+    expect(() => new RedisStore({ redis: client } as unknown as RedisStoreOptions)).toThrow(/ioredis client .*Redis.*Cluster.*ioredis 5 or 6/);
+  });
+});
