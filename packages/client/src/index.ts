@@ -1,1 +1,26 @@
-export {};
+export {
+  PresenceClientError,
+  createPresenceClient,
+  type PresenceClient,
+  type PresenceClientEvents,
+  type PresenceClientOptions,
+  type PresenceUser,
+} from "./client";
+export {
+  DIFF,
+  RESYNC,
+  STATE,
+  SUBSCRIBE,
+  UNSUBSCRIBE,
+  scopeKey,
+  type DiffEntry,
+  type DiffFrame,
+  type ResyncFrame,
+  type StateEntry,
+  type StateFrame,
+  type SubscribeReply,
+  type SubscribeRequest,
+  type SyncErrorReason,
+  type SyncScope,
+  type UserInfo,
+} from "./protocol";

@@ -95,9 +95,8 @@ export interface PresenceOptions {
   retryDelayMs?: number;
   /**
    * The sync protocol (`@presence/client`): subscribers get a scope's state,
-   * then coalesced diffs once per tick, and the per-user events leave from
-   * the same flush. `false` sends the per-user events at once and answers no
-   * subscribe. See the README's "Clients that hold presence".
+   * then coalesced diffs once per tick. `false` answers no subscribe. See
+   * the README's "Clients that hold presence".
    * @default { tickMs: 100, maxUserIds: 500, pageSize: 500, canSubscribeRoom: () => true }
    */
   sync?: SyncOptions | false;
@@ -202,14 +201,10 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#unauthorizedMessage = options.unauthorizedMessage ?? "unauthorized";
     this.#retries = Math.max(1, options.retries ?? 3);
     this.#retryDelayMs = options.retryDelayMs ?? 100;
-    const names = this.#eventNames;
     this.sync =
       options.sync === false
         ? undefined
-        : new PresenceSync(
-            { namespace, store: this.store, eventNames: names, tracks: (room) => this.#tracks(room), onError: (error) => this.#fail(error) },
-            options.sync,
-          );
+        : new PresenceSync({ namespace, store: this.store, tracks: (room) => this.#tracks(room), onError: (error) => this.#fail(error) }, options.sync);
     // after the store's close: the leaves it announces leave in a last flush
     if (this.sync) this.#unsubscribe.push(() => void this.sync?.close());
 
@@ -445,9 +440,10 @@ export class Presence extends EventEmitter<PresenceEvents> {
 
   #announce(transition: Transition): void {
     debug("transition %o", transition);
-    // clients hear of it from the next flush (diffs and per-user events together, in order), or now without sync
-    if (this.sync) this.sync.queue(transition);
-    else if (this.#eventNames) emitTransition(this.namespace, this.#eventNames, transition);
+    // the per-user events leave at once: a per-node tick would reorder a leave on one node and a
+    // rejoin on another (diffs carry when each change was decided; these events cannot)
+    if (this.#eventNames) emitTransition(this.namespace, this.#eventNames, transition);
+    this.sync?.queue(transition);
     switch (transition.type) {
       case "connected":
         return void this.emit("connected", transition.userId, transition.info);

@@ -86,8 +86,8 @@ export class ScopeChanges {
 
 /** Everything one node decided during one tick, waiting for the flush. */
 export class SyncBatch {
-  /** In the order they were decided: the per-user events are sent from these, never coalesced. */
-  readonly transitions: Transition[] = [];
+  /** Whether nothing was queued since the last flush. */
+  empty = true;
   /** The all-users scope (and the user-list scopes, which read its frame). */
   readonly all = new ScopeChanges();
   /** Info updates, for every room subscriber (a transition does not say which rooms the user is in). */
@@ -96,12 +96,8 @@ export class SyncBatch {
   /** Whether the online count may have changed. */
   countChanged = false;
 
-  get empty(): boolean {
-    return this.transitions.length === 0;
-  }
-
   add(transition: Transition, at: number): void {
-    this.transitions.push(transition);
+    this.empty = false;
     switch (transition.type) {
       case "connected":
         this.countChanged = true;

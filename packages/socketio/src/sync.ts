@@ -85,7 +85,7 @@ export class SyncScopeError extends PresenceError {
   }
 }
 
-/** The names of the per-user events, or false for none. */
+/** The names of the per-user events. */
 export interface TransitionEventNames {
   connected: string;
   disconnected: string;
@@ -121,8 +121,6 @@ export function emitTransition(namespace: Namespace, names: TransitionEventNames
 export interface PresenceSyncContext {
   namespace: Namespace;
   store: PresenceStore;
-  /** The per-user event names, or false when they are off. */
-  eventNames: TransitionEventNames | false;
   /** Whether the binding tracks this room. */
   tracks: (room: string) => boolean;
   onError: (error: unknown) => void;
@@ -137,8 +135,7 @@ interface Following {
 /**
  * The sync protocol's server side for one namespace: answers subscribes
  * with the scope's state, and flushes what this node decided once per tick,
- * as coalesced diffs (to subscribers on every node, through the adapter) and
- * as the per-user events, in one go so that their order is kept.
+ * as coalesced diffs, to subscribers on every node through the adapter.
  */
 export class PresenceSync {
   readonly options: Readonly<Required<SyncOptions>>;
@@ -181,9 +178,6 @@ export class PresenceSync {
     const batch = this.#batch;
     if (batch.empty) return this.#flushing;
     this.#batch = new SyncBatch();
-    // the per-user events leave now, in the order decided, before this batch's diffs
-    const names = this.#context.eventNames;
-    if (names) for (const transition of batch.transitions) emitTransition(this.#context.namespace, names, transition);
     this.#flushing = this.#flushing.then(() => this.#sendDiffs(batch)).catch((error) => this.#context.onError(error));
     return this.#flushing;
   }

@@ -1,0 +1,139 @@
+import { MemoryStore } from "@presence/memory";
+import { DIFF, type DiffFrame } from "@presence/socketio";
+import type { Socket as ClientSocket } from "socket.io-client";
+import { afterEach, describe, expect, it } from "vitest";
+import { createPresenceClient, type PresenceClient } from "../src";
+import { connectClient, createBus, shareStore, sorted, startNode, waitFor, type TestNode } from "./harness";
+
+const ids = (client: PresenceClient) => sorted(client.list().map((u) => u.userId));
+
+/** Store users, flattened. */
+async function storeUsers(store: MemoryStore, room?: string): Promise<string[]> {
+  const users: string[] = [];
+  for await (const page of room === undefined ? store.users() : store.roomUsers(room)) users.push(...page.map((u) => u.userId));
+  return sorted(users);
+}
+
+describe("@presence/client across three servers sharing one store through an adapter", () => {
+  const nodes: TestNode[] = [];
+  const sockets: ClientSocket[] = [];
+
+  const cluster = async (tickMs: number) => {
+    const store = new MemoryStore();
+    const adapter = createBus();
+    const stores = shareStore(store, 3);
+    for (const shared of stores) {
+      const n = await startNode({ store: shared, sync: { tickMs } }, { adapter: adapter as never });
+      n.io.on("connection", (socket) => {
+        socket.on("join", (room: string, ack: () => void) => void Promise.resolve(socket.join(room)).then(ack));
+      });
+      nodes.push(n);
+    }
+    return { store, nodes: [...nodes] };
+  };
+  const user = async (n: TestNode, userId: string) => {
+    const socket = await connectClient(n.port, { userId });
+    sockets.push(socket);
+    return socket;
+  };
+
+  afterEach(async () => {
+    for (const socket of sockets.splice(0)) socket.close();
+    await Promise.allSettled(nodes.splice(0).map((n) => n.close()));
+  });
+
+  it("converges every client's view on the store's users after a storm of joins and leaves", async () => {
+    const { store, nodes: [a, b, c] } = await cluster(50);
+    const servers = [a!, b!, c!];
+    const observers = await Promise.all(servers.map((n, i) => user(n, `observer-${i}`)));
+    const events: Array<[string, string]> = [];
+    observers[0]!.on("user has connected", (userId: string) => events.push([userId, "+"]));
+    observers[0]!.on("user has disconnected", (userId: string) => events.push([userId, "-"]));
+    const views = observers.map((socket) => createPresenceClient(socket));
+    const rooms = observers.map((socket) => createPresenceClient(socket, { room: "room-storm" }));
+    const counts = observers.map((socket) => createPresenceClient(socket, { countOnly: true }));
+    await waitFor("the first states", () => views.forEach((view) => expect(view.synced).toBe(true)));
+
+    // a storm: 60 users over the three nodes, some with a second tab elsewhere, half of them in a room
+    const open = new Map<string, ClientSocket[]>();
+    await Promise.all(
+      Array.from({ length: 60 }, async (_, i) => {
+        const userId = `user-${i}`;
+        const tabs = [await user(servers[i % 3]!, userId)];
+        if (i % 4 === 0) tabs.push(await user(servers[(i + 1) % 3]!, userId));
+        if (i % 2 === 0) await tabs[0]!.timeout(10_000).emitWithAck("join", "room-storm");
+        open.set(userId, tabs);
+      }),
+    );
+    // churn: a third leave for good, some close one tab of two, some come back on another node
+    for (let i = 0; i < 60; i += 3) for (const tab of open.get(`user-${i}`)!) tab.close();
+    for (let i = 1; i < 60; i += 6) {
+      open.get(`user-${i}`)![0]!.close();
+      await user(servers[(i + 2) % 3]!, `user-${i}`);
+    }
+
+    const expected = async () => storeUsers(store);
+    await waitFor(
+      "every view to equal the store's users",
+      async () => {
+        const users = await expected();
+        const room = await storeUsers(store, "room-storm");
+        expect(users.length).toBeGreaterThan(30);
+        for (const view of views) expect(ids(view)).toEqual(users);
+        for (const view of rooms) expect(ids(view)).toEqual(room);
+        for (const count of counts) expect(count.count).toBe(users.length);
+      },
+      20_000,
+    );
+    // the per-user events: once per transition, in order, for every user (never coalesced)
+    const users = await expected();
+    for (let i = 0; i < 60; i++) {
+      const userId = `user-${i}`;
+      const seen = events.filter(([u]) => u === userId).map(([, change]) => change);
+      expect(seen, userId).toEqual(users.includes(userId) ? expect.arrayContaining(["+"]) : ["+", "-"]);
+      expect(seen.join(""), userId).toMatch(/^(\+-)*\+?$/);
+      expect(seen.at(-1), userId).toBe(users.includes(userId) ? "+" : "-");
+    }
+  });
+
+  it("drops changes older than the state, and changes that arrive after newer ones from another node", async () => {
+    const { nodes: [a, b, c] } = await cluster(60_000); // flushed by hand
+    const observer = await user(c!, "observer");
+    const frames: DiffFrame[] = [];
+    observer.on(DIFF, (frame: DiffFrame) => frames.push(frame));
+    const flushAll = () => Promise.all([a, b, c].map((n) => n!.presence.sync!.flush()));
+
+    // dave leaves on a (not flushed yet), then comes back on b, flushed first
+    const dave = await user(a!, "dave");
+    await flushAll();
+    dave.close();
+    await waitFor("dave's leave decided", () => expect(a!.presence.store.isUserConnected("dave")).resolves.toBe(false));
+    await user(b!, "dave");
+    await waitFor("dave back", () => expect(b!.presence.store.isUserConnected("dave")).resolves.toBe(true));
+    await b!.presence.sync!.flush();
+    // the state is read now: it has dave
+    const online = createPresenceClient(observer);
+    await waitFor("the state", () => expect(ids(online)).toEqual(["dave", "observer"]));
+    const before = frames.length;
+    await a!.presence.sync!.flush(); // the stale leave
+    await waitFor("the stale leave's frame", () => expect(frames.length).toBe(before + 1));
+    expect(frames.at(-1)!.leaves?.map(([u]) => u)).toEqual(["dave"]);
+    expect(ids(online)).toEqual(["dave", "observer"]);
+
+    // now reordered with no state in between: erin leaves on a, comes back on b; b's join arrives first
+    const erin = await user(a!, "erin");
+    await flushAll();
+    await waitFor("erin listed", () => expect(ids(online)).toContain("erin"));
+    erin.close();
+    await waitFor("erin's leave decided", () => expect(a!.presence.store.isUserConnected("erin")).resolves.toBe(false));
+    await user(b!, "erin");
+    await waitFor("erin back", () => expect(b!.presence.store.isUserConnected("erin")).resolves.toBe(true));
+    const mark = frames.length;
+    await b!.presence.sync!.flush();
+    await waitFor("b's frame", () => expect(frames.length).toBe(mark + 1));
+    await a!.presence.sync!.flush();
+    await waitFor("a's late frame", () => expect(frames.length).toBe(mark + 2));
+    expect(frames.at(-1)!.leaves?.map(([u]) => u)).toEqual(["erin"]);
+    expect(ids(online)).toEqual(["dave", "erin", "observer"]);
+  });
+});

@@ -1,0 +1,35 @@
+import { existsSync, readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { build } from "esbuild";
+import { describe, expect, it } from "vitest";
+
+const here = (path: string) => new URL(path, import.meta.url);
+
+describe("@presence/client as shipped", () => {
+  it("is at most 3 KB minified and gzipped, and loads nothing at run time", async () => {
+    const entry = here("../dist/index.js");
+    expect(existsSync(entry), "build @presence/client first (turbo run build)").toBe(true);
+    // bundled as a browser app would: socket.io-client stays out, it is only a type import
+    const result = await build({
+      entryPoints: [entry.pathname],
+      bundle: true,
+      minify: true,
+      format: "esm",
+      platform: "browser",
+      write: false,
+      metafile: true,
+    });
+    const code = result.outputFiles[0]!.contents;
+    const gzipped = gzipSync(code, { level: 9 }).length;
+    console.log(`@presence/client: ${code.length} bytes minified, ${gzipped} bytes min+gzip`);
+    expect(gzipped).toBeLessThanOrEqual(3072);
+    expect(Object.keys(result.metafile.inputs)).toEqual([expect.stringMatching(/dist\/index\.js$/)]);
+    expect(readFileSync(entry, "utf8")).not.toMatch(/from\s+["']|require\(/);
+  });
+
+  it("speaks the same protocol as @presence/socketio (the two copies of the file are identical)", () => {
+    const client = readFileSync(here("../src/protocol.ts"), "utf8");
+    const server = readFileSync(here("../../socketio/src/sync-protocol.ts"), "utf8");
+    expect(client).toBe(server);
+  });
+});
