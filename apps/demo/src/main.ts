@@ -1,11 +1,14 @@
 import cluster, { type Worker } from "node:cluster";
 import { createServer } from "node:http";
+import { setupPrimary as setupPresencePrimary } from "@presence/cluster";
 import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
 import { setupMaster as setupStickyPrimary, setupWorker as setupStickyWorker } from "@socket.io/sticky";
 import createDebug from "debug";
 import { createDemoApp } from "./app";
 import { ConfigError, configToEnv, loadConfig, type DemoConfig } from "./config";
-import { modeParts } from "./stores";
+import { createLimits, setupLimitsPrimary } from "./limits";
+import { setupMetricsPrimary, setupMetricsWorker } from "./metrics";
+import { checkRedis, modeParts } from "./stores";
 
 const debug = createDebug("presence:demo");
 
@@ -18,8 +21,8 @@ function banner(config: DemoConfig, port: number): string {
 }
 
 async function runStandalone(config: DemoConfig): Promise<void> {
-  const mode = modeParts(config, { worker: false });
-  const app = createDemoApp({ config, ...mode });
+  const mode = modeParts(config);
+  const app = await createDemoApp({ config, ...mode, limits: createLimits(config, mode.limits) });
   await new Promise<void>((resolve) => app.http.listen(config.port, resolve));
   const address = app.http.address();
   console.log(banner(config, typeof address === "object" && address ? address.port : config.port));
@@ -33,7 +36,13 @@ async function runStandalone(config: DemoConfig): Promise<void> {
 function runPrimary(config: DemoConfig): void {
   const http = createServer();
   setupStickyPrimary(http, { loadBalancingMethod: "least-connection" });
-  if (config.mode === "cluster") setupClusterAdapterPrimary();
+  if (config.mode !== "redis") {
+    setupClusterAdapterPrimary();
+    setupLimitsPrimary();
+  }
+  // before forking: the workers' stores find the primary's presence through the env it sets
+  if (config.mode === "cluster") setupPresencePrimary();
+  setupMetricsPrimary();
   cluster.setupPrimary({ serialization: "advanced" });
 
   let stopping = false;
@@ -90,9 +99,10 @@ function runPrimary(config: DemoConfig): void {
   process.once("SIGTERM", stop);
 }
 
-function runWorker(config: DemoConfig): void {
-  const mode = modeParts(config, { worker: true });
-  const app = createDemoApp({ config, ...mode });
+async function runWorker(config: DemoConfig): Promise<void> {
+  setupMetricsWorker();
+  const mode = modeParts(config);
+  const app = await createDemoApp({ config, ...mode, limits: createLimits(config, mode.limits) });
   setupStickyWorker(app.io);
   process.on("message", (message: { type?: string }) => {
     if (message?.type !== "presence:shutdown") return;
@@ -106,12 +116,12 @@ function runWorker(config: DemoConfig): void {
 try {
   const config = loadConfig();
   if (config.mode === "standalone") await runStandalone(config);
-  else if (cluster.isPrimary) runPrimary(config);
-  else runWorker(config);
+  else if (cluster.isPrimary) {
+    // fail fast and loud: a wrong --redis-url must not start a demo that never shows anyone
+    if (config.mode === "redis") await checkRedis(config.redisUrl);
+    runPrimary(config);
+  } else await runWorker(config);
 } catch (error) {
-  if (error instanceof ConfigError) {
-    console.error(`presence demo: ${error.message}`);
-    process.exit(2);
-  }
-  throw error;
+  console.error(`presence demo: ${(error as Error).message}`);
+  process.exit(error instanceof ConfigError ? 2 : 1);
 }

@@ -1,38 +1,50 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { SignJWT, jwtVerify } from "jose";
 
-/** Demo-grade tokens: base64url(JSON claims) "." base64url(HMAC-SHA256). */
+/** What a demo token says: the user (`sub`) and what they show others. */
 export interface TokenClaims {
   sub: string;
-  /** Expiry, ms since the epoch. */
-  exp: number;
-  /** What the user shows others, as given at login. */
   info?: { [key: string]: unknown };
 }
 
-const DAY_MS = 24 * 60 * 60 * 1000;
+/**
+ * Demo tokens are standard JWTs (HS256, with an expiry), so an app can swap
+ * in its identity provider's tokens and keep the socket contract
+ * (`auth: { token }`): only `verifyToken` changes (RS256 and a JWKS, say).
+ */
+export class TokenSigner {
+  readonly #key: Uint8Array;
 
-const sign = (payload: string, secret: string) => createHmac("sha256", secret).update(payload).digest("base64url");
+  constructor(
+    secret: string,
+    /** How long a token lives (`"24h"`), or when it expires (seconds since the epoch). */
+    readonly ttl: string | number = "24h",
+    /** Leeway for clocks of different hosts, in seconds. */
+    readonly clockToleranceSeconds = 30,
+  ) {
+    this.#key = new TextEncoder().encode(secret);
+  }
 
-export function signToken(userId: string, secret: string, ttlMs = DAY_MS, now = Date.now(), info?: TokenClaims["info"]): string {
-  const claims: TokenClaims = info === undefined ? { sub: userId, exp: now + ttlMs } : { sub: userId, exp: now + ttlMs, info };
-  const payload = Buffer.from(JSON.stringify(claims)).toString("base64url");
-  return `${payload}.${sign(payload, secret)}`;
-}
+  sign(userId: string, info?: TokenClaims["info"]): Promise<string> {
+    return new SignJWT(info === undefined ? {} : { info })
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setSubject(userId)
+      .setIssuedAt()
+      .setExpirationTime(this.ttl)
+      .sign(this.#key);
+  }
 
-/** The claims of a valid, unexpired token; `undefined` for anything else. */
-export function verifyToken(token: unknown, secret: string, now = Date.now()): TokenClaims | undefined {
-  if (typeof token !== "string" || token.length > 4096) return undefined;
-  const [payload, signature, extra] = token.split(".");
-  if (!payload || !signature || extra !== undefined) return undefined;
-  const expected = Buffer.from(sign(payload, secret));
-  const given = Buffer.from(signature);
-  if (expected.length !== given.length || !timingSafeEqual(expected, given)) return undefined;
-  try {
-    const claims = JSON.parse(Buffer.from(payload, "base64url").toString("utf8")) as Partial<TokenClaims>;
-    if (typeof claims.sub !== "string" || typeof claims.exp !== "number" || claims.exp <= now) return undefined;
-    const info = claims.info !== null && typeof claims.info === "object" && !Array.isArray(claims.info) ? claims.info : undefined;
-    return info === undefined ? { sub: claims.sub, exp: claims.exp } : { sub: claims.sub, exp: claims.exp, info };
-  } catch {
-    return undefined;
+  /** The claims of a valid, unexpired token signed with this secret; `undefined` for anything else. */
+  async verify(token: unknown): Promise<TokenClaims | undefined> {
+    if (typeof token !== "string" || token.length > 8192) return undefined;
+    try {
+      const { payload } = await jwtVerify(token, this.#key, { algorithms: ["HS256"], clockTolerance: this.clockToleranceSeconds });
+      if (typeof payload.sub !== "string") return undefined;
+      const info = payload.info;
+      return info !== null && typeof info === "object" && !Array.isArray(info)
+        ? { sub: payload.sub, info: info as TokenClaims["info"] }
+        : { sub: payload.sub };
+    } catch {
+      return undefined;
+    }
   }
 }
