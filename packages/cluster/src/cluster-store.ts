@@ -30,6 +30,7 @@ import {
   fromEntry,
   type DisconnectAnswer,
   type PrimaryEnvelope,
+  type WorkerEnvelope,
   type ReplyValue,
   type Request,
   type UserEntry,
@@ -311,7 +312,11 @@ export class ClusterStore implements PresenceStore {
         if (this.#closeSent) continue;
         debug("announcing %d transition(s) left by a dead worker", message.transitions.length);
         for (const transition of message.transitions) this.#events.announce(transition);
-        if (!this.#gone) this.#enqueue({ type: MessageType.ANNOUNCED, handoffId: message.handoffId }); // no reply
+        // acknowledged at once, not with the next batch: right behind the broadcasts the announcing
+        // just sent on the same channel, so a death loses both or neither (no second announcement)
+        const ack = { source: MESSAGE_SOURCE, store: this.id, requests: [{ id: ++this.#nextId, type: MessageType.ANNOUNCED, handoffId: message.handoffId }] };
+        if (this.#channel.send(ack as WorkerEnvelope)) this.stats.messagesSent++;
+        this.stats.calls++;
         continue;
       }
       const pending = this.#pending.get(message.id);

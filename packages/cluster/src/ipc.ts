@@ -5,6 +5,9 @@ import { isPrimaryEnvelope, isWorkerEnvelope, type PrimaryEnvelope, type WorkerE
 
 const debug = createDebug("presence:cluster:ipc");
 
+/** How long to wait, after a worker's exit, for its IPC channel to close before declaring it gone. */
+const GONE_GRACE_MS = 200;
+
 /**
  * The primary's end over the Node cluster IPC channel: works with the default
  * json serialization and with `cluster.setupPrimary({ serialization: "advanced" })`
@@ -20,7 +23,17 @@ export function clusterPrimaryChannel(): PrimaryChannel {
   };
   const onExit = (worker: Worker) => {
     const peer = String(worker.id);
-    for (const listener of goneListeners) listener(peer);
+    let reported = false;
+    const gone = () => {
+      if (reported) return;
+      reported = true;
+      clearTimeout(timer);
+      for (const listener of goneListeners) listener(peer);
+    };
+    // 'exit' can come before the last messages on the channel are read: wait for the channel to close,
+    // so that a hand-off the worker acknowledged just before dying is not handed out again
+    const timer = setTimeout(gone, worker.isConnected() ? GONE_GRACE_MS : 0);
+    if (worker.isConnected()) worker.once("disconnect", gone);
   };
   cluster.on("message", onMessage);
   cluster.on("exit", onExit);

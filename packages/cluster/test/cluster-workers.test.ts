@@ -39,8 +39,16 @@ describe("@presence/cluster across real Node cluster workers (advanced serializa
     const [w0, w1, w2] = workers as [(typeof workers)[0], (typeof workers)[0], (typeof workers)[0]];
     const observers = [await connectClient(w0.port, "observer-0", clients), await connectClient(w1.port, "observer-1", clients)];
     const seen = observers.map(recordTransitions);
+    const roomLeaves = observers.map((observer) => {
+      const leaves: string[] = [];
+      observer.on("user has left", (room: string, userId: string) => leaves.push(`${room}:${userId}`));
+      return leaves;
+    });
+    for (const observer of observers) await observer.emitWithAck("join", "room:lobby");
     const doomed = ["kim", "lee", "max", "ned", "ola"];
     for (const userId of doomed) await connectClient(w2.port, userId, clients);
+    const kim = clients.at(-doomed.length)!;
+    await kim.emitWithAck("join", "room:lobby");
     await connectClient(w2.port, "sam", clients);
     await connectClient(w0.port, "sam", clients); // sam stays online through worker 0
     await eventually(() => seen.forEach((s) => [...doomed, "sam"].forEach((u) => expect(s.joins.get(u)).toBe(1))));
@@ -50,11 +58,13 @@ describe("@presence/cluster across real Node cluster workers (advanced serializa
     process.kill(w2.pid, "SIGKILL");
     await eventually(() => seen.forEach((s) => doomed.forEach((u) => expect(s.leaves.get(u)).toBe(1))), 5000);
     console.log(`leaves of a SIGKILLed worker's users seen by observers ${Date.now() - killedAt} ms after the kill`);
+    await eventually(() => roomLeaves.forEach((leaves) => expect(leaves).toEqual(["room:lobby:kim"])));
     await sleep(500);
     for (const s of seen) {
       for (const userId of doomed) expect(s.leaves.get(userId)).toBe(1);
       expect(s.leaves.get("sam")).toBeUndefined();
     }
+    for (const leaves of roomLeaves) expect(leaves).toEqual(["room:lobby:kim"]);
     expect(((await getJson(w1.port, "/users")).body.users as string[]).sort()).toEqual(["observer-0", "observer-1", "sam"]);
 
     // the restarted worker starts clean and sees the same truth
