@@ -1,0 +1,123 @@
+import type { Socket as ClientSocket } from "socket.io-client";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { connectClient, eventually, getJson, login, sleep, startDemo, type DemoProcess } from "./demo-process";
+
+type Presence = { count: number; users: string[]; connections: Record<string, number> };
+
+/** Records every presence event one client receives, as "+user" / "-user". */
+function record(socket: ClientSocket): string[] {
+  const events: string[] = [];
+  socket.on("user has connected", (u: string) => events.push(`+${u}`));
+  socket.on("user has disconnected", (u: string) => events.push(`-${u}`));
+  return events;
+}
+
+/** The worker pids behind the sticky primary: each /api/health is answered by one of them. */
+async function workerPids(url: string, expected: number): Promise<number[]> {
+  const pids = new Set<number>();
+  const deadline = Date.now() + 10_000;
+  while (pids.size < expected) {
+    if (Date.now() > deadline) throw new Error(`saw ${pids.size} of ${expected} workers answer /api/health within 10 s`);
+    const sockets = await Promise.all(Array.from({ length: 4 }, () => fetch(`${url}/api/health`).then((r) => r.json() as Promise<{ pid: number }>)));
+    for (const { pid } of sockets) pids.add(pid);
+  }
+  return [...pids];
+}
+
+describe("the demo in cluster mode: exact transitions with @presence/cluster", () => {
+  let demo: DemoProcess;
+  const clients: ClientSocket[] = [];
+  const open = async (...args: Parameters<typeof connectClient>) => {
+    const socket = await connectClient(...args);
+    clients.push(socket);
+    return socket;
+  };
+
+  beforeAll(async () => {
+    demo = await startDemo(["--mode", "cluster", "--workers", "2", "--rate-limit", "0", "--leave-delay-ms", "0", "--log-level", "warn"]);
+  });
+  afterEach(async () => {
+    for (const socket of clients.splice(0)) socket.close();
+    await eventually(async () => expect((await getJson<Presence>(`${demo.url}/api/presence`)).body.count).toBe(0));
+  });
+  afterAll(async () => {
+    expect(await demo.stop()).toBe(0);
+  });
+
+  it("announces one leave when two tabs on two workers close at the same moment", async () => {
+    const observers = [await open(demo.url, await login(demo.url, "observer-1")), await open(demo.url, await login(demo.url, "observer-2"))];
+    const seen = observers.map(record);
+    for (let round = 0; round < 5; round++) {
+      const userId = `twin-${round}`;
+      const token = await login(demo.url, userId);
+      // polling and websocket land on workers by the balancer: open enough tabs that both workers hold some
+      const tabs = await Promise.all(
+        Array.from({ length: 4 }, (_, i) => open(demo.url, token, { transports: i % 2 ? ["polling"] : ["websocket"] })),
+      );
+      await eventually(async () => expect((await getJson<Presence>(`${demo.url}/api/presence`)).body.connections[userId]).toBe(4));
+      for (const tab of tabs) tab.close(); // together, in one turn
+      await eventually(async () => expect((await getJson(`${demo.url}/api/presence/${userId}`)).body.online).toBe(false));
+    }
+    await sleep(300);
+    for (const events of seen) {
+      for (let round = 0; round < 5; round++) {
+        expect(events.filter((e) => e === `+twin-${round}`), `joins of twin-${round}`).toHaveLength(1);
+        expect(events.filter((e) => e === `-twin-${round}`), `leaves of twin-${round}`).toHaveLength(1);
+      }
+    }
+  });
+
+  it("announces each user a killed worker held exactly once, within a second", async () => {
+    const pids = await workerPids(demo.url, 2);
+    const users = Array.from({ length: 30 }, (_, i) => `held-${i}`);
+    const tabs = await Promise.all(users.map(async (userId) => ({ userId, socket: await open(demo.url, await login(demo.url, userId)) })));
+    const observers = await Promise.all([1, 2, 3, 4].map(async (i) => open(demo.url, await login(demo.url, `watcher-${i}`))));
+    const seen = observers.map(record);
+    await eventually(async () => expect((await getJson<Presence>(`${demo.url}/api/presence`)).body.count).toBe(34));
+
+    const victim = pids[0]!;
+    const gone: string[] = [];
+    for (const { userId, socket } of tabs) socket.once("disconnect", () => gone.push(userId));
+    const killedAt = Date.now();
+    process.kill(victim, "SIGKILL");
+    await eventually(() => expect(gone.length).toBeGreaterThan(0), 5000);
+    const dropped = new Set(gone.filter((u) => u.startsWith("held-")));
+    // the users whose only tab was on the dead worker are offline for everyone, within a second
+    await eventually(async () => {
+      const { body } = await getJson<Presence>(`${demo.url}/api/presence`);
+      for (const userId of dropped) expect(body.users).not.toContain(userId);
+    }, 5000);
+    const offlineAfterMs = Date.now() - killedAt;
+    expect(offlineAfterMs).toBeLessThan(3000); // the contract is "within a second"; the margin is the poll and a loaded CI machine
+    await sleep(500);
+    const survivors = observers.map((o, i) => ({ connected: o.connected, events: seen[i]! })).filter((o) => o.connected);
+    expect(survivors.length).toBeGreaterThan(0);
+    for (const { events } of survivors) {
+      for (const userId of dropped) expect(events.filter((e) => e === `-${userId}`), `leaves of ${userId}`).toHaveLength(1);
+      for (const userId of users.filter((u) => !dropped.has(u))) expect(events).not.toContain(`-${userId}`);
+    }
+    // a replacement worker starts clean and the cluster keeps answering
+    await eventually(async () => expect((await getJson(`${demo.url}/api/health`)).body.ok).toBe(true));
+  });
+});
+
+describe("the demo in cluster-query mode", () => {
+  it("counts users across workers by asking every node", async () => {
+    const demo = await startDemo(["--mode", "cluster-query", "--workers", "2", "--rate-limit", "0", "--log-level", "warn"]);
+    const sockets: ClientSocket[] = [];
+    try {
+      expect((await getJson(`${demo.url}/api/health`)).body.mode).toBe("cluster-query");
+      const token = await login(demo.url, "alice");
+      for (const transports of [["websocket"], ["polling"]]) sockets.push(await connectClient(demo.url, token, { transports }));
+      sockets.push(await connectClient(demo.url, await login(demo.url, "bob")));
+      await eventually(async () => {
+        const { body } = await getJson<Presence>(`${demo.url}/api/presence`);
+        expect(body.users.sort()).toEqual(["alice", "bob"]);
+        expect(body.connections.alice).toBe(2);
+      });
+    } finally {
+      for (const socket of sockets) socket.close();
+      expect(await demo.stop()).toBe(0);
+    }
+  });
+});
