@@ -35,7 +35,7 @@ import {
   type Request,
   type UserEntry,
 } from "./messages";
-import { PRIMARY_ENV, type ChannelStats } from "./primary";
+import { LIMITS_ENV, PRIMARY_ENV, type ChannelStats } from "./primary";
 
 const debug = createDebug("presence:cluster");
 
@@ -67,6 +67,23 @@ interface PendingCall {
   batch: Batch | undefined;
   resolve: (value: ReplyValue) => void;
   reject: (error: Error) => void;
+}
+
+/** The limits `setupPrimary()` published to the workers' environment. */
+function primaryLimits(): Partial<PresenceLimits> {
+  try {
+    return definedLimits(JSON.parse(process.env[LIMITS_ENV] ?? "{}") as Partial<PresenceLimits>);
+  } catch {
+    return {};
+  }
+}
+
+function definedLimits({ maxUserIdBytes, maxRoomBytes, maxUserInfoBytes }: Partial<PresenceLimits>): Partial<PresenceLimits> {
+  const limits: Partial<PresenceLimits> = {};
+  if (maxUserIdBytes !== undefined) limits.maxUserIdBytes = maxUserIdBytes;
+  if (maxRoomBytes !== undefined) limits.maxRoomBytes = maxRoomBytes;
+  if (maxUserInfoBytes !== undefined) limits.maxUserInfoBytes = maxUserInfoBytes;
+  return limits;
 }
 
 /** Where `new ClusterStore()` cannot run, a message that says what to do instead. */
@@ -122,8 +139,8 @@ export class ClusterStore implements PresenceStore {
       throw new TypeError("ClusterStore: option channel must be a WorkerChannel (send, onMessage, onGone)");
     }
     this.#timeoutMs = timeoutMs;
-    this.limits = resolveLimits(options);
     this.#channel = options.channel ?? defaultChannel();
+    this.limits = resolveLimits({ ...(options.channel ? {} : primaryLimits()), ...definedLimits(options) });
     this.#detach = [
       this.#channel.onMessage((envelope) => this.#receive(envelope)),
       this.#channel.onGone(() => this.#primaryGone()),

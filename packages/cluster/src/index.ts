@@ -14,4 +14,4 @@ export {
   type WireError,
   type WorkerEnvelope,
 } from "./messages";
-export { PRIMARY_ENV, PresencePrimary, setupPrimary, type ChannelStats, type PrimaryOptions } from "./primary";
+export { LIMITS_ENV, PRIMARY_ENV, PresencePrimary, setupPrimary, type ChannelStats, type PrimaryOptions } from "./primary";

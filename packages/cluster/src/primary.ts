@@ -11,6 +11,9 @@ const debug = createDebug("presence:cluster:primary");
 /** Set by `setupPrimary()` before workers are forked; a worker's store refuses to start without it. */
 export const PRIMARY_ENV = "PRESENCE_CLUSTER_PRIMARY";
 
+/** The primary's input limits as JSON, so that the workers' stores check the same ones by default. */
+export const LIMITS_ENV = "PRESENCE_CLUSTER_LIMITS";
+
 /** The primary's options: the input limits it enforces (it is the authority; workers check the same limits early). */
 export type PrimaryOptions = Partial<PresenceLimits>;
 
@@ -239,5 +242,6 @@ export function setupPrimary(options: PrimaryOptions = {}): PresencePrimary {
   }
   primary ??= new PresencePrimary(clusterPrimaryChannel(), options);
   process.env[PRIMARY_ENV] = "1";
+  process.env[LIMITS_ENV] = JSON.stringify(primary.presence.limits);
   return primary;
 }

@@ -19,6 +19,12 @@ describe("@presence/cluster across real Node cluster workers (advanced serializa
   });
   afterAll(() => cluster?.stop());
 
+  it("checks, in each worker, the limits the primary was set up with", async () => {
+    for (const { port } of workers) {
+      expect((await getJson(port, "/limits")).body).toEqual({ maxUserIdBytes: 64, maxRoomBytes: 256, maxUserInfoBytes: 1024 });
+    }
+  });
+
   it("announces one leave when two tabs of a user on two workers close together", async () => {
     const [w0, w1, w2] = workers as [(typeof workers)[0], (typeof workers)[0], (typeof workers)[0]];
     const observers = [await connectClient(w2.port, "observer-2", clients), await connectClient(w0.port, "observer-0", clients)];
