@@ -78,6 +78,7 @@ describe("ClusterStore", () => {
     const channel = silentChannel();
     expect(() => new ClusterStore({ channel, timeoutMs: 0 })).toThrow(/timeoutMs/);
     expect(() => new ClusterStore({ channel, timeoutMs: Number.NaN })).toThrow(TypeError);
+    expect(() => new ClusterStore({ channel, timeoutMs: 2 ** 31 })).toThrow(/timeoutMs/);
     expect(() => new ClusterStore({ channel, maxUserIdBytes: -1 })).toThrow(/maxUserIdBytes/);
     expect(() => new ClusterStore({ channel: {} as WorkerChannel })).toThrow(/channel/);
   });

@@ -132,8 +132,9 @@ export class ClusterStore implements PresenceStore {
 
   constructor(options: ClusterStoreOptions = {}) {
     const timeoutMs = options.timeoutMs ?? 5000;
-    if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0) {
-      throw new TypeError(`ClusterStore: option timeoutMs must be a positive number of ms, got ${String(timeoutMs)}`);
+    // a timer longer than 2^31 - 1 ms would fire at once
+    if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > 2 ** 31 - 1) {
+      throw new TypeError(`ClusterStore: option timeoutMs must be a positive number of ms (at most 2^31 - 1), got ${String(timeoutMs)}`);
     }
     if (options.channel !== undefined && (typeof options.channel !== "object" || typeof options.channel.send !== "function")) {
       throw new TypeError("ClusterStore: option channel must be a WorkerChannel (send, onMessage, onGone)");
