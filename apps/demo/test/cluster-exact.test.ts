@@ -1,3 +1,4 @@
+import { readFileSync, readdirSync } from "node:fs";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { connectClient, eventually, getJson, login, sleep, startDemo, type DemoProcess } from "./demo-process";
@@ -12,16 +13,19 @@ function record(socket: ClientSocket): string[] {
   return events;
 }
 
-/** The worker pids behind the sticky primary: each /api/health is answered by one of them. */
-async function workerPids(url: string, expected: number): Promise<number[]> {
-  const pids = new Set<number>();
-  const deadline = Date.now() + 10_000;
-  while (pids.size < expected) {
-    if (Date.now() > deadline) throw new Error(`saw ${pids.size} of ${expected} workers answer /api/health within 10 s`);
-    const sockets = await Promise.all(Array.from({ length: 4 }, () => fetch(`${url}/api/health`).then((r) => r.json() as Promise<{ pid: number }>)));
-    for (const { pid } of sockets) pids.add(pid);
-  }
-  return [...pids];
+/** The demo's worker pids: the primary's children (Linux's /proc). */
+function workerPids(primaryPid: number): number[] {
+  const children = readdirSync("/proc").filter((entry) => /^\d+$/.test(entry)).flatMap((entry) => {
+    try {
+      // "pid (comm) state ppid ...": comm may hold spaces, so split after its closing parenthesis
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      return ppid === primaryPid ? [Number(entry)] : [];
+    } catch {
+      return []; // the process ended while we looked
+    }
+  });
+  return children;
 }
 
 describe("the demo in cluster mode: exact transitions with @presence/cluster", () => {
@@ -50,10 +54,9 @@ describe("the demo in cluster mode: exact transitions with @presence/cluster", (
     for (let round = 0; round < 5; round++) {
       const userId = `twin-${round}`;
       const token = await login(demo.url, userId);
-      // polling and websocket land on workers by the balancer: open enough tabs that both workers hold some
-      const tabs = await Promise.all(
-        Array.from({ length: 4 }, (_, i) => open(demo.url, token, { transports: i % 2 ? ["polling"] : ["websocket"] })),
-      );
+      // one at a time, so the balancer alternates: the user's tabs sit on both workers, both transports
+      const tabs: ClientSocket[] = [];
+      for (let i = 0; i < 4; i++) tabs.push(await open(demo.url, token, { transports: i % 2 ? ["polling"] : ["websocket"] }));
       await eventually(async () => expect((await getJson<Presence>(`${demo.url}/api/presence`)).body.connections[userId]).toBe(4));
       for (const tab of tabs) tab.close(); // together, in one turn
       await eventually(async () => expect((await getJson(`${demo.url}/api/presence/${userId}`)).body.online).toBe(false));
@@ -68,10 +71,15 @@ describe("the demo in cluster mode: exact transitions with @presence/cluster", (
   });
 
   it("announces each user a killed worker held exactly once, within a second", async () => {
-    const pids = await workerPids(demo.url, 2);
+    const pids = workerPids(demo.child.pid!);
+    expect(pids).toHaveLength(2);
     const users = Array.from({ length: 30 }, (_, i) => `held-${i}`);
-    const tabs = await Promise.all(users.map(async (userId) => ({ userId, socket: await open(demo.url, await login(demo.url, userId)) })));
-    const observers = await Promise.all([1, 2, 3, 4].map(async (i) => open(demo.url, await login(demo.url, `watcher-${i}`))));
+    // one at a time: the balancer counts a worker's sessions once the worker reports them, so
+    // sequential connections alternate between the workers
+    const observers: ClientSocket[] = [];
+    for (const i of [1, 2, 3, 4]) observers.push(await open(demo.url, await login(demo.url, `watcher-${i}`)));
+    const tabs: Array<{ userId: string; socket: ClientSocket }> = [];
+    for (const userId of users) tabs.push({ userId, socket: await open(demo.url, await login(demo.url, userId)) });
     const seen = observers.map(record);
     await eventually(async () => expect((await getJson<Presence>(`${demo.url}/api/presence`)).body.count).toBe(34));
 
