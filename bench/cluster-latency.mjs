@@ -7,7 +7,7 @@ import { createServer } from "node:http";
 import { createAdapter, setupPrimary } from "@socket.io/cluster-adapter";
 import { createClusterQueryStore } from "@presence/cluster-query";
 // by path: bench/package.json does not list @presence/cluster (yet); `pnpm bench` builds it first
-import { createClusterStore, setupPrimary as setupPresencePrimary } from "../packages/cluster/dist/index.js";
+import { createClusterStore, setupPrimary as setupPresencePrimary } from "@presence/cluster";
 import { createPresence } from "@presence/socketio";
 import { Server } from "socket.io";
 import { io as connect } from "socket.io-client";

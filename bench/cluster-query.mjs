@@ -27,5 +27,7 @@ export async function clusterQueryLatency({ smoke }) {
   return [
     { bench, subject: "cluster-query", peer: "fetchSockets", unit: "p50 ms", lowerIsBetter: true, ours: stat("clusterQuery", 50), theirs: stat("fetchSockets", 50) },
     { bench, subject: "cluster-query", peer: "fetchSockets", unit: "p99 ms", lowerIsBetter: true, ours: stat("clusterQuery", 99), theirs: stat("fetchSockets", 99) },
+    { bench, subject: "@presence/cluster", peer: "fetchSockets", unit: "p50 ms", lowerIsBetter: true, ours: stat("clusterStore", 50), theirs: stat("fetchSockets", 50) },
+    { bench, subject: "@presence/cluster", peer: "fetchSockets", unit: "p99 ms", lowerIsBetter: true, ours: stat("clusterStore", 99), theirs: stat("fetchSockets", 99) },
   ];
 }
