@@ -29,7 +29,7 @@ export interface DemoConfig {
   logLevel: string;
 }
 
-/** Each flag with its env twin; the defaults are those of ../../README.md and DESIGN.md. */
+/** Each flag with its env twin; the defaults are those of docs/design.md and the demo README. */
 const FLAGS = {
   mode: { env: "PRESENCE_MODE" },
   port: { env: "PORT" },

@@ -38,7 +38,7 @@ export type ErrorListener = (error: Error) => void;
  * talks to this interface, so it never knows which store it has.
  *
  * Calls for one connection are made in order by the caller (connect, then
- * disconnect). A store keeps the semantics documented in DESIGN.md: repeats
+ * disconnect). A store keeps the semantics documented in docs/design.md: repeats
  * are idempotent, counts never go negative, no offline user stays listed.
  */
 export interface PresenceStore {
