@@ -3,6 +3,14 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ConnectionConflictError, InvalidRoomError, InvalidUserIdError, InvalidUserInfoError, StoreClosedError } from "./errors";
 import type { PresenceStore, Transition, UserPresence } from "./store";
 
+export {
+  DEPLOYMENT_CASES,
+  describePresenceDeployment,
+  type DeploymentCase,
+  type DeploymentSuiteOptions,
+  type PresenceDeployment,
+} from "./deployment-testing";
+
 export interface ConformanceOptions {
   /**
    * Makes a fresh, empty store: a deployment of its own, sharing nothing with
