@@ -1,5 +1,5 @@
 import { describePresenceStore } from "@presence/core/testing";
-import { describeBindingScenarios } from "../../socketio/test/scenarios";
+import { describeBindingScenarios } from "@presence/socketio/testing";
 import { ClusterStore, PresencePrimary, createMemoryChannel } from "../src";
 
 /** One deployment in one process: a primary and `count` "workers", each with its own channel and store. */

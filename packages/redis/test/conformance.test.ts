@@ -1,5 +1,5 @@
 import { describePresenceStore } from "@presence/core/testing";
-import { describeBindingScenarios } from "../../socketio/test/scenarios";
+import { describeBindingScenarios } from "@presence/socketio/testing";
 import { useRedis } from "./redis-fixture";
 
 const redis = useRedis();

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { describePresenceStore } from "@presence/core/testing";
 import { Cluster } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { describeBindingScenarios } from "../../socketio/test/scenarios";
+import { describeBindingScenarios } from "@presence/socketio/testing";
 import { RedisStore, type RedisStoreOptions } from "../src";
 import { startRedisCluster, type RedisClusterNodes } from "../src/testing";
 
