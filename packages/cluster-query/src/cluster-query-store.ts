@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import {
   LocalPresence,
   StoreClosedError,
@@ -16,7 +15,7 @@ import {
 import createDebug from "debug";
 import type { Namespace, Server } from "socket.io";
 import { NodesUnresponsiveError } from "./errors";
-import { MessageType, QUERY_EVENT, mergeUsers, toEntry, type QueryRequest, type QueryResponse } from "./messages";
+import { MessageType, QUERY_EVENT, mergeUsers, toEntry, type HoldsAnswer, type HoldsQuestion, type QueryRequest, type QueryResponse } from "./messages";
 
 const debug = createDebug("presence:cluster-query");
 
@@ -48,7 +47,8 @@ export interface ClusterAnswer<T> {
 
 type AckError = Error & { responses?: unknown[] };
 type Ask = { responses: QueryResponse[]; missing: number; expected: number };
-type RequestBody = QueryRequest extends infer R ? (R extends QueryRequest ? Omit<R, "uid" | "requestId"> : never) : never;
+/** What the other nodes hold of one user: whether they are online there, and in which of the asked rooms. */
+type HeldElsewhere = { online: boolean; rooms: Set<string> };
 
 /**
  * Presence across a cluster with no shared store: each node counts its own
@@ -61,15 +61,12 @@ type RequestBody = QueryRequest extends infer R ? (R extends QueryRequest ? Omit
  */
 export class ClusterQueryStore implements PresenceStore {
   readonly namespace: Namespace;
-  /** This node's id in the queries' messages. */
-  readonly uid = randomUUID();
 
   readonly #local: LocalPresence;
   readonly #events = new StoreEvents();
   readonly #timeoutMs: number;
   readonly #allowPartial: boolean;
   readonly #onQuery = (request: QueryRequest, ack: (response: QueryResponse) => void) => this.#answer(request, ack);
-  #requestId = 0;
   #closed = false;
 
   constructor(namespace: Namespace, options: ClusterQueryStoreOptions = {}) {
@@ -96,13 +93,14 @@ export class ClusterQueryStore implements PresenceStore {
     const userId = this.#local.userOf(connectionId);
     if (userId === undefined) return false;
     const { offline, left } = this.#local.disconnect(connectionId);
+    const rooms = left.flatMap((transition) => (transition.type === "left" ? [transition.room] : []));
+    if (!offline && rooms.length === 0) return false;
+    // one question for the user and every room they left here: gone from the cluster unless another node holds them
+    const [elsewhere] = await this.#heldElsewhere([[userId, rooms]]);
     for (const transition of left) {
-      if (transition.type !== "left") continue;
-      const { room } = transition;
-      if (!(await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId, room }))) this.#events.announce(transition);
+      if (transition.type === "left" && !elsewhere!.rooms.has(transition.room)) this.#events.announce(transition);
     }
-    // gone from this node: gone from the cluster unless another node holds them
-    return offline && !(await this.#elsewhere({ type: MessageType.IS_USER_CONNECTED, userId }));
+    return offline && !elsewhere!.online;
   }
 
   async join(connectionId: string, room: string): Promise<boolean> {
@@ -198,56 +196,90 @@ export class ClusterQueryStore implements PresenceStore {
     return this.#events.onError(listener);
   }
 
-  /** Stops answering queries and announces the room leaves and offline users that leaving the cluster causes. */
+  /**
+   * Forgets this node's connections and announces the room leaves and offline
+   * users that this causes, asking the others once for all of them. The node
+   * goes on answering queries, with nothing: while its server is up the others
+   * still count it, and a node that went silent would make their queries wait
+   * out the timeout.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
-    (this.namespace as unknown as NodeJS.EventEmitter).off(QUERY_EVENT, this.#onQuery);
     const leaving = this.#local.clear();
     this.#closed = true;
+    const roomsOf = new Map<string, string[]>();
     for (const transition of leaving) {
-      const elsewhere =
-        transition.type === "left"
-          ? await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId: transition.userId, room: transition.room })
-          : await this.#elsewhere({ type: MessageType.IS_USER_CONNECTED, userId: transition.userId });
-      if (!elsewhere) this.#events.announce(transition);
+      const rooms = roomsOf.get(transition.userId) ?? [];
+      if (transition.type === "left") rooms.push(transition.room);
+      roomsOf.set(transition.userId, rooms);
+    }
+    const questions = [...roomsOf];
+    const answers = questions.length === 0 ? [] : await this.#heldElsewhere(questions);
+    const elsewhere = new Map(questions.map(([userId], i) => [userId, answers[i]!]));
+    for (const transition of leaving) {
+      const held = elsewhere.get(transition.userId);
+      const announce = transition.type === "left" ? !held?.rooms.has(transition.room) : !held?.online;
+      if (announce) this.#events.announce(transition);
     }
     this.#events.clear();
   }
 
   #answer(request: QueryRequest, ack: (response: QueryResponse) => void): void {
-    if (typeof ack !== "function" || this.#closed) return;
-    const base = { uid: this.uid, requestId: request.requestId };
+    if (typeof ack !== "function") return;
+    // a closed store answers too, with nothing: its connections are already cleared
     switch (request.type) {
       case MessageType.IS_USER_CONNECTED:
-        return ack({ ...base, yes: this.#local.connectionsOf(request.userId) > 0 });
+        return ack({ yes: this.#local.connectionsOf(request.userId) > 0 });
       case MessageType.USERS:
-        return ack({ ...base, users: this.#local.users().map(toEntry) });
+        return ack({ users: this.#local.users().map(toEntry) });
       case MessageType.IS_USER_IN_ROOM:
-        return ack({ ...base, yes: this.#local.roomConnectionsOf(request.userId, request.room) > 0 });
+        return ack({ yes: this.#local.roomConnectionsOf(request.userId, request.room) > 0 });
       case MessageType.ROOM_USERS:
-        return ack({ ...base, users: this.#local.roomUsers(request.room).map(toEntry) });
+        return ack({ users: this.#local.roomUsers(request.room).map(toEntry) });
       case MessageType.USER_INFO:
-        return ack({ ...base, info: this.#local.info(request.userId) });
+        return ack({ info: this.#local.info(request.userId) });
       case MessageType.UPDATE_INFO:
         try {
-          return ack({ ...base, yes: this.#local.updateInfo(request.userId, request.info) });
+          return ack({ yes: this.#local.updateInfo(request.userId, request.info) });
         } catch {
-          return ack({ ...base, yes: false });
+          return ack({ yes: false });
         }
+      case MessageType.HOLDS:
+        return ack({ holds: request.users.map(([userId, rooms]) => this.#holds(userId, rooms)) });
+      default:
+        return ack({}); // a question from a newer version: answer "nothing" rather than make it wait
     }
   }
 
+  #holds(userId: string, rooms: string[]): HoldsAnswer {
+    return [this.#local.connectionsOf(userId) > 0, rooms.filter((room) => this.#local.roomConnectionsOf(userId, room) > 0)];
+  }
+
+  /** Per question, what the other nodes hold, in one round trip; a missing node counts as holding nothing. */
+  async #heldElsewhere(questions: HoldsQuestion[]): Promise<HeldElsewhere[]> {
+    const answer = await this.#ask({ type: MessageType.HOLDS, users: questions });
+    if (answer.missing > 0) debug("deciding transitions without %d node(s)", answer.missing);
+    return questions.map((_, i) => {
+      const held: HeldElsewhere = { online: false, rooms: new Set() };
+      for (const response of answer.responses) {
+        const [online, rooms] = response.holds?.[i] ?? [false, []];
+        held.online ||= online;
+        for (const room of rooms) held.rooms.add(room);
+      }
+      return held;
+    });
+  }
+
   /** Whether any other node answers yes; a missing node counts as "no". */
-  async #elsewhere(request: RequestBody): Promise<boolean> {
+  async #elsewhere(request: QueryRequest): Promise<boolean> {
     const answer = await this.#ask(request);
     if (answer.missing > 0) debug("deciding a transition without %d node(s)", answer.missing);
     return answer.responses.some((response) => response.yes);
   }
 
-  async #ask(request: RequestBody): Promise<Ask> {
+  async #ask(message: QueryRequest): Promise<Ask> {
     const expected = Math.max(0, (await this.namespace.adapter.serverCount()) - 1);
     if (expected === 0) return { responses: [], missing: 0, expected };
-    const message = { ...request, uid: this.uid, requestId: ++this.#requestId } as QueryRequest;
     let guard: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       guard = setTimeout(() => reject(Object.assign(new Error("presence query timed out"), { responses: [] })), this.#timeoutMs);
@@ -257,7 +289,7 @@ export class ClusterQueryStore implements PresenceStore {
       return { responses, missing: Math.max(0, expected - responses.length), expected };
     } catch (error) {
       const responses = ((error as AckError).responses ?? []) as QueryResponse[];
-      debug("query %d: %d of %d nodes answered (%s)", message.requestId, responses.length, expected, (error as Error).message);
+      debug("query of type %d: %d of %d nodes answered (%s)", message.type, responses.length, expected, (error as Error).message);
       return { responses, missing: Math.max(1, expected - responses.length), expected };
     } finally {
       clearTimeout(guard);

@@ -5,4 +5,4 @@ export {
   type ClusterQueryStoreOptions,
 } from "./cluster-query-store";
 export { NodesUnresponsiveError } from "./errors";
-export { MessageType, QUERY_EVENT, type QueryRequest, type QueryResponse } from "./messages";
+export { MessageType, QUERY_EVENT, type HoldsAnswer, type HoldsQuestion, type QueryRequest, type QueryResponse, type UserEntry } from "./messages";

@@ -1,4 +1,5 @@
 import type { PresenceStore } from "@presence/core";
+import type { PresenceDeployment } from "@presence/core/testing";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { connectClient, eventually, recordEvents, sleep, startServer, type TestServer } from "./testing-harness";
@@ -9,8 +10,11 @@ export interface BindingScenarioOptions {
   /**
    * Makes `count` stores of one fresh deployment: what one process counts,
    * the others see (for the memory store: the same store, `count` times).
+   * Give a `PresenceDeployment` (`{ stores, close }`, as for
+   * `describePresenceDeployment`) when the deployment holds more than its
+   * stores (servers, processes): it is closed after each scenario.
    */
-  createStores: (count: number) => Promise<PresenceStore[]>;
+  createStores: (count: number) => Promise<PresenceStore[] | PresenceDeployment>;
 }
 
 /** Wraps a store so that its calls can be slowed down or made to fail. */
@@ -74,11 +78,19 @@ export function describeBindingScenarios(name: string, options: BindingScenarioO
       clients.push(c);
       return c;
     };
-    const oneStore = async () => (await options.createStores(1))[0]!;
+    const deployments: PresenceDeployment[] = [];
+    const createStores = async (count: number) => {
+      const made = await options.createStores(count);
+      if (Array.isArray(made)) return made;
+      deployments.push(made);
+      return made.stores;
+    };
+    const oneStore = async () => (await createStores(1))[0]!;
 
     afterEach(async () => {
       for (const c of clients.splice(0)) c.close();
       await Promise.allSettled(servers.splice(0).map((s) => s.close()));
+      await Promise.allSettled(deployments.splice(0).map((d) => d.close()));
     });
 
     it("counts a user once across many tabs, and announces each transition once", async () => {
@@ -241,7 +253,7 @@ export function describeBindingScenarios(name: string, options: BindingScenarioO
     });
 
     it("keeps a user online through a reconnect to another node inside the grace", async () => {
-      const [storeA, storeB] = await options.createStores(2);
+      const [storeA, storeB] = await createStores(2);
       const a = await server({ store: storeA!, leaveDelayMs: 400 });
       const b = await server({ store: storeB!, leaveDelayMs: 400 });
       const transitions: string[] = [];
