@@ -34,6 +34,7 @@ export default defineConfig({
       project("demo", "apps/demo", ["test/**/*.test.ts"], { exclude: ["test/faults/**"] }),
       project("faults", "apps/demo", ["test/faults/**/*.test.ts"]),
       project("bench", "bench", ["test/**/*.test.ts"]),
+      project("packaging", "test/packaging", ["**/*.test.ts"]),
     ],
   },
 });

@@ -1,0 +1,167 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OK_MARKER, missingReadmeLines, render, type ModuleFormat } from "./example-source";
+import { CLIENT, CLUSTER, CLUSTER_QUERY, CORE, MEMORY, SOCKETIO, type Example } from "./examples";
+import { cleanEnv, progress, run, startRedis, type ThrowawayRedis } from "./harness";
+import {
+  installedPackageProblems,
+  npmLs,
+  npmProject,
+  outsideWorkspaceProblems,
+  packAll,
+  writeExample,
+  type Tarball,
+} from "./install";
+import { REDIS_VARIANTS, type RedisClientVariant } from "./redis-examples";
+
+/**
+ * "Installing individual packages from npm": every package packed with pnpm,
+ * installed with npm into a fresh project outside the workspace, and each
+ * README's example run from there, as ESM and as CommonJS.
+ */
+
+const FORMATS: ModuleFormat[] = ["esm", "cjs"];
+const INSTALL_AND_RUN_TIMEOUT_MS = 420_000;
+/**
+ * Off for now: the documented shutdown (`await presence.close()`, then the
+ * server closes or a client leaves) prints a PresenceWarning STORE_CLOSED,
+ * because the binding sends a socket's disconnect to the store it already
+ * closed. On once @presence/socketio ignores disconnects after close().
+ */
+const FAIL_ON_PRESENCE_WARNING = false;
+const EXAMPLE_TIMEOUT_MS = 90_000; // a healthy run takes 1 to 3 s; this is for a loaded machine, and says what hung
+/** What a user installs beside the packages: the peers, and what the README examples import. */
+const REGISTRY_PACKAGES = ["socket.io", "socket.io-client", "@socket.io/cluster-adapter", "@socket.io/sticky", "semver"];
+
+const state = {} as { root: string; tarballs: Tarball[]; project: string; started: number };
+
+beforeAll(async () => {
+  state.started = Date.now();
+  state.root = mkdtempSync(join(tmpdir(), "presence-packaging-"));
+  progress(`working in ${state.root}`);
+  state.tarballs = await packAll(join(state.root));
+  state.project = join(state.root, "app");
+  await npmProject(state.project, [...state.tarballs.map((t) => t.file), ...REGISTRY_PACKAGES], "every tarball + peers");
+}, 420_000);
+
+afterAll(() => {
+  if (state.root) rmSync(state.root, { recursive: true, force: true });
+  if (state.started) progress(`the packaging test took ${((Date.now() - state.started) / 1000).toFixed(1)} s`);
+});
+
+function tarball(name: string): Tarball {
+  const found = state.tarballs.find((t) => t.name === name);
+  if (!found) throw new Error(`no tarball for ${name}`);
+  return found;
+}
+
+function readme(projectDir: string, pkg: string): string {
+  return readFileSync(join(projectDir, "node_modules", ...pkg.split("/"), "README.md"), "utf8");
+}
+
+/** Writes the example in both formats' file and runs it with plain `node` from `dir`. */
+async function runExample(dir: string, name: string, example: Example, format: ModuleFormat, env: Record<string, string> = {}) {
+  const file = writeExample(dir, `${name}.${format === "esm" ? "mjs" : "cjs"}`, render(example, format));
+  const started = Date.now();
+  const result = await run(process.execPath, [file], {
+    cwd: dir,
+    what: `the ${example.pkg} example (${format}, ${file})`,
+    timeoutMs: EXAMPLE_TIMEOUT_MS,
+    env: cleanEnv({ ...env, EXAMPLE_DEADLINE_MS: String(EXAMPLE_TIMEOUT_MS - 5_000) }),
+  });
+  const output = `exit ${result.code ?? result.signal}\n--- stdout\n${result.stdout}\n--- stderr\n${result.stderr}`;
+  expect(result.code, `${example.pkg} example (${format}) failed: ${output}`).toBe(0);
+  expect(result.stdout, `${example.pkg} example (${format}) did not reach its end: ${output}`).toContain(OK_MARKER);
+  const warnings = result.stderr.split("\n").filter((line) => line.includes("PresenceWarning"));
+  if (FAIL_ON_PRESENCE_WARNING) expect(warnings, `${example.pkg} example (${format}) printed warnings: ${output}`).toEqual([]);
+  for (const warning of warnings) progress(`${example.pkg} example as ${format} printed: ${warning.trim()}`);
+  progress(`${example.pkg} example as ${format}: ok in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+describe("every package, installed from its tarball with npm", () => {
+  it("lands as real folders from the tarballs, outside the workspace, with every peer satisfied", async () => {
+    expect(outsideWorkspaceProblems(state.project)).toEqual([]);
+    expect(installedPackageProblems(state.project, state.tarballs)).toEqual([]);
+    await npmLs(state.project);
+  });
+
+  const examples: [string, Example][] = [
+    ["core", CORE],
+    ["memory", MEMORY],
+    ["socketio", SOCKETIO],
+    ["client", CLIENT],
+    ["cluster-query", CLUSTER_QUERY],
+    ["cluster", CLUSTER],
+  ];
+  for (const [name, example] of examples) {
+    describe(example.pkg, () => {
+      it.skipIf(example.readme.length === 0)("its README (from the tarball) shows the example that runs here", () => {
+        expect(missingReadmeLines(readme(state.project, example.pkg), example.readme)).toEqual([]);
+      });
+      for (const format of FORMATS) {
+        it(`runs the README example as ${format === "esm" ? "ESM" : "CommonJS"}`, () => runExample(state.project, name, example, format), EXAMPLE_TIMEOUT_MS + 10_000);
+      }
+    });
+  }
+});
+
+describe("@presence/redis with each supported client", () => {
+  let redis: ThrowawayRedis | undefined;
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  for (const variant of REDIS_VARIANTS) {
+    const label = `${variant.client} ${variant.major}`;
+    it(
+      `installs with ${label} and runs the README example as ESM and CommonJS`,
+      async (context) => {
+        const range = peerRange(variant);
+        if (!admits(range, variant.major)) {
+          context.skip(`@presence/redis's peer range for ${variant.client} is ${range ?? "absent"}: ${label} is not supported`);
+          return;
+        }
+        const dir = join(state.root, `redis-with-${variant.client}-${variant.major}`);
+        const specs = ["@presence/core", "@presence/socketio", "@presence/redis"].map((name) => tarball(name).file);
+        await npmProject(dir, [...specs, "socket.io", "socket.io-client", "@socket.io/redis-adapter", `${variant.client}@${variant.major}`], `@presence/redis with ${label}`);
+        await npmLs(dir);
+        const installed = createRequire(join(dir, "package.json"))(`${variant.client}/package.json`) as { version: string };
+        expect(installed.version.split(".")[0], `npm installed ${variant.client}@${installed.version} for ${label}`).toBe(String(variant.major));
+        expect(missingReadmeLines(readme(dir, "@presence/redis"), variant.example.readme)).toEqual([]);
+
+        redis ??= await startRedis();
+        for (const format of FORMATS) {
+          await runExample(dir, `redis-${variant.client}`, variant.example, format, { REDIS_URL: redis.url });
+          await flushRedis(redis.url, dir); // the next run starts from an empty deployment
+        }
+      },
+      INSTALL_AND_RUN_TIMEOUT_MS,
+    );
+  }
+});
+
+
+/** The peer range `@presence/redis` (as packed) declares for this client, if any. */
+function peerRange(variant: RedisClientVariant): string | undefined {
+  const manifest = JSON.parse(readFileSync(join(state.project, "node_modules", "@presence", "redis", "package.json"), "utf8")) as {
+    peerDependencies?: Record<string, string>;
+  };
+  return manifest.peerDependencies?.[variant.client];
+}
+
+/** Whether `range` admits some version of `major`, by the registry's own semver (installed in the project). */
+function admits(range: string | undefined, major: number): boolean {
+  if (range === undefined) return false;
+  const semver = createRequire(join(state.project, "package.json"))("semver") as {
+    intersects(a: string, b: string): boolean;
+  };
+  return semver.intersects(range, `^${major}.0.0`);
+}
+
+async function flushRedis(url: string, cwd: string): Promise<void> {
+  const port = new URL(url).port;
+  await run("redis-cli", ["-p", port, "FLUSHALL"], { cwd, what: "redis-cli FLUSHALL", timeoutMs: 15_000 });
+}
