@@ -97,7 +97,7 @@ export interface PresenceOptions {
    * The sync protocol (`@presence/client`): subscribers get a scope's state,
    * then coalesced diffs once per tick. `false` answers no subscribe. See
    * the README's "Clients that hold presence".
-   * @default { tickMs: 100, maxUserIds: 500, pageSize: 500, canSubscribeRoom: () => true }
+   * @default { tickMs: 250, maxUserIds: 500, pageSize: 500, canSubscribeRoom: () => true }
    */
   sync?: SyncOptions | false;
 }

@@ -45,10 +45,12 @@ export type RoomSubscribeHook = (socket: Socket, room: string) => boolean | Prom
 
 export interface SyncOptions {
   /**
-   * How often, in ms, each node flushes the transitions it decided: as
-   * coalesced diffs to subscribers, and as the per-user events. Shorter
-   * ticks show changes sooner but send more frames in a storm.
-   * @default 100
+   * How often, in ms, each node flushes the transitions it decided as
+   * coalesced diffs to subscribers. Shorter ticks show changes sooner but
+   * send more frames in a storm (bench 6: with 1,000 clients, 100 ms sent
+   * 8.6 frames per client, 250 ms 6.3, with every view complete 0.3-0.4 s
+   * after the last connect either way).
+   * @default 250
    */
   tickMs?: number;
   /**
@@ -69,7 +71,7 @@ export interface SyncOptions {
 }
 
 const DEFAULT_SYNC_OPTIONS: Required<SyncOptions> = {
-  tickMs: 100,
+  tickMs: 250,
   maxUserIds: 500,
   pageSize: 500,
   canSubscribeRoom: () => true,
