@@ -294,7 +294,7 @@ export function describePresenceDeployment(name: string, options: DeploymentSuit
       const seen = new Announcements(stores);
       await stores[0]!.close();
       await expectNodeZeroGone(stores, "after its close()", propagationMs);
-      await eventually("alice's leaves announced", () => expect(seen.count("-alice") + seen.count("-lobby:alice")).toBe(2));
+      await eventually("alice's leaves announced", () => expect(seen.count("-alice") + seen.count("-lobby:alice")).toBeGreaterThanOrEqual(2));
       await new Promise((resolve) => setTimeout(resolve, 300)); // a second announcement would come now
       expect(seen.matching("-")).toEqual({ "-alice": 1, "-lobby:alice": 1 });
       expect(seen.matching("+")).toEqual({});
@@ -323,7 +323,7 @@ export function describePresenceDeployment(name: string, options: DeploymentSuit
 
     optional("deadNodeTransitions", async (skip) => {
       const { seen } = await killNodeZero(skip);
-      await until("a survivor to announce alice's leaves", () => expect(seen.count("-alice") + seen.count("-lobby:alice")).toBe(2), deadNodeTimeoutMs);
+      await until("a survivor to announce alice's leaves", () => expect(seen.count("-alice") + seen.count("-lobby:alice")).toBeGreaterThanOrEqual(2), deadNodeTimeoutMs);
       await new Promise((resolve) => setTimeout(resolve, 500)); // a second announcement would come now
       expect(seen.matching("-")).toEqual({ "-alice": 1, "-lobby:alice": 1 });
     });
