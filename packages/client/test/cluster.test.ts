@@ -98,6 +98,18 @@ describe("@presence/client across three servers sharing one store through an ada
     });
   });
 
+  it("keeps a count followed on one node right when the users come and go on the others", async () => {
+    const { nodes: [a, b, c] } = await cluster(50);
+    const observer = await user(c!, "observer");
+    const count = createPresenceClient(observer, { countOnly: true });
+    await waitFor("the count's state", () => expect(count.count).toBe(1));
+    const alice = await user(a!, "alice");
+    await user(b!, "bob");
+    await waitFor("the count after two joins elsewhere", () => expect(count.count).toBe(3));
+    alice.close();
+    await waitFor("the count after a leave elsewhere", () => expect(count.count).toBe(2));
+  });
+
   it("drops changes older than the state, and changes that arrive after newer ones from another node", async () => {
     const { nodes: [a, b, c] } = await cluster(60_000); // flushed by hand
     const observer = await user(c!, "observer");

@@ -35,6 +35,10 @@ const COUNT_ROOM = `${SYNC_ROOM_PREFIX}count`;
 const ROOMS_ROOM = `${SYNC_ROOM_PREFIX}rooms`;
 /** Every user-list subscriber, for resyncs. */
 const USERS_ROOM = `${SYNC_ROOM_PREFIX}users`;
+/** A server-side event between nodes: someone follows the count, so flushes read it. */
+const COUNT_WANTED = "presence:sync:count-wanted";
+/** How long a node keeps reading the count after hearing that someone follows it (re-announced at half of it). */
+const COUNT_WANTED_MS = 10 * 60_000;
 const roomRoom = (room: string) => `${SYNC_ROOM_PREFIX}room:${room}`;
 const userRoom = (userId: string) => `${SYNC_ROOM_PREFIX}user:${userId}`;
 
@@ -148,11 +152,15 @@ export class PresenceSync {
   /** The flush in progress: flushes run one after the other, so diffs leave in order. */
   #flushing: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Until when a flush reads the count for count subscribers on other nodes. */
+  #countWantedUntil = 0;
+  #countAnnouncedAt = 0;
 
   constructor(context: PresenceSyncContext, options: SyncOptions = {}) {
     this.#context = context;
     this.options = { ...DEFAULT_SYNC_OPTIONS, ...options };
     context.namespace.on("connection", (socket) => this.#listen(socket));
+    context.namespace.on(COUNT_WANTED, () => (this.#countWantedUntil = Date.now() + COUNT_WANTED_MS));
   }
 
   /** Queues a transition this node decided (or its store announced) for the next flush. */
@@ -214,11 +222,34 @@ export class PresenceSync {
     }
     const updates = batch.roomUpdates.frame("rooms", version);
     if (updates) namespace.to(ROOMS_ROOM).emit(DIFF, updates);
-    if (batch.countChanged && !this.#closed) {
+    if (batch.countChanged && !this.#closed && this.#countWanted()) {
       // an absolute count, newest read wins: every node's reads after its own changes converge on the truth
       const countVersion = Date.now();
       const count = await store.usersCount().catch(() => undefined);
       if (count !== undefined) namespace.to(COUNT_ROOM).emit(DIFF, { key: "count", version: countVersion, count } satisfies DiffFrame);
+    }
+  }
+
+  /**
+   * Whether a flush should read the count: reading it is a store call (a
+   * query of every node with cluster-query), so only while someone follows it.
+   */
+  #countWanted(): boolean {
+    if (this.#context.namespace.adapter.rooms.has(COUNT_ROOM)) {
+      this.#announceCountWanted(false);
+      return true;
+    }
+    return Date.now() < this.#countWantedUntil;
+  }
+
+  /** Tells the other nodes that this one has count subscribers (again at half the window). */
+  #announceCountWanted(now: boolean): void {
+    if (!now && Date.now() - this.#countAnnouncedAt < COUNT_WANTED_MS / 2) return;
+    this.#countAnnouncedAt = Date.now();
+    try {
+      this.#context.namespace.serverSideEmit(COUNT_WANTED);
+    } catch {
+      // the in-memory adapter has no other nodes to tell
     }
   }
 
@@ -253,6 +284,7 @@ export class PresenceSync {
         break;
       case "count":
         await socket.join(COUNT_ROOM);
+        this.#announceCountWanted(true);
         break;
       case "room": {
         const { room } = scope;
