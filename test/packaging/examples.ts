@@ -144,39 +144,81 @@ console.log("${OK_MARKER}");
 `,
 };
 
-/** `@presence/client` in Node: socket.io-client against a server that uses @presence/socketio (sync is on by default). */
+/**
+ * `@presence/client` in Node: the README's clients (every user, a room, a list
+ * of users, the count) on socket.io-client, against a server that uses
+ * @presence/socketio (sync on by default). bob comes and goes to show diffs.
+ */
 export const CLIENT: Example = {
   pkg: "@presence/client",
-  readme: [], // the package has no README yet: the calls below are DESIGN.md's client contract
+  readme: [
+    `import { io } from "socket.io-client";`,
+    `import { createPresenceClient } from "@presence/client";`,
+    `const online = createPresenceClient(socket); // every online user`,
+    `const general = createPresenceClient(socket, { room: "general" }); // a room's users`,
+    `const friends = createPresenceClient(socket, { userIds: ["alice", "bob"] });`,
+    `const count = createPresenceClient(socket, { countOnly: true }); // the count alone`,
+    `online.on("sync", () => render(online.list())); // after the state, and after every diff`,
+    `online.on("join", ({ userId, info }) => {});`,
+    `online.on("leave", (userId) => {});`,
+  ],
   imports: [
     { from: "socket.io", named: ["Server"] },
     { from: "@presence/socketio", named: ["createPresence"] },
     { from: "@presence/memory", named: ["MemoryStore"] },
+    { from: "socket.io-client", named: ["io"] },
     { from: "@presence/client", named: ["createPresenceClient"] },
-    { from: "socket.io-client", named: ["io as ioClient"] },
   ],
   body: `
-const io = new Server(0);
-const presence = createPresence(io, {
+// the server (from the @presence/socketio README): "general" is a presence room every socket joins
+const tokens = new Map([["token-of-alice", "alice"], ["token-of-bob", "bob"]]);
+const server = new Server(0);
+const presence = createPresence(server, {
   store: new MemoryStore(),
-  identify: (socket) => socket.handshake.auth.userId,
+  identify: (socket) => tokens.get(socket.handshake.auth.token),
+  rooms: (room) => room === "general",
+  leaveDelayMs: 0, // bob's leave is announced at once here
 });
+server.on("connection", (socket) => socket.join("general"));
+const url = await listening(server.httpServer);
 
-const socket = ioClient(await listening(io.httpServer), { auth: { userId: "alice" }, reconnection: false });
-const client = createPresenceClient(socket);
-const sees = (userIds) => JSON.stringify(client.list().map((user) => user.userId).sort()) === JSON.stringify(userIds);
-await within(15000, "the client's list() to show alice after a sync", new Promise((resolve) => {
-  if (sees(["alice"])) return resolve();
-  client.on("sync", () => sees(["alice"]) && resolve());
-}));
-assert.deepEqual(client.list(), [{ userId: "alice", info: undefined }]);
-assert.equal(client.count, 1);
-assert.equal(await presence.usersCount(), 1);
+// the client, as its README shows it
+let token = "token-of-alice";
+const socket = io(url, { auth: { token } });
 
-client.close();
+const online = createPresenceClient(socket);                      // every online user
+const general = createPresenceClient(socket, { room: "general" }); // a room's users
+const friends = createPresenceClient(socket, { userIds: ["alice", "bob"] });
+const count = createPresenceClient(socket, { countOnly: true });   // the count alone
+
+let rendered = [];
+const render = (users) => (rendered = users.map((user) => user.userId).sort());
+const joins = [];
+const leaves = [];
+online.on("sync", () => render(online.list()));  // after the state, and after every diff
+online.on("join", ({ userId, info }) => joins.push(userId));
+online.on("leave", (userId) => leaves.push(userId));
+const errors = [];
+for (const client of [online, general, friends, count]) client.on("error", (error) => errors.push(error));
+
+const ids = (client) => client.list().map((user) => user.userId).sort().join(",");
+await until("every client to show alice", () => rendered.join(",") === "alice" && ids(general) === "alice" && ids(friends) === "alice" && count.count === 1);
+assert.deepEqual(online.get("alice"), { userId: "alice", info: undefined });
+
+token = "token-of-bob";
+const bob = await connected(io(url, { auth: { token }, reconnection: false }));
+await until("bob's join to reach every client", () => rendered.join(",") === "alice,bob" && ids(general) === "alice,bob" && ids(friends) === "alice,bob" && count.count === 2);
+bob.disconnect();
+await until("bob's leave to reach every client", () => rendered.join(",") === "alice" && ids(general) === "alice" && ids(friends) === "alice" && count.count === 1);
+assert.deepEqual(joins.filter((userId) => userId === "bob"), ["bob"]);
+assert.deepEqual(leaves, ["bob"]);
+assert.deepEqual(count.list(), []); // countOnly: list() stays empty
+assert.deepEqual(errors, []);
+
+for (const client of [online, general, friends, count]) client.close(); // unsubscribes
 socket.disconnect();
 await presence.close();
-await within(10000, "the Socket.IO server to close", io.close());
+await within(10000, "the Socket.IO server to close", server.close());
 console.log("${OK_MARKER}");
 `,
 };

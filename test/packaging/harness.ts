@@ -6,6 +6,24 @@ import { createServer } from "node:net";
 export const PACKAGES = ["core", "memory", "socketio", "cluster", "cluster-query", "redis", "client"] as const;
 export type PackageDir = (typeof PACKAGES)[number];
 
+/** Runs `task` over `items`, at most `limit` at a time; settles every one, in order. */
+export async function inPool<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
+  const results: PromiseSettledResult<R>[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const index = next++;
+      try {
+        results[index] = { status: "fulfilled", value: await task(items[index] as T) };
+      } catch (reason) {
+        results[index] = { status: "rejected", reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return results;
+}
+
 /** Progress lines: the packaging test takes a while, so it says what it is doing. */
 export function progress(message: string): void {
   process.stdout.write(`[packaging] ${message}\n`);

@@ -1,12 +1,14 @@
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, realpathSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, sep } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PACKAGES, cleanEnv, progress, runOk } from "./harness";
+import { PACKAGES, cleanEnv, inPool, progress, runOk } from "./harness";
 
 export const REPO_ROOT = fileURLToPath(new URL("../..", import.meta.url));
 
 /** A slow registry or a loaded machine gets this long per npm/pnpm call before the test says which one hung. */
 const PACK_TIMEOUT_MS = 90_000;
+/** pnpm mostly waits on its own startup: a few side by side save time without crowding 2 cores. */
+const PACK_CONCURRENCY = 3;
 const INSTALL_TIMEOUT_MS = 180_000;
 const NPM_FLAGS = ["--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"];
 
@@ -15,6 +17,8 @@ export interface Tarball {
   name: string;
   version: string;
   file: string;
+  /** The other @presence packages it depends on at run time (from the registry, once published). */
+  presenceDependencies: string[];
 }
 
 /**
@@ -23,26 +27,44 @@ export interface Tarball {
  * (`turbo run build`, which the root test command runs first).
  */
 export async function packAll(destination: string): Promise<Tarball[]> {
-  const tarballs: Tarball[] = [];
-  for (const dir of PACKAGES) {
-    const cwd = join(REPO_ROOT, "packages", dir);
-    const manifest = JSON.parse(readFileSync(join(cwd, "package.json"), "utf8")) as { name: string; version: string };
-    if (!existsSync(join(cwd, "dist"))) {
-      throw new Error(`${manifest.name} has no dist/: build first (npx --yes pnpm@10 turbo run build --filter ${manifest.name}...)`);
-    }
-    const started = Date.now();
-    const before = new Set(readdirSync(destination));
-    await runOk("npx", ["--yes", "pnpm@10", "pack", "--pack-destination", destination], {
-      cwd,
-      what: `pnpm pack of ${manifest.name}`,
-      timeoutMs: PACK_TIMEOUT_MS,
-    });
-    const made = readdirSync(destination).filter((file) => !before.has(file) && file.endsWith(".tgz"));
-    if (made.length !== 1) throw new Error(`pnpm pack of ${manifest.name} made ${made.length} tarballs: ${made.join(", ")}`);
-    tarballs.push({ dir, name: manifest.name, version: manifest.version, file: join(destination, made[0] as string) });
-    progress(`packed ${manifest.name} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  const results = await inPool(PACKAGES, PACK_CONCURRENCY, (dir) => pack(dir, destination));
+  const failures = results.flatMap((result) => (result.status === "rejected" ? [String(result.reason)] : []));
+  if (failures.length > 0) throw new Error(failures.join("\n\n"));
+  return results.map((result) => (result as PromiseFulfilledResult<Tarball>).value);
+}
+
+async function pack(dir: (typeof PACKAGES)[number], destination: string): Promise<Tarball> {
+  const cwd = join(REPO_ROOT, "packages", dir);
+  const manifest = JSON.parse(readFileSync(join(cwd, "package.json"), "utf8")) as {
+    name: string;
+    version: string;
+    dependencies?: Record<string, string>;
+  };
+  if (!existsSync(join(cwd, "dist"))) {
+    throw new Error(`${manifest.name} has no dist/: build first (npx --yes pnpm@10 turbo run build --filter ${manifest.name}...)`);
   }
-  return tarballs;
+  const started = Date.now();
+  const { stdout } = await runOk("npx", ["--yes", "pnpm@10", "pack", "--pack-destination", destination], {
+    cwd,
+    what: `pnpm pack of ${manifest.name}`,
+    timeoutMs: PACK_TIMEOUT_MS,
+  });
+  // pnpm prints the tarball's path last; packs run side by side, so the folder's listing cannot tell which is whose
+  const file = stdout
+    .trim()
+    .split("\n")
+    .map((line) => line.trim())
+    .reverse()
+    .find((line) => line.endsWith(".tgz"));
+  if (file === undefined || !existsSync(file)) throw new Error(`pnpm pack of ${manifest.name} printed no tarball path:\n${stdout}`);
+  progress(`packed ${manifest.name} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return {
+    dir,
+    name: manifest.name,
+    version: manifest.version,
+    file,
+    presenceDependencies: Object.keys(manifest.dependencies ?? {}).filter((name) => name.startsWith("@presence/")),
+  };
 }
 
 /** A new npm project (`npm init -y`) in `dir`, with `specs` installed in one `npm install`. */
@@ -107,4 +129,30 @@ export function writeExample(dir: string, file: string, source: string): string 
 /** `npm ls` exits non-zero on a missing or invalid dependency or peer. */
 export async function npmLs(dir: string): Promise<void> {
   await runOk("npm", ["ls", "--all"], { cwd: dir, what: `npm ls in ${dir}`, timeoutMs: 60_000, env: cleanEnv() });
+}
+
+/**
+ * The README's `npm install ...` line, as npm would run it once the packages
+ * are published: each `@presence/*` name becomes its tarball, plus the
+ * tarballs of the `@presence/*` packages it depends on (which the registry
+ * would serve); every other name is fetched from the registry as written.
+ */
+export function readmeInstallSpecs(readme: string, tarballs: Tarball[]): string[] | undefined {
+  const line = readme.split("\n").find((text) => /^npm (install|i) /.test(text.trim()));
+  if (line === undefined) return undefined;
+  const names = line.trim().split(/\s+/).slice(2).filter((token) => !token.startsWith("-"));
+  const byName = new Map(tarballs.map((t) => [t.name, t]));
+  const specs = new Set<string>();
+  const addPresence = (name: string) => {
+    const found = byName.get(name);
+    if (!found) throw new Error(`the README installs ${name}, which no package of the workspace is`);
+    if (specs.has(found.file)) return;
+    specs.add(found.file);
+    found.presenceDependencies.forEach(addPresence);
+  };
+  for (const name of names) {
+    if (name.startsWith("@presence/")) addPresence(name);
+    else specs.add(name);
+  }
+  return [...specs];
 }

@@ -101,4 +101,5 @@ export const REDIS_VARIANTS: RedisClientVariant[] = [
   { client: "ioredis", major: 6, example: IOREDIS },
   { client: "redis", major: 4, example: NODE_REDIS },
   { client: "redis", major: 5, example: NODE_REDIS },
+  { client: "redis", major: 6, example: NODE_REDIS }, // the latest major on npm today
 ];
