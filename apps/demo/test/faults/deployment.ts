@@ -38,7 +38,7 @@ export class Deployment {
     const flags = [
       "--mode", "redis", "--workers", "2", "--redis-url", deployment.redis.url, "--secret", "fault-secret",
       "--heartbeat-ms", String(TIMING.heartbeatMs), "--lease-timeout-ms", String(TIMING.leaseTimeoutMs),
-      "--rate-limit", "0", "--max-connections-per-user", "0", ...extraFlags,
+      "--rate-limit", "0", "--login-rate-limit", "0", "--max-connections-per-user", "0", ...extraFlags,
     ];
     deployment.instances = await Promise.all(Array.from({ length: instances }, () => startDemo(flags)));
     return deployment;
