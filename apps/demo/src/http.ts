@@ -89,6 +89,9 @@ export function createHttp({ config, presence, signer, limits, metrics, problems
     trustProxy: config.trustProxy,
     // answers during a graceful shutdown get `connection: close`
     return503OnClosing: true,
+    // Node's own default, not Fastify's 72 s: behind the sticky primary, a request with a body is
+    // relayed over IPC and the primary holds the client's socket for as long as it is kept alive
+    keepAliveTimeout: 5000,
   });
 
   // every body is JSON, whatever its content type claims: anything else is a clear 400, never a 415
