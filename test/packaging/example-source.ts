@@ -59,12 +59,12 @@ async function until(what, check, ms = 30000) {
 }
 
 async function listening(server) {
-  if (!server.listening) await within(10000, "the HTTP server to listen", once(server, "listening"));
+  if (!server.listening) await within(30000, "the HTTP server to listen", once(server, "listening"));
   return \`http://127.0.0.1:\${server.address().port}\`;
 }
 
 function connected(socket) {
-  return within(15000, "the Socket.IO client to connect", new Promise((resolve, reject) => {
+  return within(30000, "the Socket.IO client to connect", new Promise((resolve, reject) => {
     if (socket.connected) return resolve(socket);
     socket.once("connect", () => resolve(socket));
     socket.once("connect_error", (error) => reject(new Error(\`connect_error: \${error.message}\`)));
@@ -77,7 +77,7 @@ export const PRIMARY_ASKS = `
 let asked = 0;
 function ask(worker, what) {
   const id = ++asked;
-  return within(15000, \`worker \${worker.id} to answer \${what}\`, new Promise((resolve, reject) => {
+  return within(30000, \`worker \${worker.id} to answer \${what}\`, new Promise((resolve, reject) => {
     const onMessage = (message) => {
       if (message?.example !== "answer" || message.id !== id) return;
       worker.off("message", onMessage);
@@ -89,7 +89,7 @@ function ask(worker, what) {
   }));
 }
 function ready(worker) {
-  return within(30000, \`worker \${worker.id} to be ready\`, new Promise((resolve) => {
+  return within(60000, \`worker \${worker.id} to be ready\`, new Promise((resolve) => {
     const onMessage = (message) => {
       if (message?.example !== "ready") return;
       worker.off("message", onMessage);

@@ -72,7 +72,7 @@ assert.deepEqual(await presence.usersList(), ["alice"]);
 
 socket.disconnect();
 await presence.close();
-await within(10000, "the Socket.IO server to close", io.close());
+await within(30000, "the Socket.IO server to close", io.close());
 console.log("${OK_MARKER}");
 `,
 };
@@ -115,7 +115,7 @@ presence.on("error", (error) => errors.push(error));
 
 const url = await listening(io.httpServer);
 const socket = ioClient(url, { auth: { token: "token-of-alice" }, reconnection: false });
-const announced = within(15000, '"user has connected" for alice', new Promise((resolve) => {
+const announced = within(30000, '"user has connected" for alice', new Promise((resolve) => {
   socket.on("user has connected", (userId) => userId === "alice" && resolve());
 }));
 await connected(socket);
@@ -130,7 +130,7 @@ assert.deepEqual(pages, [[{ userId: "alice", connections: 1 }]]);
 
 // a bad token is refused with "unauthorized", nothing counted
 const stranger = ioClient(url, { auth: { token: "forged" }, reconnection: false });
-const refusal = await within(15000, "the refused client's connect_error", once(stranger, "connect_error"));
+const refusal = await within(30000, "the refused client's connect_error", once(stranger, "connect_error"));
 assert.equal(refusal[0].message, "unauthorized");
 stranger.close();
 assert.equal(await presence.usersCount(), 1);
@@ -139,7 +139,7 @@ socket.disconnect();
 await presence.close(); // removes this server's connections, emits the leaves
 assert.deepEqual(transitions, [["connected", "alice"], ["disconnected", "alice"]]);
 assert.deepEqual(errors, []);
-await within(10000, "the Socket.IO server to close", io.close());
+await within(30000, "the Socket.IO server to close", io.close());
 console.log("${OK_MARKER}");
 `,
 };
@@ -218,7 +218,7 @@ assert.deepEqual(errors, []);
 for (const client of [online, general, friends, count]) client.close(); // unsubscribes
 socket.disconnect();
 await presence.close();
-await within(10000, "the Socket.IO server to close", server.close());
+await within(30000, "the Socket.IO server to close", server.close());
 console.log("${OK_MARKER}");
 `,
 };

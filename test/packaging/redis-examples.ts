@@ -20,7 +20,7 @@ socket.disconnect();
 await presence.close();
 await until("alice to be gone once the store closed", async () => !(await other.isUserConnected("alice")));
 await other.close();
-await within(10000, "the Socket.IO server to close", io.close());
+await within(30000, "the Socket.IO server to close", io.close());
 `;
 
 const SERVER_IMPORTS = [
@@ -79,7 +79,7 @@ const httpServer = createServer().listen(0, "127.0.0.1");
 
 const redis = createClient({ url: process.env.REDIS_URL });
 const subClient = redis.duplicate();
-await within(10000, "node-redis to connect", Promise.all([redis.connect(), subClient.connect()]));
+await within(30000, "node-redis to connect", Promise.all([redis.connect(), subClient.connect()]));
 const io = new Server(httpServer, { adapter: createAdapter(redis, subClient) });
 const presence = createPresence(io, {
   store: new RedisStore({ redis }),
@@ -87,7 +87,7 @@ const presence = createPresence(io, {
 });
 
 const otherClient = createClient({ url: process.env.REDIS_URL });
-await within(10000, "node-redis to connect", otherClient.connect());
+await within(30000, "node-redis to connect", otherClient.connect());
 const other = new RedisStore({ redis: otherClient });
 ${COUNTED_AND_CLOSED}
 console.log("${OK_MARKER}");
