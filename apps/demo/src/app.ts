@@ -27,12 +27,22 @@ export interface DemoAppOptions {
   limits: DemoLimits;
   /** Problems that make this process degraded (Redis lost), for `/api/health`. */
   problems?: () => string[];
+  /** Registers a callback for when the link between nodes is back after an outage (see `ModeParts`). */
+  onRecovered?: (listener: () => void) => void;
   /** Releases what the store and adapter opened, after the server is closed. */
   close?: () => Promise<void>;
 }
 
 /** The demo: HTTP on Fastify, Socket.IO attached to its server, presence on whatever store the mode chose. */
-export async function createDemoApp({ config, createStore, serverOptions, limits, problems = () => [], close }: DemoAppOptions): Promise<DemoApp> {
+export async function createDemoApp({
+  config,
+  createStore,
+  serverOptions,
+  limits,
+  problems = () => [],
+  onRecovered,
+  close,
+}: DemoAppOptions): Promise<DemoApp> {
   const signer = new TokenSigner(config.secret);
   let presence: Presence | undefined;
   const metrics = new DemoMetrics(
@@ -56,6 +66,13 @@ export async function createDemoApp({ config, createStore, serverOptions, limits
       },
     });
     metrics.observe(presence);
+    const tracked = presence;
+    // diffs sent while the adapter was down never arrived: this node's clients read their state again,
+    // now and once the store has republished what it holds (within two heartbeats)
+    onRecovered?.(() => {
+      tracked.sync?.resync({ local: true });
+      setTimeout(() => tracked.sync?.resync({ local: true }), 2 * config.heartbeatMs).unref();
+    });
     presence.on("error", (error) => fastify.log.warn({ err: error }, "presence error"));
   }
   handleSockets({ ...parts, presence });

@@ -20,6 +20,12 @@ export interface ModeParts {
   limits: LimitBackend;
   /** What makes this process degraded right now (Redis lost), for `/api/health`. */
   problems: () => string[];
+  /**
+   * Calls `listener` when the link between the nodes came back after an
+   * outage (the Redis adapter reconnected): messages sent meanwhile were
+   * lost, so the clients' views must be read again.
+   */
+  onRecovered: (listener: () => void) => void;
   /** Releases what the mode opened (Redis connections). */
   close(): Promise<void>;
 }
@@ -28,8 +34,9 @@ export interface ModeParts {
 const RECOVERY_WINDOW_MS = 2 * 60 * 1000;
 
 const healthy = () => [];
+const neverLost = () => {};
 
-function redisClient(url: string, name: string, problems: Map<string, string>): Redis {
+function redisClient(url: string, name: string, problems: Map<string, string>, recovered: () => void): Redis {
   const client = new Redis(url, { connectionName: `presence-demo:${name}:${process.pid}` });
   // a lost Redis is logged once per outage and shown by /api/health until it is back
   client.on("error", (error: Error) => {
@@ -37,7 +44,9 @@ function redisClient(url: string, name: string, problems: Map<string, string>): 
     problems.set(name, `redis (${name}): ${error.message}`);
   });
   client.on("ready", () => {
-    if (problems.delete(name)) console.error(`presence demo: redis (${name}) is back`);
+    if (!problems.delete(name)) return;
+    console.error(`presence demo: redis (${name}) is back`);
+    recovered();
   });
   return client;
 }
@@ -51,6 +60,7 @@ export function modeParts(config: DemoConfig): ModeParts {
         serverOptions: { connectionStateRecovery: { maxDisconnectionDuration: RECOVERY_WINDOW_MS, skipMiddlewares: true } },
         limits: { kind: "memory" },
         problems: healthy,
+        onRecovered: neverLost,
         close: async () => {},
       };
     case "cluster":
@@ -59,6 +69,7 @@ export function modeParts(config: DemoConfig): ModeParts {
         serverOptions: { adapter: createClusterAdapter() },
         limits: { kind: "cluster" },
         problems: healthy,
+        onRecovered: neverLost,
         close: async () => {},
       };
     case "cluster-query":
@@ -67,11 +78,18 @@ export function modeParts(config: DemoConfig): ModeParts {
         serverOptions: { adapter: createClusterAdapter() },
         limits: { kind: "cluster" },
         problems: healthy,
+        onRecovered: neverLost,
         close: async () => {},
       };
     case "redis": {
       const problems = new Map<string, string>();
-      const [store, pub, sub, limits] = ["store", "pub", "sub", "limits"].map((name) => redisClient(config.redisUrl, name, problems)) as [
+      const listeners: Array<() => void> = [];
+      const recovered = () => {
+        for (const listener of listeners) listener();
+      };
+      const [store, pub, sub, limits] = ["store", "pub", "sub", "limits"].map((name) =>
+        redisClient(config.redisUrl, name, problems, name === "pub" || name === "sub" ? recovered : neverLost),
+      ) as [
         Redis,
         Redis,
         Redis,
@@ -82,6 +100,7 @@ export function modeParts(config: DemoConfig): ModeParts {
         serverOptions: { adapter: createRedisAdapter(pub, sub) },
         limits: { kind: "redis", client: limits },
         problems: () => [...problems.values()],
+        onRecovered: (listener) => listeners.push(listener),
         close: async () => {
           for (const client of [store, pub, sub, limits]) client.disconnect();
         },
