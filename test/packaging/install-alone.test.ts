@@ -33,8 +33,8 @@ const INSTALL_AND_RUN_TIMEOUT_MS = 420_000;
  * closed. On once @presence/socketio ignores disconnects after close().
  */
 const FAIL_ON_PRESENCE_WARNING = false;
-const EXAMPLE_TIMEOUT_MS = 90_000;
-const README_INSTALL_CONCURRENCY = 3; // a healthy run takes 1 to 3 s; this is for a loaded machine, and says what hung
+const EXAMPLE_TIMEOUT_MS = 90_000; // a healthy run takes 1 to 3 s; this is for a loaded machine, and says what hung
+const README_INSTALL_CONCURRENCY = 3;
 /** What a user installs beside the packages: the peers, and what the README examples import. */
 const REGISTRY_PACKAGES = ["socket.io", "socket.io-client", "@socket.io/cluster-adapter", "@socket.io/sticky", "semver"];
 
@@ -44,10 +44,10 @@ beforeAll(async () => {
   state.started = Date.now();
   state.root = mkdtempSync(join(tmpdir(), "presence-packaging-"));
   progress(`working in ${state.root}`);
-  state.tarballs = await packAll(join(state.root));
+  state.tarballs = await packAll(state.root);
   state.project = join(state.root, "app");
   await npmProject(state.project, [...state.tarballs.map((t) => t.file), ...REGISTRY_PACKAGES], "every tarball + peers");
-}, 420_000);
+}, INSTALL_AND_RUN_TIMEOUT_MS);
 
 afterAll(() => {
   if (state.root) rmSync(state.root, { recursive: true, force: true });
@@ -64,7 +64,7 @@ function readme(projectDir: string, pkg: string): string {
   return readFileSync(join(projectDir, "node_modules", ...pkg.split("/"), "README.md"), "utf8");
 }
 
-/** Writes the example in both formats' file and runs it with plain `node` from `dir`. */
+/** Writes the example in one format (`.mjs` or `.cjs`) and runs it with plain `node` from `dir`. */
 async function runExample(dir: string, name: string, example: Example, format: ModuleFormat, env: Record<string, string> = {}) {
   const file = writeExample(dir, `${name}.${format === "esm" ? "mjs" : "cjs"}`, render(example, format));
   const started = Date.now();
