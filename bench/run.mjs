@@ -13,6 +13,7 @@ import { clusterQueryLatency } from "./cluster-query.mjs";
 import { endToEnd } from "./end-to-end.mjs";
 import { redisMemory } from "./redis-memory.mjs";
 import { storeThroughput } from "./store-throughput.mjs";
+import { syncEndToEnd } from "./sync-end-to-end.mjs";
 
 const { values } = parseArgs({
   options: {
@@ -31,6 +32,7 @@ const benchmarks = [
   [3, clusterQueryLatency],
   [4, endToEnd],
   [5, redisMemory],
+  [6, syncEndToEnd],
 ];
 
 const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString("en") : n >= 10 ? n.toFixed(1) : n >= 0.1 ? n.toFixed(2) : n.toPrecision(2));
