@@ -233,6 +233,7 @@ export const CLUSTER: Example = {
     `import { createClusterStore, setupPrimary } from "@presence/cluster";`,
     `setupMaster(httpServer, { loadBalancingMethod: "least-connection" }); // sticky sessions`,
     `setupPrimary(); // @presence/cluster: before forking`,
+    `cluster.setupPrimary({ serialization: "advanced" }); // sticky passes each request's first bytes (a Buffer) to a worker`,
     `const io = new Server(httpServer, { adapter: createAdapter() });`,
     `store: createClusterStore(),`,
     `identify: (socket) => socket.handshake.auth.userId,`,
@@ -255,9 +256,7 @@ if (cluster.isPrimary) {
   setupMaster(httpServer, { loadBalancingMethod: "least-connection" }); // sticky sessions
   setupAdapterPrimary();  // the cluster adapter: broadcasts reach every worker's clients
   setupPrimary();         // @presence/cluster: before forking
-  // not in the README yet, and needed: sticky hands each request's first chunk (a Buffer) to a worker over IPC,
-  // which the default json serialization turns into a plain object (the request is lost: "xhr poll error")
-  cluster.setupPrimary({ serialization: "advanced" });
+  cluster.setupPrimary({ serialization: "advanced" }); // sticky passes each request's first bytes (a Buffer) to a worker
   httpServer.listen(0, "127.0.0.1"); // the README listens on 3000
   for (let i = 0; i < 2; i++) cluster.fork(); // the README forks one per core
   cluster.on("exit", () => closing || cluster.fork()); // a restarted worker starts clean

@@ -32,7 +32,7 @@ const INSTALL_AND_RUN_TIMEOUT_MS = 420_000;
  * because the binding sends a socket's disconnect to the store it already
  * closed. On once @presence/socketio ignores disconnects after close().
  */
-const FAIL_ON_PRESENCE_WARNING = false;
+const FAIL_ON_PRESENCE_WARNING = true;
 const EXAMPLE_TIMEOUT_MS = 90_000; // a healthy run takes 1 to 3 s; this is for a loaded machine, and says what hung
 const README_INSTALL_CONCURRENCY = 3;
 /** What a user installs beside the packages: the peers, and what the README examples import. */

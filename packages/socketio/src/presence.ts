@@ -361,7 +361,8 @@ export class Presence extends EventEmitter<PresenceEvents> {
     // attached before any await: a socket that leaves while its connect is in
     // flight is still counted down, after the connect, in order
     socket.once("disconnect", () => {
-      if (this.#leaveDelayMs === 0 || this.#closing) {
+      if (this.#closing) return; // close() removes this server's connections and announces the leaves itself
+      if (this.#leaveDelayMs === 0) {
         this.#leave(connectionId, userId);
         return;
       }
