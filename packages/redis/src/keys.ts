@@ -10,28 +10,24 @@ import { createHash } from "node:crypto";
 export interface PresenceKeys {
   /** zset: process id -> lease expiry (ms, Redis clock) */
   processes: string;
-  /** hash: process id -> "cursor|claim expiry|cleaner id", for cleanups in progress */
+  /** hash: process id -> "cursor|claim expiry|cleaner id", for cleanups in progress (the cursor is a hint) */
   cleanups: string;
+  /** string: the last id given to an outbox entry */
+  outboxIds: string;
   /** hash: user id -> open connections across the deployment */
   users: string;
   /** hash: user id -> info JSON, while the user is online */
   info: string;
   /** hash per process: connection id -> user id */
   connections(processId: string): string;
-  /** hash per process: "<#connection id>:<connection id><room>" -> user id */
+  /** hash per process: pack(connection id, room) -> user id (see encoding.ts) */
   memberships(processId: string): string;
+  /** hash per process: `seq` (its last batch applied) and `reply` (that batch's results) */
+  record(processId: string): string;
+  /** list per store (cleaner): the leaves its cleanups found, until announced */
+  outbox(storeId: string): string;
   /** hash per room: user id -> connections in the room */
   room(room: string): string;
-}
-
-/** A membership's field: the connection id's length first, so that any connection id and room split back apart. */
-export const membershipField = (connectionId: string, room: string) => `${connectionId.length}:${connectionId}${room}`;
-
-/** The room of a membership field (the inverse of {@link membershipField}). */
-export function roomOfMembership(field: string): { connectionId: string; room: string } {
-  const colon = field.indexOf(":");
-  const length = Number(field.slice(0, colon));
-  return { connectionId: field.slice(colon + 1, colon + 1 + length), room: field.slice(colon + 1 + length) };
 }
 
 export function presenceKeys(prefix: string): PresenceKeys {
@@ -42,10 +38,13 @@ export function presenceKeys(prefix: string): PresenceKeys {
   return {
     processes: `${tag}:processes`,
     cleanups: `${tag}:cleanups`,
+    outboxIds: `${tag}:outbox-ids`,
     users: `${tag}:users`,
     info: `${tag}:info`,
     connections: (processId) => `${tag}:connections:${processId}`,
     memberships: (processId) => `${tag}:memberships:${processId}`,
+    record: (processId) => `${tag}:process:${processId}`,
+    outbox: (storeId) => `${tag}:outbox:${storeId}`,
     room: (room) => `${tag}:room:${createHash("sha1").update(room, "utf8").digest("hex")}`,
   };
 }

@@ -4,13 +4,13 @@ import {
   ConnectionCounter,
   StoreClosedError,
   StoreEvents,
-  StoreUnavailableError,
   assertConnectionId,
   assertRoom,
   assertUserId,
   parseUserInfo,
   serializeUserInfo,
   type ErrorListener,
+  type PresenceLimits,
   type PresenceStore,
   type Transition,
   type TransitionListener,
@@ -19,42 +19,22 @@ import {
   type UsersPageOptions,
 } from "@presence/core";
 import createDebug from "debug";
-import type { Cluster, Redis } from "ioredis";
-import { assertIoredisClient, duplicateClient, withTimeout } from "./client";
-import { resolveOptions, type RedisStoreOptions } from "./options";
-import { membershipField, presenceKeys, roomOfMembership, type PresenceKeys } from "./keys";
-import { defineCommands, type PresenceCommands } from "./scripts";
+import { Cleaner } from "./cleaner";
+import { assertIoredisClient, duplicateClient } from "./client";
+import { pack, unpackPair as unpackMembership, type OperationResult } from "./encoding";
+import { FencedError } from "./errors";
+import { presenceKeys, type PresenceKeys } from "./keys";
+import { resolveOptions, type RedisStoreOptions, type ResolvedOptions } from "./options";
+import { PresenceScripts, type Op } from "./scripts";
+import { WriteQueue, type Operation } from "./write-queue";
 
 const debug = createDebug("presence:redis");
-
-/** One operation of apply.lua; `info` is JSON ("" for none). */
-type Op =
-  | { op: "c"; connectionId: string; userId: string; info: string }
-  | { op: "d"; connectionId: string; userId: string }
-  | { op: "j" | "l"; connectionId: string; userId: string; room: string }
-  | { op: "u"; userId: string; info: string };
-
-type Operation = Op & {
-  resolve: (transition: boolean) => void;
-  reject: (error: Error) => void;
-  /** When it was queued: an operation held longer than the command timeout fails. */
-  queuedAt: number;
-};
-
-/** An operation whose outcome was lost with its reply: settled by the next recovery. */
-type InDoubt = Op & { processId: string; reported: boolean };
-
-const isFenced = (error: unknown) => error instanceof Error && error.message.startsWith("FENCED");
-
-const unavailable = (error: unknown) =>
-  error instanceof StoreUnavailableError
-    ? error
-    : new StoreUnavailableError(`Redis did not answer: ${(error as Error)?.message ?? error}`, { cause: error });
 
 /** The transition an operation made, when apply.lua answered 1. */
 function transitionOf(op: Op): Transition {
   switch (op.op) {
     case "c":
+    case "r":
       return op.info === "" ? { type: "connected", userId: op.userId } : { type: "connected", userId: op.userId, info: parseUserInfo(op.info) };
     case "d":
       return { type: "disconnected", userId: op.userId };
@@ -67,94 +47,85 @@ function transitionOf(op: Op): Transition {
   }
 }
 
-const keyOf = (t: Transition) => `${t.type}:${"room" in t ? `${t.room.length}:${t.room}` : ""}${t.userId}`;
+/** What this process had counted in Redis when it learned Redis lost data: who was announced online through it. */
+interface Counted {
+  users: Set<string>;
+  /** pack(room, user) */
+  memberships: Set<string>;
+}
 
 /**
  * Exact all-users presence on Redis, for every process of every host that
  * shares one Redis (or Redis Cluster), with rooms and user info.
  *
  * Each process keeps the truth of its own open connections in memory and
- * projects it onto Redis with idempotent Lua scripts. A process holds a lease
- * it renews on every heartbeat; when it dies the others clean its connections
- * up in bounded chunks and announce the users this leaves offline (and the
- * rooms they leave), once. A process that finds it was declared dead (paused
- * past its lease, cut off, or Redis restarted empty) takes a new identity and
- * publishes its connections again: presence converges to the connections
- * that are really open.
+ * projects it onto Redis through the write queue (numbered batches, settled
+ * from Redis's record when a reply is lost). A process holds a lease it
+ * renews on every heartbeat; when it dies, the cleaner of another process
+ * removes its connections in bounded chunks and announces, from its outbox
+ * in Redis, the users this leaves offline. A process that finds it was
+ * fenced (declared dead, or Redis lost or rolled back its data) takes a new
+ * process id and republishes its connections: presence converges to the
+ * connections that are really open.
  */
 export class RedisStore implements PresenceStore {
   readonly keys: PresenceKeys;
   /** This store's identity as a cleaner: stable across its process ids. */
   readonly id = randomUUID();
+  readonly limits: Readonly<PresenceLimits>;
 
-  readonly #redis: (Redis | Cluster) & PresenceCommands;
+  readonly #options: ResolvedOptions;
+  readonly #scripts: PresenceScripts;
+  readonly #queue: WriteQueue;
+  readonly #cleaner: Cleaner;
   readonly #events = new StoreEvents();
   /** The truth of this process: its open connections, their rooms, and its users' info (JSON). */
   readonly #local = new ConnectionCounter();
   readonly #rooms = new Map<string, Set<string>>();
   readonly #info = new Map<string, string>();
-  readonly #heartbeatMs: number;
-  readonly #leaseTimeoutMs: number;
-  readonly #cleanupChunkSize: number;
-  readonly #maxBatchSize: number;
-  readonly #commandTimeoutMs: number;
-  readonly #maxUserIdBytes: number;
-  readonly #maxRoomBytes: number;
-  readonly #maxUserInfoBytes: number;
-
-  /** The current process id (one per epoch); undefined until registered. */
-  #processId: string | undefined;
+  /** Connections (id -> user) and memberships (connection + room -> pack(room, user)) Redis confirmed under the current process id. */
+  readonly #countedConnections = new Map<string, string>();
+  readonly #countedMemberships = new Map<string, string>();
   /** Earlier process ids of this store whose data may still be in Redis. */
   readonly #retired = new Set<string>();
-  readonly #queue: Operation[] = [];
-  readonly #inFlight = new Set<Promise<void>>();
-  #inDoubt: InDoubt[] = [];
-  /**
-   * Users whose join this store reported (as a call's answer or an
-   * announcement) and who still hold connections here: what settles a lost
-   * reply without reporting a join twice.
-   */
-  readonly #reported = new Set<string>();
-  #flushScheduled = false;
-  /** Expires held operations while a recovery (or the first registration) holds the queue. */
-  #holdTimer: NodeJS.Timeout | undefined;
   #recovery: Promise<void> | undefined;
   #needsRecovery = true;
-  #cleaning = false;
+  #fence: FencedError | undefined;
   #heartbeat: NodeJS.Timeout | undefined;
+  #ticking = false;
   #closed = false;
   #closing: Promise<void> | undefined;
 
   constructor(options: RedisStoreOptions) {
     assertIoredisClient(options?.redis);
-    const resolved = resolveOptions(options);
-    this.keys = presenceKeys(resolved.prefix);
-    this.#heartbeatMs = resolved.heartbeatMs;
-    this.#leaseTimeoutMs = resolved.leaseTimeoutMs;
-    this.#cleanupChunkSize = resolved.cleanupChunkSize;
-    this.#maxBatchSize = resolved.maxBatchSize;
-    this.#commandTimeoutMs = resolved.commandTimeoutMs;
-    this.#maxUserIdBytes = resolved.maxUserIdBytes;
-    this.#maxRoomBytes = resolved.maxRoomBytes;
-    this.#maxUserInfoBytes = resolved.maxUserInfoBytes;
-    const client = duplicateClient(resolved.redis, this.#commandTimeoutMs, `presence:${this.id}`);
+    this.#options = resolveOptions(options);
+    const { maxUserIdBytes, maxRoomBytes, maxUserInfoBytes, commandTimeoutMs, leaseTimeoutMs, maxBatchSize, cleanupChunkSize } = this.#options;
+    this.limits = Object.freeze({ maxUserIdBytes, maxRoomBytes, maxUserInfoBytes });
+    this.keys = presenceKeys(this.#options.prefix);
+    const client = duplicateClient(this.#options.redis, commandTimeoutMs, `presence:${this.id}`);
     client.on("error", (error: Error) => debug("redis connection error: %s", error.message));
-    this.#redis = defineCommands(client);
-
-    this.#heartbeat = setInterval(() => void this.#tick(), this.#heartbeatMs).unref();
+    this.#scripts = new PresenceScripts(client, this.keys, commandTimeoutMs);
+    this.#queue = new WriteQueue(this.#scripts, { leaseTimeoutMs, maxBatchSize, commandTimeoutMs }, (error) => {
+      debug("fenced: %s", error.message);
+      this.#fence = error;
+      this.#needsRecovery = true;
+      void this.#recoverSafely();
+    });
+    this.#cleaner = new Cleaner(this.#scripts, { storeId: this.id, leaseTimeoutMs, cleanupChunkSize }, (t) => this.#events.announce(t));
+    this.#heartbeat = setInterval(() => void this.#tick(), this.#options.heartbeatMs).unref();
     void this.#recoverSafely();
   }
 
   /** The process id this store currently writes under (changes after a fence). */
   get processId(): string | undefined {
-    return this.#processId;
+    return this.#queue.processId;
   }
 
   async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
     this.#assertOpen();
     assertConnectionId(connectionId);
-    assertUserId(userId, this.#maxUserIdBytes);
-    const json = info === undefined ? "" : serializeUserInfo(info, this.#maxUserInfoBytes);
+    assertUserId(userId, this.limits.maxUserIdBytes);
+    const json = info === undefined ? "" : serializeUserInfo(info, this.limits.maxUserInfoBytes);
     const owner = this.#local.userOf(connectionId);
     if (owner !== undefined) {
       if (owner !== userId) throw new ConnectionConflictError(connectionId, userId, owner);
@@ -162,7 +133,7 @@ export class RedisStore implements PresenceStore {
     }
     this.#local.connect(connectionId, userId);
     if (json !== "") this.#info.set(userId, json);
-    return this.#enqueue({ op: "c", connectionId, userId, info: json });
+    return this.#write({ op: "c", connectionId, userId, info: json });
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
@@ -171,64 +142,61 @@ export class RedisStore implements PresenceStore {
     if (userId === undefined) return false;
     // the rooms a disconnect leaves implicitly are announced, not answered
     for (const room of this.#rooms.get(connectionId) ?? []) {
-      this.#enqueue({ op: "l", connectionId, userId, room }).then(
-        (left) => left && this.#announce({ type: "left", room, userId }),
-        () => {}, // settled by the recovery
+      this.#write({ op: "l", connectionId, userId, room }).then(
+        (left) => left && this.#events.announce({ type: "left", room, userId }),
+        () => {}, // announced when Redis's record settles it
       );
     }
     this.#rooms.delete(connectionId);
-    if (this.#local.disconnect(connectionId) !== undefined) {
-      this.#reported.delete(userId);
-      this.#info.delete(userId);
-    }
-    return this.#enqueue({ op: "d", connectionId, userId });
+    if (this.#local.disconnect(connectionId) !== undefined) this.#info.delete(userId);
+    return this.#write({ op: "d", connectionId, userId });
   }
 
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
     this.#assertOpen();
-    assertUserId(userId, this.#maxUserIdBytes);
-    const json = serializeUserInfo(info, this.#maxUserInfoBytes);
+    assertUserId(userId, this.limits.maxUserIdBytes);
+    const json = serializeUserInfo(info, this.limits.maxUserInfoBytes);
     if (this.#local.isOnline(userId)) this.#info.set(userId, json);
-    return this.#enqueue({ op: "u", userId, info: json });
+    return this.#write({ op: "u", userId, info: json });
   }
 
   async userInfo(userId: string): Promise<UserInfo | undefined> {
     this.#assertOpen();
-    const json = await this.#read(() => this.#redis.hget(this.keys.info, userId));
+    const json = await this.#scripts.call("HGET info", () => this.#scripts.redis.hget(this.keys.info, userId));
     return json === null ? undefined : parseUserInfo(json);
   }
 
   async join(connectionId: string, room: string): Promise<boolean> {
     this.#assertOpen();
-    assertRoom(room, this.#maxRoomBytes);
+    assertRoom(room, this.limits.maxRoomBytes);
     const userId = this.#local.userOf(connectionId);
     if (userId === undefined) return false;
     let rooms = this.#rooms.get(connectionId);
     if (rooms?.has(room)) return false; // a repeat
     if (!rooms) this.#rooms.set(connectionId, (rooms = new Set()));
     rooms.add(room);
-    return this.#enqueue({ op: "j", connectionId, userId, room });
+    return this.#write({ op: "j", connectionId, userId, room });
   }
 
   async leave(connectionId: string, room: string): Promise<boolean> {
     this.#assertOpen();
-    assertRoom(room, this.#maxRoomBytes);
+    assertRoom(room, this.limits.maxRoomBytes);
     const userId = this.#local.userOf(connectionId);
     const rooms = this.#rooms.get(connectionId);
     if (userId === undefined || !rooms?.delete(room)) return false;
     if (rooms.size === 0) this.#rooms.delete(connectionId);
-    return this.#enqueue({ op: "l", connectionId, userId, room });
+    return this.#write({ op: "l", connectionId, userId, room });
   }
 
   async isUserConnected(userId: string): Promise<boolean> {
     this.#assertOpen();
-    assertUserId(userId, this.#maxUserIdBytes);
-    return (await this.#read(() => this.#redis.hexists(this.keys.users, userId))) === 1;
+    assertUserId(userId, this.limits.maxUserIdBytes);
+    return (await this.#scripts.call("HEXISTS", () => this.#scripts.redis.hexists(this.keys.users, userId))) === 1;
   }
 
   async usersCount(): Promise<number> {
     this.#assertOpen();
-    return this.#read(() => this.#redis.hlen(this.keys.users));
+    return this.#scripts.call("HLEN", () => this.#scripts.redis.hlen(this.keys.users));
   }
 
   async usersList(): Promise<string[]> {
@@ -245,18 +213,29 @@ export class RedisStore implements PresenceStore {
 
   async isUserInRoom(userId: string, room: string): Promise<boolean> {
     this.#assertOpen();
-    return (await this.#read(() => this.#redis.hexists(this.keys.room(room), userId))) === 1;
+    return (await this.#scripts.call("HEXISTS", () => this.#scripts.redis.hexists(this.keys.room(room), userId))) === 1;
   }
 
   async roomUsersCount(room: string): Promise<number> {
     this.#assertOpen();
-    return this.#read(() => this.#redis.hlen(this.keys.room(room)));
+    return this.#scripts.call("HLEN", () => this.#scripts.redis.hlen(this.keys.room(room)));
   }
 
   /** A room's users in pages, streamed with HSCAN of that room's hash alone. */
   roomUsers(room: string, options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
     this.#assertOpen();
     return this.#scan(this.keys.room(room), options.pageSize);
+  }
+
+  /**
+   * Resolves once nothing this store was asked to write is queued, in
+   * flight, in doubt or being republished: every outcome is known and
+   * reported. Waits as long as Redis is away; bound it yourself.
+   */
+  async settled(): Promise<void> {
+    while (!this.#closed && (this.#recovery || this.#needsRecovery || this.#queue.busy || this.#queue.queued().length > 0)) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 
   onTransition(listener: TransitionListener): () => void {
@@ -280,172 +259,100 @@ export class RedisStore implements PresenceStore {
   async #close(): Promise<void> {
     this.#closed = true;
     clearInterval(this.#heartbeat);
-    clearTimeout(this.#holdTimer);
     try {
       await this.#recovery;
-      this.#flush();
-      await Promise.allSettled(this.#inFlight);
-      if (this.#processId !== undefined) this.#retired.add(this.#processId);
-      this.#processId = undefined;
+      const deadline = Date.now() + this.#options.commandTimeoutMs;
+      while ((this.#queue.queued().length > 0 || this.#queue.busy) && Date.now() < deadline && !this.#needsRecovery) {
+        if (this.#queue.inDoubt()) await this.#queue.settle();
+        await this.#queue.idle();
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      const processId = this.#queue.processId;
+      if (processId !== undefined) this.#retired.add(processId);
+      this.#queue.hold();
       await this.#cleanRetired();
     } catch (error) {
-      this.#events.error(unavailable(error));
+      this.#events.error(error as Error);
     } finally {
-      for (const op of this.#queue.splice(0)) op.reject(new StoreClosedError());
+      this.#queue.close(new StoreClosedError());
       this.#local.clear();
       this.#rooms.clear();
       this.#info.clear();
-      this.#reported.clear();
       this.#events.clear();
-      this.#redis.disconnect();
+      this.#scripts.redis.disconnect();
     }
   }
 
-  // -- writes: queued, coalesced into batches, one script call per batch --
+  // -- writes --
 
-  #enqueue(op: Op): Promise<boolean> {
+  #write(op: Op): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
-      this.#queue.push({ ...op, resolve, reject, queuedAt: Date.now() } as Operation);
-      this.#scheduleFlush();
+      this.#queue.push({
+        op,
+        queuedAt: Date.now(),
+        deliver: (result, late) => {
+          this.#noteCounted(op, result);
+          if (result === -1) {
+            // another process counted this connection id for another user: ours stays local only
+            if (!late) reject(new ConnectionConflictError((op as { connectionId: string }).connectionId, op.userId, "(unknown)"));
+          } else if (!late) resolve(result === 1);
+          else if (result === 1) this.#events.announce(transitionOf(op));
+        },
+        fail: reject,
+        drop: () => resolve(false), // never called: a caller's operation is kept through a fence
+      });
     });
   }
 
-  /**
-   * Fails the held operations that waited longer than the command timeout (a
-   * sent one is bounded by the client's command timeout); the next recovery
-   * republishes the truth they were part of.
-   */
-  #expireHeld(): void {
-    this.#holdTimer = undefined;
-    const deadline = Date.now() - this.#commandTimeoutMs;
-    while (this.#queue.length > 0 && this.#queue[0]!.queuedAt <= deadline) {
-      this.#needsRecovery = true;
-      this.#queue.shift()!.reject(new StoreUnavailableError("Redis is unavailable: the operation waited too long"));
+  /** Keeps what Redis confirmed under the current process id: what a data loss takes away from the announced state. */
+  #noteCounted(op: Op, result: OperationResult): void {
+    if (result === -1) return;
+    switch (op.op) {
+      case "c":
+      case "r":
+        this.#countedConnections.set(op.connectionId, op.userId);
+        break;
+      case "d":
+        this.#countedConnections.delete(op.connectionId);
+        break;
+      case "j":
+        if (this.#countedConnections.has(op.connectionId)) this.#countedMemberships.set(pack(op.connectionId, op.room), pack(op.room, op.userId));
+        break;
+      case "l":
+        this.#countedMemberships.delete(pack(op.connectionId, op.room));
+        break;
     }
-    this.#holdQueue();
-  }
-
-  #holdQueue(): void {
-    const oldest = this.#queue[0];
-    if (!oldest || this.#holdTimer || this.#closed) return;
-    const wait = Math.max(0, oldest.queuedAt + this.#commandTimeoutMs - Date.now());
-    this.#holdTimer = setTimeout(() => this.#expireHeld(), wait).unref();
-  }
-
-  #scheduleFlush(): void {
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => {
-      this.#flushScheduled = false;
-      this.#flush();
-    });
-  }
-
-  /** Sends everything queued, unless a recovery holds the queue. */
-  #flush(): void {
-    const processId = this.#processId;
-    if (this.#recovery || processId === undefined) return this.#holdQueue();
-    clearTimeout(this.#holdTimer);
-    this.#holdTimer = undefined;
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, this.#maxBatchSize);
-      const sending = this.#send(processId, batch).finally(() => this.#inFlight.delete(sending));
-      this.#inFlight.add(sending);
-    }
-  }
-
-  async #send(processId: string, batch: Operation[]): Promise<void> {
-    let results: number[];
-    try {
-      results = await this.#apply(processId, batch);
-    } catch (error) {
-      if (isFenced(error)) {
-        // definitive: nothing was applied. The recovery republishes the truth
-        // and announces what it brings back.
-        debug("process %s was fenced; recovering", processId);
-        for (const op of batch) op.resolve(false);
-      } else {
-        // the batch may or may not have been applied: its transitions are settled by the recovery
-        for (const { resolve, reject, queuedAt, ...op } of batch) {
-          this.#inDoubt.push({ ...op, processId, reported: this.#reported.has(op.userId) });
-        }
-        for (const op of batch) op.reject(unavailable(error));
-      }
-      this.#needsRecovery = true;
-      void this.#recoverSafely();
-      return;
-    }
-    batch.forEach((op, i) => {
-      if (results[i] === -1) {
-        // another process counted this connection id for another user: ours stays local only
-        op.reject(new ConnectionConflictError((op as { connectionId: string }).connectionId, op.userId, "(unknown)"));
-        return;
-      }
-      if (results[i] === 1) this.#noteReported(transitionOf(op));
-      op.resolve(results[i] === 1);
-    });
-  }
-
-  /** One apply.lua call: the batch's rooms' keys follow the fixed ones. */
-  #apply(processId: string, ops: Op[]): Promise<number[]> {
-    const keys = [
-      this.keys.processes,
-      this.keys.users,
-      this.keys.connections(processId),
-      this.keys.memberships(processId),
-      this.keys.info,
-    ];
-    const roomIndex = new Map<string, number>();
-    const args: string[] = [processId, String(this.#leaseTimeoutMs)];
-    for (const op of ops) {
-      switch (op.op) {
-        case "c":
-          args.push("c", op.connectionId, op.userId, op.info);
-          break;
-        case "d":
-          args.push("d", op.connectionId, "", "");
-          break;
-        case "u":
-          args.push("u", op.userId, op.info, "");
-          break;
-        default: {
-          let index = roomIndex.get(op.room);
-          if (index === undefined) {
-            keys.push(this.keys.room(op.room));
-            roomIndex.set(op.room, (index = keys.length));
-          }
-          args.push(op.op, op.connectionId, op.room, String(index));
-        }
-      }
-    }
-    return this.#timed(this.#redis.presenceApply(keys.length, ...keys, ...args), "apply");
   }
 
   // -- leases, fencing and recovery --
 
   async #tick(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#closed || this.#ticking) return;
     if (this.#needsRecovery) return this.#recoverSafely();
-    const processId = this.#processId;
+    const processId = this.#queue.processId;
     if (processId === undefined) return;
+    this.#ticking = true;
     try {
-      const dead = await this.#heartbeatCall(processId, "renew");
-      await this.#cleanDead(dead);
+      if (this.#queue.inDoubt()) await this.#queue.settle();
+      const { dead, outbox } = await this.#scripts.renew(processId, this.#options.leaseTimeoutMs, this.#queue.acked, this.id, this.#cleaner.announcedThrough);
+      this.#cleaner.deliver(outbox);
+      for (const id of dead) {
+        if (this.#closed || id === this.#queue.processId) continue;
+        const status = await this.#cleaner.clean(id, "expired");
+        if (this.#retired.has(id) && status !== "busy" && status !== "alive") this.#retired.delete(id);
+      }
     } catch (error) {
-      if (isFenced(error)) {
-        debug("heartbeat: process %s was declared dead; recovering", processId);
+      if (error instanceof FencedError && error.processId === this.#queue.processId) {
+        debug("heartbeat: %s; recovering", error.message);
+        this.#fence = error;
         this.#needsRecovery = true;
+        this.#ticking = false;
         return this.#recoverSafely();
       }
-      this.#events.error(unavailable(error));
+      this.#events.error(error as Error);
+    } finally {
+      this.#ticking = false;
     }
-  }
-
-  #heartbeatCall(processId: string, mode: "register" | "renew"): Promise<string[]> {
-    return this.#timed(
-      this.#redis.presenceHeartbeat(this.keys.processes, this.keys.cleanups, processId, String(this.#leaseTimeoutMs), mode, "16"),
-      "heartbeat",
-    );
   }
 
   #recoverSafely(): Promise<void> {
@@ -453,181 +360,138 @@ export class RedisStore implements PresenceStore {
       .catch((error: unknown) => {
         this.#needsRecovery = true;
         debug("recovery failed, next heartbeat retries: %s", (error as Error).message);
-        this.#events.error(unavailable(error));
+        this.#events.error(error as Error);
       })
       .finally(() => {
         this.#recovery = undefined;
-        if (!this.#closed) this.#flush();
       });
     return this.#recovery;
   }
 
   /**
-   * Moves this store to a new process id: registers it, publishes every open
-   * connection and room membership under it, removes what the old ids left
-   * in Redis, then settles the operations whose replies were lost. Counting
-   * the new before removing the old means users who stay online see no leave
-   * and no join.
+   * Moves this store to a new process id: settles the batch in doubt under
+   * the old one, registers the new one, republishes every open connection
+   * and room membership under it, then removes what the old ids left in
+   * Redis. Counting the new before removing the old means users who stay
+   * online see no leave and no join. When Redis lost data (the old record is
+   * gone or behind), what was announced through this process is what it had
+   * counted: joins of those users are not announced again, and their leaves
+   * are announced once the others had a lease to republish theirs.
    */
   async #recover(): Promise<void> {
     if (this.#closed || !this.#needsRecovery) return;
     this.#needsRecovery = false;
-    await Promise.allSettled(this.#inFlight);
+    this.#queue.hold();
+    await this.#queue.idle();
+    // the batch in doubt is settled under its own id first: applied, sent again, or fenced
+    while (this.#queue.inDoubt() && !this.#closed) {
+      if (!(await this.#queue.settle())) throw new Error("the batch in doubt could not be settled yet");
+    }
+    const previous = this.#queue.processId;
+    const fence = this.#fence;
+    this.#fence = undefined;
+    let dataLost = false;
+    if (previous !== undefined && fence !== undefined) {
+      dataLost = fence.reason === "behind" || (await this.#scripts.record(previous)) === undefined;
+    }
+    const before: Counted | undefined = dataLost
+      ? { users: new Set(this.#countedConnections.values()), memberships: new Set(this.#countedMemberships.values()) }
+      : undefined;
 
-    const previous = this.#processId;
     const processId = randomUUID();
-    await this.#heartbeatCall(processId, "register");
+    await this.#scripts.register(processId, this.#options.leaseTimeoutMs, this.id, this.#cleaner.announcedThrough);
     if (previous !== undefined) this.#retired.add(previous);
-    this.#processId = processId;
+    if (dataLost) {
+      debug("Redis lost data of process %s", previous);
+      this.#cleaner.resetOutbox();
+    }
+    this.#countedConnections.clear();
+    this.#countedMemberships.clear();
     debug("registered as process %s (was %s)", processId, previous ?? "none");
 
-    const announced = new Set<string>();
-    const announce = (transition: Transition) => {
-      announced.add(keyOf(transition));
-      this.#announce(transition);
+    // republish, ahead of anything queued
+    const republished: Promise<boolean>[] = [];
+    const operations: Operation[] = [];
+    const republish = (op: Op, known: boolean) => {
+      republished.push(
+        new Promise<boolean>((resolve) => {
+          operations.push({
+            op,
+            republish: true,
+            queuedAt: Date.now(),
+            deliver: (result) => {
+              this.#noteCounted(op, result);
+              if (result === 1 && !known) this.#events.announce(transitionOf(op));
+              resolve(true);
+            },
+            fail: () => {}, // in doubt: delivered once settled
+            drop: () => resolve(false),
+          });
+        }),
+      );
     };
-
-    // what is still queued is sent after the recovery and answers for itself
-    const queued = new Set(this.#queue.flatMap((op) => (op.op === "c" || op.op === "j" ? [`${op.op}:${op.connectionId}:${"room" in op ? op.room : ""}`] : [])));
-    const ops: Op[] = [];
+    // what is still queued is sent after the republish and answers for itself
+    const queued = new Set<string>();
+    for (const { op } of this.#queue.queued()) {
+      if (op.op === "c") queued.add(op.connectionId);
+      else if (op.op === "j") queued.add(pack(op.connectionId, op.room));
+    }
     for (const [connectionId, userId] of this.#local.connections()) {
-      if (!queued.has(`c:${connectionId}:`)) ops.push({ op: "c", connectionId, userId, info: this.#info.get(userId) ?? "" });
+      if (queued.has(connectionId)) continue;
+      republish({ op: "r", connectionId, userId, info: this.#info.get(userId) ?? "" }, before?.users.has(userId) ?? false);
       for (const room of this.#rooms.get(connectionId) ?? []) {
-        if (!queued.has(`j:${connectionId}:${room}`)) ops.push({ op: "j", connectionId, userId, room });
+        if (!queued.has(pack(connectionId, room))) republish({ op: "j", connectionId, userId, room }, before?.memberships.has(pack(room, userId)) ?? false);
       }
     }
-    for (let i = 0; i < ops.length; i += this.#maxBatchSize) {
-      const chunk = ops.slice(i, i + this.#maxBatchSize);
-      const results = await this.#apply(processId, chunk);
-      chunk.forEach((op, j) => results[j] === 1 && announce(transitionOf(op)));
-    }
+    for (let i = operations.length - 1; i >= 0; i--) this.#queue.push(operations[i]!, true);
+    this.#queue.start(processId);
+    if (!(await Promise.all(republished)).every(Boolean)) return; // fenced again: the next recovery starts over
 
-    const inDoubt = this.#inDoubt;
-    this.#inDoubt = [];
-    // an operation still recorded under the old id was not applied: the
-    // cleanup below removes it and announces what that changes
-    const unsettled: InDoubt[] = [];
-    for (const entry of inDoubt) {
-      if (entry.op === "d" && (await this.#timed(this.#redis.hexists(this.keys.connections(entry.processId), entry.connectionId), "HEXISTS"))) continue;
-      if (entry.op === "l" && (await this.#timed(this.#redis.hexists(this.keys.memberships(entry.processId), membershipField(entry.connectionId, entry.room)), "HEXISTS"))) continue;
-      unsettled.push(entry);
-    }
-    await this.#cleanRetired(announce);
-
-    // what is left: the lost reply may have been a transition nobody reported
-    for (const entry of unsettled) {
-      if (entry.op === "u") continue; // republished with the connections, or the caller's to retry
-      const transition = transitionOf(entry);
-      if (announced.has(keyOf(transition))) continue;
-      const { userId } = entry;
-      if (entry.op === "c" || entry.op === "d") {
-        const online = (await this.#timed(this.#redis.hexists(this.keys.users, userId), "HEXISTS")) === 1;
-        if (entry.op === "c" && online && !entry.reported && !this.#reported.has(userId) && this.#local.isOnline(userId)) {
-          announce(transition);
-        } else if (entry.op === "d" && !online && !this.#local.isOnline(userId)) {
-          announce(transition);
-        }
-      } else {
-        const inRoom = (await this.#timed(this.#redis.hexists(this.keys.room(entry.room), userId), "HEXISTS")) === 1;
-        const here = [...this.#rooms].some(([connectionId, rooms]) => rooms.has(entry.room) && this.#local.userOf(connectionId) === userId);
-        if (entry.op === "j" ? inRoom && here : !inRoom && !here) announce(transition);
-      }
-    }
-  }
-
-  /** Keeps #reported in step with what this store told its listeners and callers. */
-  #noteReported(transition: Transition): void {
-    if (transition.type === "connected" && this.#local.isOnline(transition.userId)) this.#reported.add(transition.userId);
-    else if (transition.type === "disconnected") this.#reported.delete(transition.userId);
-  }
-
-  #announce(transition: Transition): void {
-    this.#noteReported(transition);
-    this.#events.announce(transition);
-  }
-
-  // -- cleanup of dead processes --
-
-  async #cleanRetired(announce = (t: Transition) => this.#announce(t)): Promise<void> {
-    for (const processId of [...this.#retired]) {
-      const status = await this.#cleanProcess(processId, "force", announce);
-      if (status !== "busy") this.#retired.delete(processId);
-    }
-  }
-
-  async #cleanDead(processIds: string[]): Promise<void> {
-    if (this.#cleaning) return; // the previous round is still at work
-    this.#cleaning = true;
-    try {
-      for (const processId of processIds) {
-        if (processId === this.#processId || this.#closed) continue;
-        await this.#cleanProcess(processId, "expired");
-      }
-    } finally {
-      this.#cleaning = false;
-    }
+    const announcedLeaves = new Set<string>();
+    await this.#cleanRetired(
+      before &&
+        ((t) => {
+          const known = t.type === "left" ? before.memberships.has(pack(t.room, t.userId)) : before.users.has(t.userId);
+          if (known) announcedLeaves.add(t.type === "left" ? pack(t.room, t.userId) : t.userId);
+          return known;
+        }),
+    );
+    if (before) this.#settleLossLater(before, announcedLeaves);
   }
 
   /**
-   * Removes a dead process: claims it, takes its memberships out of their
-   * rooms, then removes its connections, chunk by chunk. Resolves with the
-   * last status.
+   * After a data loss, the users (and room members) this process had counted
+   * and no longer holds are announced leaving once every other process had
+   * a lease to republish its own: if nobody brought them back, they left.
    */
-  async #cleanProcess(
-    processId: string,
-    mode: "expired" | "force",
-    announce = (t: Transition) => this.#announce(t),
-  ): Promise<string> {
-    const cleanup = (chunk: number, claimMode: string) =>
-      this.#timed(
-        this.#redis.presenceCleanup(
-          this.keys.processes,
-          this.keys.cleanups,
-          this.keys.users,
-          this.keys.connections(processId),
-          this.keys.info,
-          processId,
-          this.id,
-          String(this.#leaseTimeoutMs),
-          String(chunk),
-          claimMode,
-        ),
-        "cleanup",
-      );
-
-    const [claim] = await cleanup(0, mode);
-    if (claim !== "claimed") return claim!;
-
-    const memberships = this.keys.memberships(processId);
-    let cursor = "0";
-    do {
-      const [next, entries] = await this.#timed(this.#redis.hscan(memberships, cursor, "COUNT", this.#cleanupChunkSize), "HSCAN");
-      cursor = next;
-      if (entries.length === 0) continue;
-      const keys = [this.keys.processes, memberships];
-      const roomIndex = new Map<string, number>();
-      const args = [processId];
-      for (let i = 0; i < entries.length; i += 2) {
-        const { room } = roomOfMembership(entries[i]!);
-        let index = roomIndex.get(room);
-        if (index === undefined) {
-          keys.push(this.keys.room(room));
-          roomIndex.set(room, (index = keys.length));
+  #settleLossLater(before: Counted, announced: Set<string>): void {
+    setTimeout(() => {
+      void (async () => {
+        for (const userId of before.users) {
+          if (this.#closed || announced.has(userId) || this.#local.isOnline(userId)) continue;
+          if ((await this.#scripts.call("HEXISTS", () => this.#scripts.redis.hexists(this.keys.users, userId))) === 0) {
+            this.#events.announce({ type: "disconnected", userId });
+          }
         }
-        args.push(entries[i]!, String(index));
-      }
-      const [status, ...left] = await this.#timed(this.#redis.presenceCleanupRooms(keys.length, ...keys, ...args), "cleanup-rooms");
-      if (status === "alive") return status;
-      for (let i = 0; i + 1 < left.length; i += 2) announce({ type: "left", room: left[i]!, userId: left[i + 1]! });
-    } while (cursor !== "0");
+        for (const membership of before.memberships) {
+          if (this.#closed || announced.has(membership)) continue;
+          const [room, userId] = unpackMembership(membership);
+          const here = [...this.#rooms].some(([connectionId, rooms]) => rooms.has(room) && this.#local.userOf(connectionId) === userId);
+          if (here) continue;
+          if ((await this.#scripts.call("HEXISTS", () => this.#scripts.redis.hexists(this.keys.room(room), userId))) === 0) {
+            this.#events.announce({ type: "left", room, userId });
+          }
+        }
+      })().catch((error: unknown) => this.#events.error(error as Error));
+    }, this.#options.leaseTimeoutMs).unref();
+  }
 
-    for (;;) {
-      const [status, ...offline] = await cleanup(this.#cleanupChunkSize, "expired");
-      for (const userId of offline) announce({ type: "disconnected", userId });
-      if (status !== "more") {
-        if (status === "done") debug("cleaned up process %s", processId);
-        return status!;
-      }
+  async #cleanRetired(filter?: (t: Transition) => boolean): Promise<void> {
+    for (const processId of [...this.#retired]) {
+      const status = await this.#cleaner.clean(processId, "force", filter);
+      if (status === "busy") continue;
+      this.#retired.delete(processId);
+      await this.#scripts.forget([processId]);
     }
   }
 
@@ -639,7 +503,7 @@ export class RedisStore implements PresenceStore {
     const seen = new Set<string>(); // HSCAN may return an entry twice while the hash resizes
     let cursor = "0";
     do {
-      const [next, entries] = await this.#read(() => this.#redis.hscan(key, cursor, "COUNT", count));
+      const [next, entries] = await this.#scripts.call("HSCAN", () => this.#scripts.redis.hscan(key, cursor, "COUNT", count));
       cursor = next;
       const page: UserPresence[] = [];
       for (let i = 0; i + 1 < entries.length; i += 2) {
@@ -649,7 +513,7 @@ export class RedisStore implements PresenceStore {
         page.push({ userId, connections: Number(entries[i + 1]) });
       }
       if (page.length === 0) continue;
-      const infos = await this.#read(() => this.#redis.hmget(this.keys.info, ...page.map((u) => u.userId)));
+      const infos = await this.#scripts.call("HMGET info", () => this.#scripts.redis.hmget(this.keys.info, ...page.map((u) => u.userId)));
       page.forEach((user, i) => {
         const json = infos[i];
         if (json) user.info = parseUserInfo(json);
@@ -658,22 +522,11 @@ export class RedisStore implements PresenceStore {
     } while (cursor !== "0");
   }
 
-  #timed<T>(call: Promise<T>, what: string): Promise<T> {
-    return withTimeout(call, this.#commandTimeoutMs, what);
-  }
-
-  async #read<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await this.#timed(call(), "a read");
-    } catch (error) {
-      throw unavailable(error);
-    }
-  }
-
   #assertOpen(): void {
     if (this.#closed) throw new StoreClosedError();
   }
 }
+
 
 /** Factory form, in the style of Socket.IO's `createAdapter()`. */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {

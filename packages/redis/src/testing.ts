@@ -17,8 +17,11 @@ export interface RedisServer {
   signal(signal: NodeJS.Signals): void;
   /** `SHUTDOWN NOSAVE`: the server stops and loses everything. */
   shutdownNoSave(): Promise<void>;
-  /** Starts the server again on the same port, empty. */
-  restart(): Promise<void>;
+  /**
+   * Starts the server again on the same port (a new process: new hash seeds),
+   * empty, or with `fromSnapshot` from the RDB file the last `SAVE` wrote.
+   */
+  restart(options?: { fromSnapshot?: boolean }): Promise<void>;
   /** Runs a command with redis-cli (for admin commands such as SCRIPT FLUSH or CLIENT KILL). */
   cli(...args: string[]): string;
   stop(): Promise<void>;
@@ -88,8 +91,9 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
       spawnSync("redis-cli", ["-p", String(port), "SHUTDOWN", "NOSAVE"]);
       await exited;
     },
-    async restart() {
+    async restart({ fromSnapshot = false } = {}) {
       if (child.exitCode === null && child.signalCode === null) await server.shutdownNoSave();
+      if (!fromSnapshot) rmSync(join(dir, "dump.rdb"), { force: true });
       child = await launch();
     },
     cli(...args) {

@@ -3,26 +3,43 @@
 --
 -- KEYS[1] the process registry (zset: process id -> lease expiry, ms)
 -- KEYS[2] cleanups in progress (hash: process id -> "cursor|claim expiry|cleaner id")
+-- KEYS[3] this process's record (hash: seq -> last batch applied, reply -> its results)
+-- KEYS[4] this store's outbox (list), trimmed up to ARGV[6]
 -- ARGV[1] process id, ARGV[2] lease in ms, ARGV[3] "register" or "renew",
--- ARGV[4] how many dead processes to list at most.
+-- ARGV[4] how many dead processes to list at most, ARGV[5] the last batch
+-- the process saw applied, ARGV[6] the last outbox entry it announced.
 --
--- Returns the ids of processes to clean up. Fails with FENCED when renewing
--- a process that is no longer registered (declared dead, or Redis lost its data).
+-- Returns { ids of processes to clean up, outbox entries not yet announced }
+-- (a cleanup whose last reply was lost is announced from there). Fails with "FENCED gone" when
+-- renewing a process that is no longer registered (declared dead, or Redis
+-- lost its data), "FENCED behind" when Redis's record of it is older than
+-- what it saw applied (a restore from an older snapshot, a lagging replica).
+
+--- @include "includes/clock.lua"
+--- @include "includes/pack.lua"
+--- @include "includes/outbox.lua"
 
 local pid = ARGV[1]
-local lease = tonumber(ARGV[2])
-local limit = tonumber(ARGV[4])
-if not lease or not limit or (ARGV[3] ~= 'register' and ARGV[3] ~= 'renew') then
+local lease, limit, acked, through = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+if not lease or not limit or not acked or not through or (ARGV[3] ~= 'register' and ARGV[3] ~= 'renew') then
   return redis.error_reply('ERR presence heartbeat: malformed arguments')
 end
 
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-
-if ARGV[3] == 'renew' and not redis.call('ZSCORE', KEYS[1], pid) then
-  return redis.error_reply('FENCED process ' .. pid .. ' is not registered')
+local now = now_ms()
+if ARGV[3] == 'register' then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[3], 'seq', 0)
+else
+  if not redis.call('ZSCORE', KEYS[1], pid) then
+    return redis.error_reply('FENCED gone')
+  end
+  local seq = tonumber(redis.call('HGET', KEYS[3], 'seq'))
+  if not seq or seq < acked then
+    return redis.error_reply('FENCED behind')
+  end
 end
 redis.call('ZADD', KEYS[1], now + lease, pid)
+outbox_trim(KEYS[4], through)
 
 local dead = redis.call('ZRANGE', KEYS[1], '-inf', '(' .. now, 'BYSCORE', 'LIMIT', 0, limit)
 if #dead < limit then
@@ -32,4 +49,4 @@ if #dead < limit then
     if expiry and expiry <= now and #dead < limit then dead[#dead + 1] = claims[i] end
   end
 end
-return dead
+return { dead, outbox_read(KEYS[4]) }

@@ -1,0 +1,75 @@
+import { randomUUID } from "node:crypto";
+import type { Transition } from "@presence/core";
+import { Redis } from "ioredis";
+import { RedisStore, type RedisStoreOptions } from "../src";
+import { startRedisProxy, type RedisProxy } from "../src/testing";
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `check` until it holds; fails saying what was awaited. */
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await Promise.resolve().then(check).catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** A transition as a short string: "+u", "-u", "room>u" (joined), "room<u" (left), "~u" (updated). */
+export const show = (t: Transition) =>
+  t.type === "connected" ? `+${t.userId}` : t.type === "disconnected" ? `-${t.userId}` : t.type === "joined" ? `${t.room}>${t.userId}` : t.type === "left" ? `${t.room}<${t.userId}` : `~${t.userId}`;
+
+export interface ProxiedStore {
+  store: RedisStore;
+  proxy: RedisProxy;
+  client: Redis;
+  close(): Promise<void>;
+}
+
+/**
+ * Stores of one deployment, each behind a TCP proxy of its own (to lose its
+ * replies or cut it off), every transition any of them reports recorded in
+ * one log, in the order reported: announcements and `true` answers alike.
+ */
+export function deployment(redisPort: number, options: Partial<RedisStoreOptions>) {
+  const prefix = `x-${randomUUID()}`;
+  const log: string[] = [];
+  const made: ProxiedStore[] = [];
+  return {
+    prefix,
+    log,
+    async store(overrides: Partial<RedisStoreOptions> = {}): Promise<ProxiedStore> {
+      const proxy = await startRedisProxy(redisPort);
+      const client = new Redis(proxy.url, { maxRetriesPerRequest: 0 });
+      client.on("error", () => {});
+      const store = new RedisStore({ redis: client, prefix, ...options, ...overrides });
+      store.onError(() => {});
+      store.onTransition((t) => log.push(show(t)));
+      const entry = {
+        store,
+        proxy,
+        client,
+        async close() {
+          await store.close().catch(() => {});
+          client.disconnect();
+          await proxy.close();
+        },
+      };
+      made.push(entry);
+      return entry;
+    },
+    /** A call whose `true` answer is a reported transition, recorded like an announcement. */
+    async call(t: Transition, work: Promise<boolean>): Promise<boolean | Error> {
+      try {
+        const answer = await work;
+        if (answer) log.push(show(t));
+        return answer;
+      } catch (error) {
+        return error as Error;
+      }
+    },
+    async closeAll() {
+      await Promise.allSettled(made.map((m) => m.close()));
+    },
+  };
+}
