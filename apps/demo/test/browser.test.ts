@@ -48,6 +48,9 @@ describe("the demo page in a real browser (headless Chromium)", () => {
 
   it("shows two signed-in users each other, live, and the one who leaves goes away", { timeout: 60_000 }, async () => {
     const alice = await signIn("alice");
+    // the page holds the list from the state and the diffs: it never asks the HTTP API again
+    const refetches: string[] = [];
+    alice.on("request", (request) => new URL(request.url()).pathname.startsWith("/api/presence") && refetches.push(request.url()));
     const bob = await signIn("bob");
 
     await alice.waitForSelector('#users li[data-user-id="bob"]');
@@ -60,6 +63,7 @@ describe("the demo page in a real browser (headless Chromium)", () => {
     await alice.waitForSelector('#users li[data-user-id="bob"]', { state: "detached" });
     expect(await listed(alice)).toEqual(["alice"]);
     expect(await alice.textContent("#count")).toBe("1");
+    expect(refetches).toEqual([]);
     await alice.screenshot({ path: process.env.DEMO_SCREENSHOT ?? "/tmp/presence-demo.png" });
   });
 
@@ -73,6 +77,13 @@ describe("the demo page in a real browser (headless Chromium)", () => {
     await carol.waitForSelector(channelMember(carol, "dave"));
     await dave.waitForSelector(channelMember(dave, "carol"));
     expect(await dave.textContent(channelMember(dave, "carol"))).toContain("on a call");
+    // a third member appears in both others' channel lists
+    const erin = await signIn("erin", "new here");
+    await erin.click('.room[data-room="general"] button');
+    for (const page of [carol, dave]) await page.waitForSelector(channelMember(page, "erin"));
+    expect(await carol.textContent(channelMember(carol, "erin"))).toContain("new here");
+    await erin.context().close();
+    for (const page of [carol, dave]) await page.waitForSelector(channelMember(page, "erin"), { state: "detached" });
 
     await dave.fill("#my-status", "brb");
     await dave.click("#update button");
