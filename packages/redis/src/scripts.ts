@@ -1,4 +1,4 @@
-import { StoreUnavailableError } from "@presence/core";
+import { StoreUnavailableError, parseUserInfo, type Transition } from "@presence/core";
 import type { Cluster, Redis } from "ioredis";
 import { withTimeout } from "./client";
 import { parseOutboxEntry, type OperationResult, type OutboxEntry } from "./encoding";
@@ -30,6 +30,23 @@ export type Op =
   | { op: "d"; connectionId: string; userId: string }
   | { op: "j" | "l"; connectionId: string; userId: string; room: string }
   | { op: "u"; userId: string; info: string };
+
+/** The transition an operation made, when apply.lua answered 1. */
+export function transitionOf(op: Op): Transition {
+  switch (op.op) {
+    case "c":
+    case "r":
+      return op.info === "" ? { type: "connected", userId: op.userId } : { type: "connected", userId: op.userId, info: parseUserInfo(op.info) };
+    case "d":
+      return { type: "disconnected", userId: op.userId };
+    case "j":
+      return { type: "joined", room: op.room, userId: op.userId };
+    case "l":
+      return { type: "left", room: op.room, userId: op.userId };
+    case "u":
+      return { type: "updated", userId: op.userId, info: parseUserInfo(op.info) };
+  }
+}
 
 export type ClaimStatus = "claimed" | "alive" | "busy" | "gone";
 export type ChunkStatus = "more" | "done" | "alive" | "busy" | "gone";
