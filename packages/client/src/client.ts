@@ -140,7 +140,7 @@ export function createPresenceClient(socket: Socket, options: PresenceClientOpti
   }
 
   function onState(frame: StateFrame): void {
-    if (frame.key !== key || frame.request !== request || !pages) return;
+    if (frame.key !== key || frame.requests[socket.id ?? ""] !== request || !pages) return;
     pages.push(...(frame.users ?? []));
     if (!frame.done) return;
     const previous = users;

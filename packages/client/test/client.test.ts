@@ -111,7 +111,7 @@ describe("@presence/client against one server", () => {
     const frames = recordFrames(raw);
     expect(await rawSubscribe(raw, { type: "users", userIds: ["a", "b"] }, 1)).toEqual({ ok: true });
     expect(await rawSubscribe(raw, { type: "users", userIds: ["b"] }, 2)).toEqual({ ok: true });
-    expect(frames.states.map((s) => [s.request, s.users?.map(([userId]) => userId)])).toEqual([
+    expect(frames.states.map((s) => [s.requests[raw.id!], s.users?.map(([userId]) => userId)])).toEqual([
       [1, ["a", "b"]],
       [2, ["b"]],
     ]);
@@ -199,6 +199,40 @@ describe("@presence/client against one server", () => {
     // and on the server's request
     n.presence.sync!.resync();
     await waitFor("still right after a requested resync", () => expect(ids(online)).toEqual(["carol", "observer"]));
+  });
+
+  it("shares one store read between the subscribers that arrive while a read is under way", async () => {
+    const store = new MemoryStore();
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let reads = 0;
+    const slowStore = new Proxy(store, {
+      get(target, property) {
+        if (property === "users") {
+          return (options?: { pageSize?: number }) => {
+            reads++;
+            return (async function* () {
+              await gate;
+              yield* target.users(options);
+            })();
+          };
+        }
+        const value: unknown = Reflect.get(target, property);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const n = await node({ store: slowStore, sync: { tickMs: 30 } });
+    let arrived = 0;
+    n.io.on("connection", (socket) => socket.on(SUBSCRIBE, () => arrived++));
+    const sockets = await Promise.all(Array.from({ length: 20 }, (_, i) => user(n.port, `viewer-${i}`)));
+    const first = createPresenceClient(sockets[0]!);
+    await waitFor("the first read", () => expect(reads).toBe(1));
+    const others = sockets.slice(1).map((socket) => createPresenceClient(socket));
+    await waitFor("every subscribe to arrive", () => expect(arrived).toBe(20));
+    release();
+    const everyone = sorted(sockets.map((_, i) => `viewer-${i}`));
+    await waitFor("every view", () => [first, ...others].forEach((view) => expect(ids(view)).toEqual(everyone)));
+    expect(reads).toBe(2); // the first, and one for the 19 that came while it was under way
   });
 
   it("buffers diffs that arrive before the state", async () => {

@@ -48,11 +48,15 @@ export type SubscribeReply =
 /** One user of a state: `[userId]`, or `[userId, info]` when the user has info. */
 export type StateEntry = [userId: string, info?: UserInfo];
 
-/** One page of a scope's state; the last page has `done: true`. */
+/**
+ * One page of a scope's state; the last page has `done: true`. Subscribers
+ * of one scope that arrive close together share one read, sent once to all.
+ */
 export interface StateFrame {
   /** The scope's key ({@link scopeKey}). */
   key: string;
-  request: number;
+  /** The subscribes this state answers: socket id -> the client's request number. */
+  requests: { [socketId: string]: number };
   /** The server's clock (ms) when the state read started: changes decided before it are in the state. */
   version: number;
   users?: StateEntry[];

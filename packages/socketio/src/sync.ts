@@ -4,22 +4,19 @@ import {
   type PresenceStore,
   type Transition,
   type UserInfo,
-  type UserPresence,
 } from "@presence/core";
 import createDebug from "debug";
 import type { Namespace, Socket } from "socket.io";
 import { SyncBatch } from "./sync-batch";
+import { StateReads } from "./sync-state";
 import {
   DIFF,
   RESYNC,
-  STATE,
   SUBSCRIBE,
   UNSUBSCRIBE,
   scopeKey,
   type DiffFrame,
   type ResyncFrame,
-  type StateEntry,
-  type StateFrame,
   type SubscribeReply,
   type SyncErrorReason,
   type SyncScope,
@@ -147,6 +144,7 @@ export class PresenceSync {
   readonly options: Readonly<Required<SyncOptions>>;
   readonly #context: PresenceSyncContext;
   readonly #following = new WeakMap<Socket, Following>();
+  readonly #states: StateReads;
   #batch = new SyncBatch();
   #timer: NodeJS.Timeout | undefined;
   /** The flush in progress: flushes run one after the other, so diffs leave in order. */
@@ -159,6 +157,7 @@ export class PresenceSync {
   constructor(context: PresenceSyncContext, options: SyncOptions = {}) {
     this.#context = context;
     this.options = { ...DEFAULT_SYNC_OPTIONS, ...options };
+    this.#states = new StateReads(context.namespace, context.store, this.options.pageSize);
     context.namespace.on("connection", (socket) => this.#listen(socket));
     context.namespace.on(COUNT_WANTED, () => (this.#countWantedUntil = Date.now() + COUNT_WANTED_MS));
   }
@@ -311,7 +310,7 @@ export class PresenceSync {
     }
     // joined first, then read: a change decided after the read starts reaches the socket as a diff
     try {
-      await this.#sendState(socket, scope, number, userIds);
+      await this.#states.send(socket, scope, number, userIds);
     } catch (error) {
       debug("state read for %s failed: %O", scopeKey(scope), error);
       throw new SyncScopeError("unavailable", "the presence store did not answer: subscribe again later");
@@ -342,44 +341,7 @@ export class PresenceSync {
     }
     return { ok: true };
   }
-
-  async #sendState(socket: Socket, scope: SyncScope, request: number, userIds: string[] | undefined): Promise<void> {
-    const { store } = this.#context;
-    const key = scopeKey(scope);
-    const version = Date.now();
-    const send = (frame: Omit<StateFrame, "key" | "request" | "version">) =>
-      socket.emit(STATE, { key, request, version, ...frame } satisfies StateFrame);
-    if (scope.type === "count") return void send({ count: await store.usersCount(), done: true });
-    if (scope.type === "users") {
-      const users: StateEntry[] = [];
-      for (let i = 0; i < (userIds ?? []).length; i += 50) {
-        const chunk = await Promise.all(
-          (userIds ?? []).slice(i, i + 50).map(async (userId) => ((await store.isUserConnected(userId)) ? entry({ userId, info: await store.userInfo(userId) }) : undefined)),
-        );
-        for (const user of chunk) if (user) users.push(user);
-      }
-      return void send({ users, done: true });
-    }
-    const pages = scope.type === "all" ? store.users({ pageSize: this.options.pageSize }) : store.roomUsers(scope.room, { pageSize: this.options.pageSize });
-    // one page behind, so that the last page is the one marked done
-    let previous: StateEntry[] | undefined;
-    let buffered: StateEntry[] = [];
-    for await (const page of pages) {
-      buffered.push(...page.map(entry));
-      if (buffered.length < this.options.pageSize) continue;
-      if (previous) send({ users: previous, done: false });
-      previous = buffered;
-      buffered = [];
-    }
-    if (previous && buffered.length > 0) {
-      send({ users: previous, done: false });
-      previous = buffered;
-    }
-    send({ users: previous ?? buffered, done: true });
-  }
 }
-
-const entry = (user: Pick<UserPresence, "userId" | "info">): StateEntry => (user.info === undefined ? [user.userId] : [user.userId, user.info]);
 
 function refusal(error: unknown): SubscribeReply {
   const refused =
