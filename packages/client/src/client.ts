@@ -112,6 +112,8 @@ export function createPresenceClient(socket: Socket, options: PresenceClientOpti
   let pages: StateEntry[] | undefined;
   /** Diffs that arrived before the state. */
   let buffered: DiffFrame[] = [];
+  /** The last frame number seen per node and key: a gap means a frame was lost on the way. */
+  let seqs = new Map<string, number>();
   let retry: ReturnType<typeof setTimeout> | undefined;
   let closed = false;
 
@@ -132,6 +134,7 @@ export function createPresenceClient(socket: Socket, options: PresenceClientOpti
     const number = ++request;
     pages = [];
     buffered = [];
+    seqs = new Map();
     socket.timeout(options.timeoutMs ?? 30_000).emit(SUBSCRIBE, { scope, request: number }, (timedOut: Error | null, reply: SubscribeReply) => {
       if (closed || number !== request) return;
       if (timedOut) return fail(new PresenceClientError("TIMEOUT", "timeout", "the server did not answer the subscribe"), true);
@@ -191,6 +194,13 @@ export function createPresenceClient(socket: Socket, options: PresenceClientOpti
     const ours =
       frame.key === key || (scope.type === "users" && frame.key === "all") || (scope.type === "room" && frame.key === "rooms");
     if (!ours || closed) return;
+    if (frame.seq !== undefined && scope.type !== "users") {
+      const id = `${frame.node} ${frame.key}`;
+      const last = seqs.get(id);
+      seqs.set(id, frame.seq);
+      // a lost frame (an adapter dropped it, a node restarted): the view may be wrong, read the state again
+      if (last !== undefined && frame.seq !== last + 1) return subscribe();
+    }
     if (pages) return void buffered.push(frame);
     apply(frame);
     fire("sync");

@@ -77,6 +77,14 @@ export interface DiffFrame {
   key: string;
   /** The flushing node's clock (ms). */
   version: number;
+  /** The flushing node (a random id per server start). */
+  node?: string;
+  /**
+   * This node's frame number for this key, counting up by one: every
+   * subscriber of the key gets every one, so a gap means a lost frame (and a
+   * resync). User-list subscribers see only some `"all"` frames and do not check.
+   */
+  seq?: number;
   joins?: DiffEntry[];
   leaves?: DiffEntry[];
   updates?: DiffEntry[];

@@ -20,16 +20,16 @@ describe("@presence/client across three servers sharing one store through an ada
 
   const cluster = async (tickMs: number) => {
     const store = new MemoryStore();
-    const adapter = createBus();
+    const bus = createBus();
     const stores = shareStore(store, 3);
     for (const shared of stores) {
-      const n = await startNode({ store: shared, sync: { tickMs } }, { adapter: adapter as never });
+      const n = await startNode({ store: shared, sync: { tickMs } }, { adapter: bus.adapter as never });
       n.io.on("connection", (socket) => {
         socket.on("join", (room: string, ack: () => void) => void Promise.resolve(socket.join(room)).then(ack));
       });
       nodes.push(n);
     }
-    return { store, nodes: [...nodes] };
+    return { store, bus, nodes: [...nodes] };
   };
   const user = async (n: TestNode, userId: string) => {
     const socket = await connectClient(n.port, { userId });
@@ -108,6 +108,26 @@ describe("@presence/client across three servers sharing one store through an ada
     await waitFor("the count after two joins elsewhere", () => expect(count.count).toBe(3));
     alice.close();
     await waitFor("the count after a leave elsewhere", () => expect(count.count).toBe(2));
+  });
+
+  it("reads the state again when a diff was lost on the way between nodes", async () => {
+    const { bus, nodes: [a, b] } = await cluster(60_000); // flushed by hand
+    const observer = await user(b!, "observer");
+    const online = createPresenceClient(observer);
+    await waitFor("the state", () => expect(ids(online)).toEqual(["observer"]));
+    const first = await user(a!, "first");
+    await a!.presence.sync!.flush();
+    await waitFor("first listed", () => expect(ids(online)).toEqual(["first", "observer"]));
+    // the next diff from a is lost: "lost" joins, and b's subscriber never hears of it
+    let dropped = 0;
+    bus.dropBroadcasts = ({ data }) => JSON.stringify(data ?? "").includes("presence:diff") && dropped++ === 0;
+    await user(a!, "lost");
+    await a!.presence.sync!.flush();
+    await waitFor("the diff to be dropped", () => expect(dropped).toBeGreaterThan(0));
+    first.close();
+    await waitFor("first's leave decided", () => expect(a!.presence.store.isUserConnected("first")).resolves.toBe(false));
+    await a!.presence.sync!.flush(); // this frame's number shows the gap
+    await waitFor("the resync after the gap", () => expect(ids(online)).toEqual(["lost", "observer"]));
   });
 
   it("drops changes older than the state, and changes that arrive after newer ones from another node", async () => {

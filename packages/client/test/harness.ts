@@ -26,8 +26,17 @@ const { ClusterAdapterWithHeartbeat } = fromSocketIo("socket.io-adapter") as { C
  * in one process broadcast to each other's sockets, as over Redis or IPC
  * (the same bus as packages/cluster-query/test/in-process-cluster.ts).
  */
-export function createBus(): (nsp: Namespace) => ClusterAdapterBase {
+export interface Bus {
+  adapter: (nsp: Namespace) => ClusterAdapterBase;
+  /** Broadcasts (emits to sockets on other nodes) to lose on the way, as a dropped pub/sub message is. */
+  dropBroadcasts: (message: { data?: unknown }) => boolean;
+}
+
+const BROADCAST = 3; // socket.io-adapter's MessageType.BROADCAST
+
+export function createBus(): Bus {
   const members = new Set<ClusterAdapterBase>();
+  const bus: Bus = { adapter: (nsp) => new BusAdapter(nsp), dropBroadcasts: () => false };
   class BusAdapter extends ClusterAdapterWithHeartbeat {
     constructor(nsp: Namespace) {
       super(nsp, { heartbeatInterval: 200, heartbeatTimeout: 2000 });
@@ -36,6 +45,8 @@ export function createBus(): (nsp: Namespace) => ClusterAdapterBase {
     }
 
     doPublish(message: unknown): Promise<string> {
+      const { type, data } = message as { type: number; data?: unknown };
+      if (type === BROADCAST && bus.dropBroadcasts({ data })) return Promise.resolve("");
       for (const member of members) {
         if (member !== this && member.nsp.name === this.nsp.name) setImmediate(() => member.onMessage(message));
       }
@@ -53,9 +64,10 @@ export function createBus(): (nsp: Namespace) => ClusterAdapterBase {
     }
   }
   // a plain function: Socket.IO calls it with `new`
-  return function (nsp: Namespace) {
+  bus.adapter = function (nsp: Namespace) {
     return new BusAdapter(nsp);
   };
+  return bus;
 }
 
 /**

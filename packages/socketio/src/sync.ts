@@ -5,6 +5,7 @@ import {
   type Transition,
   type UserInfo,
 } from "@presence/core";
+import { randomBytes } from "node:crypto";
 import createDebug from "debug";
 import type { Namespace, Socket } from "socket.io";
 import { SyncBatch } from "./sync-batch";
@@ -153,6 +154,9 @@ export class PresenceSync {
   /** Until when a flush reads the count for count subscribers on other nodes. */
   #countWantedUntil = 0;
   #countAnnouncedAt = 0;
+  /** This node's id in frames, and its frame numbers per key (see `DiffFrame.seq`). */
+  readonly #node = randomBytes(6).toString("base64url");
+  readonly #seqs = new Map<string, number>();
 
   constructor(context: PresenceSyncContext, options: SyncOptions = {}) {
     this.#context = context;
@@ -213,14 +217,14 @@ export class PresenceSync {
     const version = Date.now();
     const all = batch.all.frame("all", version);
     // one frame for the all-users scope and every user-list subscriber of a changed user
-    if (all) namespace.to([ALL_ROOM, ...[...batch.all.userIds()].map(userRoom)]).emit(DIFF, all);
+    if (all) namespace.to([ALL_ROOM, ...[...batch.all.userIds()].map(userRoom)]).emit(DIFF, this.#numbered(all));
     for (const [room, changes] of batch.rooms) {
       for (const userId of changes.joinsWithoutInfo()) changes.fillInfo(userId, infos.get(userId));
       const frame = changes.frame(`room:${room}`, version);
-      if (frame) namespace.to(roomRoom(room)).emit(DIFF, frame);
+      if (frame) namespace.to(roomRoom(room)).emit(DIFF, this.#numbered(frame));
     }
     const updates = batch.roomUpdates.frame("rooms", version);
-    if (updates) namespace.to(ROOMS_ROOM).emit(DIFF, updates);
+    if (updates) namespace.to(ROOMS_ROOM).emit(DIFF, this.#numbered(updates));
     if (batch.countChanged && !this.#closed && this.#countWanted()) {
       // an absolute count, newest read wins: every node's reads after its own changes converge on the truth
       const countVersion = Date.now();
@@ -250,6 +254,13 @@ export class PresenceSync {
     } catch {
       // the in-memory adapter has no other nodes to tell
     }
+  }
+
+  /** Stamps a frame with this node's id and its next number for the frame's key. */
+  #numbered(frame: DiffFrame): DiffFrame {
+    const seq = (this.#seqs.get(frame.key) ?? 0) + 1;
+    this.#seqs.set(frame.key, seq);
+    return { ...frame, node: this.#node, seq };
   }
 
   #listen(socket: Socket): void {
