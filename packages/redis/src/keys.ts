@@ -14,6 +14,12 @@ export interface PresenceKeys {
   cleanups: string;
   /** string: the last id given to an outbox entry */
   outboxIds: string;
+  /**
+   * hash, after a data loss: who was announced online before it (user id, or
+   * "r:" + pack(room, user) for a room member), as the recovering processes
+   * had counted; a leave is announced by whoever deletes the field
+   */
+  known: string;
   /** hash: user id -> open connections across the deployment */
   users: string;
   /** hash: user id -> info JSON, while the user is online */
@@ -39,6 +45,7 @@ export function presenceKeys(prefix: string): PresenceKeys {
     processes: `${tag}:processes`,
     cleanups: `${tag}:cleanups`,
     outboxIds: `${tag}:outbox-ids`,
+    known: `${tag}:known`,
     users: `${tag}:users`,
     info: `${tag}:info`,
     connections: (processId) => `${tag}:connections:${processId}`,

@@ -5,8 +5,8 @@ import type { Cleaner } from "./cleaner";
 import { pack, unpackPair } from "./encoding";
 import type { FencedError } from "./errors";
 import type { PresenceKeys } from "./keys";
-import type { Counted, LocalTruth } from "./local-truth";
-import { transitionOf, type Op, type PresenceScripts } from "./scripts";
+import type { LocalTruth } from "./local-truth";
+import { transitionOf, type PresenceScripts } from "./scripts";
 import type { Operation, WriteQueue } from "./write-queue";
 
 const debug = createDebug("presence:redis:recovery");
@@ -30,9 +30,11 @@ export interface RecoveryParts {
  * queued, then removes what the old ids left in Redis. Counting the new
  * before removing the old means users who stay online see no leave and no
  * join. When Redis lost data (the old record is gone or behind), what was
- * announced through this process is what it had counted: joins of those
- * users are not announced again, and their leaves are announced once the
- * others had a lease to republish theirs.
+ * announced before is what the processes had counted: each writes its
+ * account into the known hash, republishes, and sends nothing else for a
+ * lease, by which time every live process has done the same; then a join it
+ * made is announced unless someone counted the user before, and a counted
+ * user nobody brought back is announced leaving, by one process.
  */
 export class Recovery {
   readonly #parts: RecoveryParts;
@@ -46,6 +48,7 @@ export class Recovery {
   /** Resolves false when fenced again meanwhile: the next recovery starts over. */
   async run(fence: FencedError | undefined): Promise<boolean> {
     const { scripts, queue, cleaner, truth, leaseTimeoutMs, storeId } = this.#parts;
+    const started = Date.now();
     queue.hold();
     await queue.idle();
     // the batch in doubt is settled under its own id first: applied, sent again, or fenced
@@ -55,42 +58,73 @@ export class Recovery {
     const previous = queue.processId;
     const dataLost = previous !== undefined && fence !== undefined && (fence.reason === "behind" || (await scripts.record(previous)) === undefined);
     const counted = truth.takeCounted();
-    const before = dataLost ? counted : undefined;
 
     const processId = randomUUID();
     await scripts.register(processId, leaseTimeoutMs, storeId, cleaner.announcedThrough);
     if (previous !== undefined) this.retired.add(previous);
-    if (dataLost) {
-      debug("Redis lost data of process %s", previous);
-      cleaner.resetOutbox();
-    }
     debug("registered as process %s (was %s)", processId, previous ?? "none");
+    if (!dataLost) {
+      if (!(await this.#republish(processId, undefined))) return false;
+      await this.cleanRetired();
+      return true;
+    }
 
-    if (!(await this.#republish(processId, before))) return false;
-
-    const announcedLeaves = new Set<string>();
-    await this.cleanRetired(
-      before &&
-        ((t) => {
-          const key = t.type === "left" ? pack(t.room, t.userId) : t.userId;
-          const known = t.type === "left" ? before.memberships.has(key) : before.users.has(key);
-          if (known) announcedLeaves.add(key);
-          return known;
-        }),
-    );
-    if (before) this.#settleLossLater(before, announcedLeaves);
+    // Redis lost data: what was announced before is what the processes had counted
+    debug("Redis lost data of process %s", previous);
+    cleaner.resetOutbox();
+    const before = [...counted.users, ...[...counted.memberships].map((m) => `r:${m}`)];
+    await scripts.markKnown(before, 10 * leaseTimeoutMs);
+    const joined: string[] = [];
+    if (!(await this.#republish(processId, joined))) return false;
+    await this.cleanRetired(() => false); // what it leaves offline is settled below, with the others' accounts
+    // every live process renews within a heartbeat: after a lease, all have republished theirs
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, started + leaseTimeoutMs - Date.now())));
+    await this.#settleLoss(new Set(before), joined);
+    queue.resume();
     return true;
   }
 
-  /** Queues the republishing operations ahead of everything, starts the queue, and waits for them. */
-  async #republish(processId: string, before: Counted | undefined): Promise<boolean> {
+  /**
+   * The transitions a data loss hid: a join this process republished is
+   * announced unless someone counted the user before; a user (or room
+   * member) it had counted and nobody brought back is announced leaving by
+   * the one process that takes it out of the known ones.
+   */
+  async #settleLoss(before: ReadonlySet<string>, joined: readonly string[]): Promise<void> {
+    const { scripts, keys, truth, events } = this.#parts;
+    const present = async (field: string) => {
+      const [key, userId] = field.startsWith("r:") ? (([room, user]) => [keys.room(room), user] as const)(unpackPair(field.slice(2))) : ([keys.users, field] as const);
+      return (await scripts.call("HEXISTS", () => scripts.redis.hexists(key, userId))) === 1;
+    };
+    const transition = (field: string, join: boolean): Transition => {
+      if (!field.startsWith("r:")) return { type: join ? "connected" : "disconnected", userId: field };
+      const [room, userId] = unpackPair(field.slice(2));
+      return { type: join ? "joined" : "left", room, userId };
+    };
+    for (const field of joined) {
+      if (before.has(field) || (await scripts.isKnown(field)) || !(await present(field))) continue;
+      events.announce(transition(field, true));
+    }
+    for (const field of before) {
+      if (this.#parts.closed()) return;
+      const held = field.startsWith("r:") ? (([room, userId]) => truth.inRoom(userId, room))(unpackPair(field.slice(2))) : truth.connections.isOnline(field);
+      if (held || (await present(field))) continue;
+      if (await scripts.claimKnown(field)) events.announce(transition(field, false));
+    }
+  }
+
+  /**
+   * Queues the republishing operations ahead of everything, starts the queue,
+   * and waits for them. After a data loss (`joined` given) only they are
+   * sent, and the joins they make are collected instead of announced.
+   */
+  async #republish(processId: string, joined: string[] | undefined): Promise<boolean> {
     const { queue, truth, events } = this.#parts;
     const queued = new Set<string>();
     for (const { op } of queue.queued()) {
       if (op.op === "c") queued.add(op.connectionId);
       else if (op.op === "j") queued.add(pack(op.connectionId, op.room));
     }
-    const known = (op: Op) => (op.op === "j" ? before?.memberships.has(pack(op.room, op.userId)) : before?.users.has(op.userId)) ?? false;
     const operations: Operation[] = [];
     const done = truth.republishing(queued).map(
       (op) =>
@@ -101,7 +135,10 @@ export class Recovery {
             queuedAt: Date.now(),
             deliver: (result) => {
               truth.noteCounted(op, result);
-              if (result === 1 && !known(op)) events.announce(transitionOf(op));
+              if (result === 1) {
+                if (joined) joined.push(op.op === "j" ? `r:${pack(op.room, op.userId)}` : op.userId);
+                else events.announce(transitionOf(op));
+              }
               resolve(true);
             },
             fail: () => {}, // in doubt: delivered once settled
@@ -110,7 +147,7 @@ export class Recovery {
         }),
     );
     for (let i = operations.length - 1; i >= 0; i--) queue.push(operations[i]!, true);
-    queue.start(processId);
+    queue.start(processId, joined !== undefined);
     return (await Promise.all(done)).every(Boolean);
   }
 
@@ -123,29 +160,5 @@ export class Recovery {
       this.retired.delete(processId);
       await scripts.forget([processId]);
     }
-  }
-
-  /**
-   * After a data loss, the users (and room members) this process had counted
-   * and no longer holds are announced leaving once every other process had
-   * a lease to republish its own: if nobody brought them back, they left.
-   */
-  #settleLossLater(before: Counted, announced: ReadonlySet<string>): void {
-    const { scripts, keys, truth, events, leaseTimeoutMs } = this.#parts;
-    const absent = async (key: string, userId: string) =>
-      (await scripts.call("HEXISTS", () => scripts.redis.hexists(key, userId))) === 0;
-    setTimeout(() => {
-      void (async () => {
-        for (const userId of before.users) {
-          if (this.#parts.closed() || announced.has(userId) || truth.connections.isOnline(userId)) continue;
-          if (await absent(keys.users, userId)) events.announce({ type: "disconnected", userId });
-        }
-        for (const membership of before.memberships) {
-          const [room, userId] = unpackPair(membership);
-          if (this.#parts.closed() || announced.has(membership) || truth.inRoom(userId, room)) continue;
-          if (await absent(keys.room(room), userId)) events.announce({ type: "left", room, userId });
-        }
-      })().catch((error: unknown) => events.error(error as Error));
-    }, leaseTimeoutMs).unref();
   }
 }

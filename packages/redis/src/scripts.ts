@@ -213,6 +213,25 @@ export class PresenceScripts {
     return { status: status as "ok" | "alive", outbox: entries.map(parseOutboxEntry) };
   }
 
+  /** After a data loss: records who was announced online through this process before it (kept `ttlMs`). */
+  async markKnown(fields: readonly string[], ttlMs: number): Promise<void> {
+    for (let i = 0; i < fields.length; i += 1000) {
+      const chunk = fields.slice(i, i + 1000).flatMap((field) => [field, "1"]);
+      await this.call("HSET known", () => this.#redis.hset(this.#keys.known, ...chunk));
+    }
+    if (fields.length > 0) await this.call("PEXPIRE known", () => this.#redis.pexpire(this.#keys.known, ttlMs));
+  }
+
+  /** Whether `field` was announced online before the data loss (by any process's account). */
+  async isKnown(field: string): Promise<boolean> {
+    return (await this.call("HEXISTS known", () => this.#redis.hexists(this.#keys.known, field))) === 1;
+  }
+
+  /** Takes `field` out of the known ones: true for exactly one caller, who announces its leave. */
+  async claimKnown(field: string): Promise<boolean> {
+    return (await this.call("HDEL known", () => this.#redis.hdel(this.#keys.known, field))) === 1;
+  }
+
   /** Drops what is left of old process records once they have been settled. */
   async forget(processIds: readonly string[]): Promise<void> {
     if (processIds.length === 0) return;

@@ -64,6 +64,7 @@ export class WriteQueue {
   #flushScheduled = false;
   #settling = false;
   #held = true;
+  #republishOnly = false;
   #closed = false;
 
   constructor(scripts: PresenceScripts, options: WriteQueueOptions, fenced: (error: FencedError) => void) {
@@ -101,12 +102,22 @@ export class WriteQueue {
     this.#held = true;
   }
 
-  /** Sends under a new process id, from batch 1. */
-  start(processId: string): void {
+  /**
+   * Sends under a new process id, from batch 1; with `republishOnly`, only
+   * the republishing operations at the front until {@link resume}.
+   */
+  start(processId: string, republishOnly = false): void {
     this.#processId = processId;
     this.#seq = 0;
     this.#acked = 0;
     this.#held = false;
+    this.#republishOnly = republishOnly;
+    this.#scheduleFlush();
+  }
+
+  /** Sends everything again after `start(processId, true)`. */
+  resume(): void {
+    this.#republishOnly = false;
     this.#scheduleFlush();
   }
 
@@ -143,7 +154,13 @@ export class WriteQueue {
     const processId = this.#processId;
     if (this.#closed || this.#queue.length === 0) return;
     if (this.#held || processId === undefined || this.#inFlight || this.#doubt) return this.#armExpiry();
-    const batch: Batch = { processId, seq: ++this.#seq, operations: this.#queue.splice(0, this.#options.maxBatchSize) };
+    let size = Math.min(this.#options.maxBatchSize, this.#queue.length);
+    if (this.#republishOnly) {
+      size = this.#queue.findIndex((operation, i) => i >= size || !operation.republish);
+      if (size === -1) size = Math.min(this.#options.maxBatchSize, this.#queue.length);
+      if (size === 0) return this.#armExpiry();
+    }
+    const batch: Batch = { processId, seq: ++this.#seq, operations: this.#queue.splice(0, size) };
     this.#inFlight = this.#send(batch).finally(() => {
       this.#inFlight = undefined;
       this.flush();
