@@ -235,6 +235,20 @@ describe("@presence/client against one server", () => {
     expect(reads).toBe(2); // the first, and one for the 19 that came while it was under way
   });
 
+  it("resyncs once at the end of the tick however often the server asks", async () => {
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
+    let subscribes = 0;
+    n.io.on("connection", (socket) => socket.on(SUBSCRIBE, () => subscribes++));
+    const observer = await user(n.port, "observer");
+    const online = createPresenceClient(observer);
+    await waitFor("the first state", () => expect(ids(online)).toEqual(["observer"]));
+    for (let i = 0; i < 5; i++) n.presence.sync!.resyncSoon();
+    await waitFor("one resubscribe", () => expect(subscribes).toBe(2));
+    await sleep(200);
+    expect(subscribes).toBe(2);
+    expect(online.synced).toBe(true);
+  });
+
   it("buffers diffs that arrive before the state", async () => {
     const store = new MemoryStore();
     let release!: () => void;

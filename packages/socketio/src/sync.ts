@@ -148,6 +148,7 @@ export class PresenceSync {
   readonly #states: StateReads;
   #batch = new SyncBatch();
   #timer: NodeJS.Timeout | undefined;
+  #resyncTimer: NodeJS.Timeout | undefined;
   /** The flush in progress: flushes run one after the other, so diffs leave in order. */
   #flushing: Promise<void> = Promise.resolve();
   #closed = false;
@@ -184,6 +185,19 @@ export class PresenceSync {
     (options.local ? to.local : to).emit(RESYNC, frame);
   }
 
+  /**
+   * Asks every subscriber to resync at the end of this tick, once however
+   * often it is called: for the binding when a store call failed for good
+   * (the transition it would have decided may be lost).
+   */
+  resyncSoon(): void {
+    if (this.#closed) return;
+    this.#resyncTimer ??= setTimeout(() => {
+      this.#resyncTimer = undefined;
+      this.resync();
+    }, this.options.tickMs);
+  }
+
   /** Sends what is queued now; resolves once its diffs are sent. */
   flush(): Promise<void> {
     clearTimeout(this.#timer);
@@ -198,6 +212,7 @@ export class PresenceSync {
   /** Flushes what is left and stops: later transitions are flushed at once. */
   close(): Promise<void> {
     this.#closed = true;
+    clearTimeout(this.#resyncTimer);
     return this.flush();
   }
 
