@@ -2,37 +2,42 @@
 // workers, in cluster and redis mode, vs the same server with presence off:
 // connection rate, time until /api/presence reports all N users, and the
 // workers' memory per connected user.
-import { execFileSync, spawn } from "node:child_process";
-import { once } from "node:events";
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { createInterface } from "node:readline";
-import { io as connect } from "socket.io-client";
+import { connectWithin, fetchWithin, pollUntil, progress, startProcess, stopProcess } from "./lib/deadline.mjs";
 import { sleep, summarize } from "./lib/measure.mjs";
 
 const require = createRequire(import.meta.url);
 const demoMain = require.resolve("@presence/demo/dist/main.js");
 
+/** Deadlines: generous for a loaded 2-core machine, yet a stall fails the run instead of hanging it. */
+const START_MS = 60_000;
+const CONNECT_MS = 30_000;
+const REPORTED_MS = 60_000;
+const STOP_MS = 15_000;
+
 async function startDemo(args) {
   // abuse limits off: every client of the load comes from one address
-  const flags = ["--port", "0", "--workers", "2", "--secret", "bench", "--rate-limit", "0", "--max-connections-per-user", "0"];
-  const child = spawn(process.execPath, [demoMain, ...flags, ...args], {
-    stdio: ["ignore", "pipe", "inherit"],
+  const flags = ["--port", "0", "--workers", "2", "--secret", "bench", "--rate-limit", "0", "--login-rate-limit", "0", "--max-connections-per-user", "0"];
+  const { child, match } = await startProcess(process.execPath, [demoMain, ...flags, ...args], {
+    ready: /listening on http:\/\/localhost:(\d+)/,
+    ms: START_MS,
+    name: `the demo (${args.join(" ")})`,
   });
-  const lines = createInterface({ input: child.stdout });
-  const port = await new Promise((resolve, reject) => {
-    lines.on("line", (line) => {
-      const match = /localhost:(\d+)/.exec(line);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once("exit", (code) => reject(new Error(`demo exited with ${code}`)));
-  });
-  return { child, url: `http://127.0.0.1:${port}` };
+  return { child, url: `http://127.0.0.1:${match[1]}` };
+}
+
+async function login(url, userId) {
+  const res = await fetchWithin(`${url}/api/login`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ userId }) }, CONNECT_MS);
+  const body = await res.json();
+  if (!res.ok || !body.token) throw new Error(`login of ${userId} failed: ${res.status} ${body.error ?? body.message ?? ""}`);
+  return body.token;
 }
 
 /** Resident memory of the demo's workers, in bytes. */
 function workersRss(primaryPid) {
-  const pids = execFileSync("pgrep", ["-P", String(primaryPid)], { encoding: "utf8" }).split("\n").filter(Boolean);
+  const pids = execFileSync("pgrep", ["-P", String(primaryPid)], { encoding: "utf8", timeout: 5_000 }).split("\n").filter(Boolean);
   return pids.reduce((sum, pid) => sum + Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) * 1024, 0);
 }
 
@@ -40,53 +45,54 @@ const log = (...args) => process.env.BENCH_DEBUG && console.error(new Date().toI
 
 async function runOnce(args, n, withPresence) {
   const demo = await startDemo(args);
-  log("started", args.join(" "));
-  const tokens = [];
-  for (let i = 0; i < n; i += 100) {
-    const batch = await Promise.all(
-      Array.from({ length: Math.min(100, n - i) }, async (_, j) => {
-        const res = await fetch(`${demo.url}/api/login`, { method: "POST", body: JSON.stringify({ userId: `user-${i + j}` }) });
-        return (await res.json()).token;
-      }),
-    );
-    tokens.push(...batch);
-  }
-  log("logged in", tokens.length);
-  await sleep(300);
-  const rssBefore = workersRss(demo.child.pid);
-  const started = Date.now();
-  const sockets = [];
-  for (let i = 0; i < n; i += 100) {
-    sockets.push(
-      ...(await Promise.all(
-        tokens.slice(i, i + 100).map(
-          (token) =>
-            new Promise((resolve, reject) => {
-              const socket = connect(demo.url, { auth: { token }, transports: ["websocket"], reconnection: false, forceNew: true });
-              socket.once("connect", () => resolve(socket));
-              socket.once("connect_error", reject);
-            }),
-        ),
-      )),
-    );
-  }
-  const connectedMs = Date.now() - started;
-  log("connected", sockets.length, connectedMs);
-  let reportedMs = null;
-  if (withPresence) {
-    for (;;) {
-      const body = await (await fetch(`${demo.url}/api/presence`)).json();
-      if (body.count === n) break;
-      await sleep(10);
+  const name = args.join(" ");
+  try {
+    log("started", name);
+    const tokens = [];
+    for (let i = 0; i < n; i += 100) {
+      tokens.push(...(await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => login(demo.url, `user-${i + j}`)))));
     }
-    reportedMs = Date.now() - started;
+    log("logged in", tokens.length);
+    await sleep(300);
+    const rssBefore = workersRss(demo.child.pid);
+    const started = Date.now();
+    const sockets = [];
+    const report = progress(`end to end, ${name}: clients connected`, n);
+    try {
+      for (let i = 0; i < n; i += 100) {
+        const batch = tokens.slice(i, i + 100).map((token, j) =>
+          connectWithin(demo.url, { auth: { token }, transports: ["websocket"] }, CONNECT_MS, `client ${i + j + 1} of ${n} (${name})`),
+        );
+        // every client of the batch settles (each has its own deadline), so none is left open on a failure
+        const settled = await Promise.allSettled(batch);
+        sockets.push(...settled.flatMap((r) => (r.status === "fulfilled" ? [r.value] : [])));
+        const failed = settled.filter((r) => r.status === "rejected");
+        if (failed.length) throw new Error(`${failed.length} of ${batch.length} clients did not connect: ${failed[0].reason.message}`);
+        report(sockets.length);
+      }
+      const connectedMs = Date.now() - started;
+      log("connected", sockets.length, connectedMs);
+      let reportedMs = null;
+      if (withPresence) {
+        let count;
+        await pollUntil(
+          async () => {
+            count = (await (await fetchWithin(`${demo.url}/api/presence`, {}, CONNECT_MS)).json()).count;
+            return count === n;
+          },
+          { ms: REPORTED_MS, what: `/api/presence to report ${n} users (${name}; last count ${count})` },
+        );
+        reportedMs = Date.now() - started;
+      }
+      await sleep(300);
+      const rssPerUser = (workersRss(demo.child.pid) - rssBefore) / n;
+      return { rate: (n / connectedMs) * 1000, reportedMs, rssPerUser };
+    } finally {
+      for (const socket of sockets) socket.close();
+    }
+  } finally {
+    await stopProcess(demo.child, STOP_MS, `the demo (${name})`);
   }
-  await sleep(300);
-  const rssPerUser = (workersRss(demo.child.pid) - rssBefore) / n;
-  for (const socket of sockets) socket.close();
-  demo.child.kill("SIGTERM");
-  await once(demo.child, "exit");
-  return { rate: (n / connectedMs) * 1000, reportedMs, rssPerUser };
 }
 
 export async function endToEnd({ smoke, redis }) {
