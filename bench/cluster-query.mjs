@@ -1,9 +1,12 @@
 // 3. Single-user presence across 4 cluster workers: p50 / p99 latency of
 // isUserConnected with cluster-query vs fetchSockets.
 import { spawn } from "node:child_process";
-import { once } from "node:events";
 import { fileURLToPath } from "node:url";
+import { exitWithin } from "./lib/deadline.mjs";
 import { percentile, summarize } from "./lib/measure.mjs";
+
+/** The whole measurement (4 workers started, users connected, queries timed); generous for a loaded 2-core machine. */
+const RUN_MS = 180_000;
 
 const script = fileURLToPath(new URL("./cluster-latency.mjs", import.meta.url));
 
@@ -14,8 +17,16 @@ async function measureOnce(smoke) {
   });
   let out = "";
   child.stdout.on("data", (d) => (out += d));
-  await once(child, "exit");
-  return JSON.parse(out.trim().split("\n").pop());
+  let code;
+  try {
+    code = await exitWithin(child, RUN_MS, "the cluster latency measurement (cluster-latency.mjs) to finish");
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
+  const last = out.trim().split("\n").pop();
+  if (code !== 0) throw new Error(`cluster-latency.mjs exited with ${code}: ${last}`);
+  return JSON.parse(last);
 }
 
 export async function clusterQueryLatency({ smoke }) {

@@ -8,6 +8,7 @@ import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startRedisServer } from "@presence/redis/testing";
+import { withDeadline } from "./lib/deadline.mjs";
 import { cleanupAtScale } from "./cleanup.mjs";
 import { clusterQueryLatency } from "./cluster-query.mjs";
 import { endToEnd } from "./end-to-end.mjs";
@@ -46,12 +47,19 @@ if (values.render) {
   rows.push(...saved.rows);
   measuredAt = new Date(saved.date);
 }
-const redis = values.render ? undefined : await startRedisServer();
+/**
+ * A backstop for each benchmark as a whole (each also puts a deadline on every
+ * wait of its own): a run that stalls fails with a message instead of hanging.
+ */
+const BENCH_MS = smoke ? 300_000 : 3 * 3_600_000;
+const redis = values.render ? undefined : await withDeadline(startRedisServer(), 30_000, "redis-server to start");
+let failed = false;
 try {
   for (const [id, bench] of benchmarks) {
     if (values.render || (only && !only.has(id))) continue;
     const started = Date.now();
-    const result = await bench({ smoke, redis });
+    console.error(`${id}. ${bench.name}: running${smoke ? " (smoke)" : ""}`);
+    const result = await withDeadline(bench({ smoke, redis }), BENCH_MS, `benchmark ${id} (${bench.name})`);
     for (const row of result) {
       row.ratio = row.theirs ? row.ours.median / row.theirs.median : null;
       rows.push(row);
@@ -62,9 +70,14 @@ try {
     }
     console.log(`   (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   }
+} catch (error) {
+  failed = true;
+  console.error(`bench failed: ${error.stack ?? error}`);
 } finally {
-  await redis?.stop();
+  await withDeadline(redis?.stop() ?? Promise.resolve(), 15_000, "redis-server to stop").catch((error) => console.error(error.message));
 }
+// a benchmark that failed may have left clients or children behind: do not wait for them
+if (failed) process.exit(1);
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node.js ${process.version}${smoke ? " (smoke run: small N)" : ""}`;
 const table = [

@@ -42,7 +42,8 @@ export async function storeThroughput({ smoke, redis }) {
     });
   });
 
-  const client = new Redis(redis.url);
+  // a Redis that stops answering fails the run instead of hanging it
+  const client = new Redis(redis.url, { commandTimeout: 60_000 });
   const ours = await repeat(runs, async () => {
     const store = new RedisStore({ redis: client, prefix: `bench-${randomUUID()}` });
     const rate = await throughput({

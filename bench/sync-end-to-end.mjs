@@ -15,7 +15,13 @@ import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { io as connect } from "socket.io-client";
+import { stopProcess, withDeadline } from "./lib/deadline.mjs";
 import { summarize } from "./lib/measure.mjs";
+
+/** Deadlines: generous for a loaded 2-core machine, yet a stall fails the run instead of hanging it. */
+const START_MS = 30_000;
+const CONNECT_MS = 30_000;
+const FETCH_MS = 10_000;
 
 const require = createRequire(import.meta.url);
 // @presence/client comes with the demo (it serves it to the page)
@@ -81,7 +87,8 @@ function keepView(mode, socket, url, n, totals, complete) {
     let text;
     // under the storm a request can fail: a page would try again, so does this
     for (let attempt = 0; text === undefined; attempt++) {
-      text = await fetch(`${url}/api/presence`).then((res) => res.text(), () => undefined);
+      if (attempt === 10) throw new Error(`GET ${url}/api/presence failed 10 times`);
+      text = await fetch(`${url}/api/presence`, { signal: AbortSignal.timeout(FETCH_MS) }).then((res) => res.text(), () => undefined);
       if (text === undefined) await new Promise((resolve) => setTimeout(resolve, Math.min(1000, 50 * 2 ** attempt)));
     }
     totals.frames++;
@@ -102,46 +109,52 @@ function keepView(mode, socket, url, n, totals, complete) {
 
 async function runOnce(mode, n, tickMs) {
   const server = fork(self, ["--serve", mode, String(tickMs)], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const [{ port }] = await once(server, "message");
+  const [{ port }] = await withDeadline(once(server, "message"), START_MS, `the ${mode} server to listen`, () => server.kill("SIGKILL"));
   const url = `http://127.0.0.1:${port}`;
   const totals = { frames: 0, bytes: 0 };
   const sockets = [];
-  let completed = 0;
-  let allComplete;
-  const done = new Promise((resolve) => (allComplete = resolve));
-  const started = Date.now();
-  for (let i = 0; i < n; i += 100) {
-    const batch = Array.from({ length: Math.min(100, n - i) }, (_, j) => {
-      const socket = connect(url, { auth: { userId: `user-${i + j}` }, transports: ["websocket"], reconnection: false, forceNew: true });
-      meter(socket, totals);
-      let once = false;
-      keepView(mode, socket, url, n, totals, () => {
-        if (once) return;
-        once = true;
-        if (++completed === n) allComplete(Date.now());
+  try {
+    let completed = 0;
+    let allComplete;
+    const done = new Promise((resolve) => (allComplete = resolve));
+    const started = Date.now();
+    for (let i = 0; i < n; i += 100) {
+      const batch = Array.from({ length: Math.min(100, n - i) }, (_, j) => {
+        const socket = connect(url, { auth: { userId: `user-${i + j}` }, transports: ["websocket"], reconnection: false, forceNew: true });
+        meter(socket, totals);
+        let once = false;
+        keepView(mode, socket, url, n, totals, () => {
+          if (once) return;
+          once = true;
+          if (++completed === n) allComplete(Date.now());
+        });
+        sockets.push(socket);
+        const connected = new Promise((resolve, reject) => {
+          socket.once("connect", resolve);
+          socket.once("connect_error", reject);
+        });
+        return withDeadline(connected, CONNECT_MS, `client ${i + j + 1} of ${n} (${mode}) to connect`);
       });
-      sockets.push(socket);
-      return new Promise((resolve, reject) => {
-        socket.once("connect", resolve);
-        socket.once("connect_error", reject);
-      });
-    });
-    await Promise.all(batch);
+      await Promise.all(batch);
+    }
+    const connectedAt = Date.now();
+    const deadline = setTimeout(() => {
+      console.error(`sync bench (${mode}): ${n - completed} of ${n} views still incomplete after 60 s`);
+      allComplete(undefined);
+    }, 60_000);
+    const completeAt = await done;
+    clearTimeout(deadline);
+    const result = {
+      rate: (n / (connectedAt - started)) * 1000,
+      completeMs: completeAt === undefined ? Number.NaN : Math.max(0, completeAt - connectedAt),
+      frames: totals.frames,
+      bytes: totals.bytes,
+    };
+    return result;
+  } finally {
+    for (const socket of sockets) socket.close();
+    await stopProcess(server, 15_000, `the ${mode} server`);
   }
-  const connectedAt = Date.now();
-  const deadline = setTimeout(() => allComplete(undefined), 60_000);
-  const completeAt = await done;
-  clearTimeout(deadline);
-  const result = {
-    rate: (n / (connectedAt - started)) * 1000,
-    completeMs: completeAt === undefined ? Number.NaN : Math.max(0, completeAt - connectedAt),
-    frames: totals.frames,
-    bytes: totals.bytes,
-  };
-  for (const socket of sockets) socket.close();
-  server.kill("SIGTERM");
-  await once(server, "exit");
-  return result;
 }
 
 /** Events + refetch makes N² HTTP requests carrying N³ user ids: it runs with at most this many clients. */

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { once } from "node:events";
+import { exitWithin } from "./deadline.mjs";
 
 /** min / median / max of a list of numbers. */
 export function summarize(values) {
@@ -43,7 +43,12 @@ export async function redisBenchmark(port, requests, args) {
   const child = spawn("redis-benchmark", ["-p", String(port), "-n", String(requests), "-c", "50", "-P", "16", "-q", ...args]);
   let out = "";
   child.stdout.on("data", (d) => (out += d));
-  await once(child, "exit");
+  try {
+    await exitWithin(child, 120_000, `redis-benchmark ${args[0]} (${requests.toLocaleString("en")} requests) to finish`);
+  } catch (error) {
+    child.kill("SIGKILL");
+    throw error;
+  }
   const match = /([\d.]+) requests per second/.exec(out.replace(/\r/g, "\n"));
   if (!match) throw new Error(`redis-benchmark printed no rate: ${out}`);
   return Number(match[1]);
