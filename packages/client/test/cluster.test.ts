@@ -1,5 +1,5 @@
 import { MemoryStore } from "@presence/memory";
-import { DIFF, type DiffFrame } from "@presence/socketio";
+import { DIFF, RESYNC, type DiffFrame } from "@presence/socketio";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPresenceClient, type PresenceClient } from "../src";
@@ -18,12 +18,12 @@ describe("@presence/client across three servers sharing one store through an ada
   const nodes: TestNode[] = [];
   const sockets: ClientSocket[] = [];
 
-  const cluster = async (tickMs: number) => {
+  const cluster = async (tickMs: number, nodeHeartbeatMs = 2000) => {
     const store = new MemoryStore();
     const bus = createBus();
     const stores = shareStore(store, 3);
     for (const shared of stores) {
-      const n = await startNode({ store: shared, sync: { tickMs } }, { adapter: bus.adapter as never });
+      const n = await startNode({ store: shared, sync: { tickMs, nodeHeartbeatMs } }, { adapter: bus.adapter as never });
       n.io.on("connection", (socket) => {
         socket.on("join", (room: string, ack: () => void) => void Promise.resolve(socket.join(room)).then(ack));
       });
@@ -128,6 +128,20 @@ describe("@presence/client across three servers sharing one store through an ada
     await waitFor("first's leave decided", () => expect(a!.presence.store.isUserConnected("first")).resolves.toBe(false));
     await a!.presence.sync!.flush(); // this frame's number shows the gap
     await waitFor("the resync after the gap", () => expect(ids(online)).toEqual(["lost", "observer"]));
+  });
+
+  it("resyncs the survivors' subscribers when a node dies with diffs it had not flushed", async () => {
+    const { bus, nodes: [a, b] } = await cluster(60_000, 100); // flushed by hand; a node silent for 300 ms is dead
+    const observer = await user(b!, "observer");
+    const online = createPresenceClient(observer);
+    await waitFor("the state", () => expect(ids(online)).toEqual(["observer"]));
+    let resyncs = 0;
+    observer.on(RESYNC, () => resyncs++);
+    await user(a!, "unflushed"); // decided on a, queued for a flush that never comes
+    await waitFor("the join decided", () => expect(a!.presence.store.isUserConnected("unflushed")).resolves.toBe(true));
+    bus.kill(a!.io.of("/"));
+    await waitFor("the resync after a went silent", () => expect([resyncs, ids(online)]).toEqual([1, ["observer", "unflushed"]]));
+    expect(resyncs).toBe(1);
   });
 
   it("drops changes older than the state, and changes that arrive after newer ones from another node", async () => {

@@ -9,6 +9,7 @@ import { randomBytes } from "node:crypto";
 import createDebug from "debug";
 import type { Namespace, Socket } from "socket.io";
 import { SyncBatch } from "./sync-batch";
+import { PeerNodes } from "./sync-nodes";
 import { StateReads } from "./sync-state";
 import {
   DIFF,
@@ -66,6 +67,13 @@ export interface SyncOptions {
    */
   pageSize?: number;
   /**
+   * How often, in ms, each node tells the others it is alive. A node silent
+   * for three of these is taken for dead (killed, cut off): the diffs it had
+   * not flushed are lost, so every survivor tells its subscribers to resync.
+   * @default 2000
+   */
+  nodeHeartbeatMs?: number;
+  /**
    * Whether a socket may follow a room it is not a member of (members always may).
    * @default () => true
    */
@@ -76,6 +84,7 @@ const DEFAULT_SYNC_OPTIONS: Required<SyncOptions> = {
   tickMs: 250,
   maxUserIds: 500,
   pageSize: 500,
+  nodeHeartbeatMs: 2000,
   canSubscribeRoom: () => true,
 };
 
@@ -146,6 +155,7 @@ export class PresenceSync {
   readonly #context: PresenceSyncContext;
   readonly #following = new WeakMap<Socket, Following>();
   readonly #states: StateReads;
+  readonly #peers: PeerNodes;
   #batch = new SyncBatch();
   #timer: NodeJS.Timeout | undefined;
   #resyncTimer: NodeJS.Timeout | undefined;
@@ -163,6 +173,10 @@ export class PresenceSync {
     this.#context = context;
     this.options = { ...DEFAULT_SYNC_OPTIONS, ...options };
     this.#states = new StateReads(context.namespace, context.store, this.options.pageSize);
+    this.#peers = new PeerNodes(context.namespace, this.#node, this.options.nodeHeartbeatMs, (node) => {
+      debug("node %s went silent: its unflushed diffs are lost, subscribers here resync", node);
+      this.resync({ local: true });
+    });
     context.namespace.on("connection", (socket) => this.#listen(socket));
     context.namespace.on(COUNT_WANTED, () => (this.#countWantedUntil = Date.now() + COUNT_WANTED_MS));
   }
@@ -213,6 +227,7 @@ export class PresenceSync {
   close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#resyncTimer);
+    this.#peers.close();
     return this.flush();
   }
 
