@@ -1,13 +1,14 @@
 import { DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_USER_ID_BYTES, DEFAULT_MAX_USER_INFO_BYTES } from "@presence/core";
-import type { Cluster, Redis } from "ioredis";
+import type { RedisClient } from "./client";
 import { InvalidOptionError } from "./errors";
 
 export interface RedisStoreOptions {
   /**
-   * An ioredis client (`Redis` or `Cluster`, ioredis 5 or 6). The store works
-   * on its own duplicate of it, so your client's settings and state are left alone.
+   * An ioredis client (`Redis` or `Cluster`, ioredis 5 or 6) or a node-redis
+   * client (`createClient()`, redis 4 or 5). The store works on its own
+   * duplicate of it, so your client's settings and state are left alone.
    */
-  redis: Redis | Cluster;
+  redis: RedisClient;
   /**
    * Every key of the deployment starts with `{prefix}:` (the braces are the
    * Redis Cluster hash tag). Stores that share a prefix form one deployment.

@@ -94,7 +94,7 @@ export class Recovery {
     const { scripts, keys, truth, events } = this.#parts;
     const present = async (field: string) => {
       const [key, userId] = field.startsWith("r:") ? (([room, user]) => [keys.room(room), user] as const)(unpackPair(field.slice(2))) : ([keys.users, field] as const);
-      return (await scripts.call("HEXISTS", () => scripts.redis.hexists(key, userId))) === 1;
+      return (await scripts.command<number>("HEXISTS", ["HEXISTS", key, userId])) === 1;
     };
     const transition = (field: string, join: boolean): Transition => {
       if (!field.startsWith("r:")) return { type: join ? "connected" : "disconnected", userId: field };

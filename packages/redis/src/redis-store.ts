@@ -18,7 +18,7 @@ import {
 } from "@presence/core";
 import createDebug from "debug";
 import { Cleaner } from "./cleaner";
-import { assertIoredisClient, duplicateClient } from "./client";
+import { assertRedisClient, connect } from "./client";
 import type { FencedError } from "./errors";
 import { presenceKeys, type PresenceKeys } from "./keys";
 import { Lease } from "./lease";
@@ -65,14 +65,12 @@ export class RedisStore implements PresenceStore {
   #closing: Promise<void> | undefined;
 
   constructor(options: RedisStoreOptions) {
-    assertIoredisClient(options?.redis);
+    assertRedisClient(options?.redis);
     this.#options = resolveOptions(options);
     const { maxUserIdBytes, maxRoomBytes, maxUserInfoBytes, commandTimeoutMs, leaseTimeoutMs, maxBatchSize, cleanupChunkSize } = this.#options;
     this.limits = Object.freeze({ maxUserIdBytes, maxRoomBytes, maxUserInfoBytes });
     this.keys = presenceKeys(this.#options.prefix);
-    const client = duplicateClient(this.#options.redis, commandTimeoutMs, `presence:${this.id}`);
-    client.on("error", (error: Error) => debug("redis connection error: %s", error.message));
-    this.#scripts = new PresenceScripts(client, this.keys, commandTimeoutMs);
+    this.#scripts = new PresenceScripts(connect(this.#options.redis, commandTimeoutMs, `presence:${this.id}`), this.keys, commandTimeoutMs);
     this.#queue = new WriteQueue(this.#scripts, { leaseTimeoutMs, maxBatchSize, commandTimeoutMs }, (fence) => void this.#recover(fence));
     this.#cleaner = new Cleaner(this.#scripts, { storeId: this.id, leaseTimeoutMs, cleanupChunkSize }, (t) => this.#events.announce(t));
     const parts = { storeId: this.id, leaseTimeoutMs, keys: this.keys, scripts: this.#scripts, queue: this.#queue, cleaner: this.#cleaner };
@@ -135,7 +133,7 @@ export class RedisStore implements PresenceStore {
 
   async userInfo(userId: string): Promise<UserInfo | undefined> {
     this.#assertOpen();
-    const json = await this.#scripts.call("HGET info", () => this.#scripts.redis.hget(this.keys.info, userId));
+    const json = await this.#scripts.command<string | null>("HGET info", ["HGET", this.keys.info, userId]);
     return json === null ? undefined : parseUserInfo(json);
   }
 
@@ -164,12 +162,12 @@ export class RedisStore implements PresenceStore {
   async isUserConnected(userId: string): Promise<boolean> {
     this.#assertOpen();
     assertUserId(userId, this.limits.maxUserIdBytes);
-    return (await this.#scripts.call("HEXISTS", () => this.#scripts.redis.hexists(this.keys.users, userId))) === 1;
+    return (await this.#scripts.command<number>("HEXISTS", ["HEXISTS", this.keys.users, userId])) === 1;
   }
 
   async usersCount(): Promise<number> {
     this.#assertOpen();
-    return this.#scripts.call("HLEN", () => this.#scripts.redis.hlen(this.keys.users));
+    return this.#scripts.command<number>("HLEN", ["HLEN", this.keys.users]);
   }
 
   async usersList(): Promise<string[]> {
@@ -186,12 +184,12 @@ export class RedisStore implements PresenceStore {
 
   async isUserInRoom(userId: string, room: string): Promise<boolean> {
     this.#assertOpen();
-    return (await this.#scripts.call("HEXISTS", () => this.#scripts.redis.hexists(this.keys.room(room), userId))) === 1;
+    return (await this.#scripts.command<number>("HEXISTS", ["HEXISTS", this.keys.room(room), userId])) === 1;
   }
 
   async roomUsersCount(room: string): Promise<number> {
     this.#assertOpen();
-    return this.#scripts.call("HLEN", () => this.#scripts.redis.hlen(this.keys.room(room)));
+    return this.#scripts.command<number>("HLEN", ["HLEN", this.keys.room(room)]);
   }
 
   /** A room's users in pages, streamed with HSCAN of that room's hash alone. */
@@ -250,7 +248,7 @@ export class RedisStore implements PresenceStore {
       this.#queue.close(new StoreClosedError());
       this.#truth.clear();
       this.#events.clear();
-      this.#scripts.redis.disconnect();
+      this.#scripts.close();
     }
   }
 
@@ -310,7 +308,7 @@ export class RedisStore implements PresenceStore {
     const seen = new Set<string>(); // HSCAN may return an entry twice while the hash resizes
     let cursor = "0";
     do {
-      const [next, entries] = await this.#scripts.call("HSCAN", () => this.#scripts.redis.hscan(key, cursor, "COUNT", count));
+      const [next, entries] = await this.#scripts.command<[string, string[]]>("HSCAN", ["HSCAN", key, cursor, "COUNT", String(count)]);
       cursor = next;
       const page: UserPresence[] = [];
       for (let i = 0; i + 1 < entries.length; i += 2) {
@@ -320,7 +318,7 @@ export class RedisStore implements PresenceStore {
         page.push({ userId, connections: Number(entries[i + 1]) });
       }
       if (page.length === 0) continue;
-      const infos = await this.#scripts.call("HMGET info", () => this.#scripts.redis.hmget(this.keys.info, ...page.map((u) => u.userId)));
+      const infos = await this.#scripts.command<Array<string | null>>("HMGET info", ["HMGET", this.keys.info, ...page.map((u) => u.userId)]);
       page.forEach((user, i) => {
         const json = infos[i];
         if (json) user.info = parseUserInfo(json);

@@ -1,6 +1,6 @@
 import { StoreUnavailableError, parseUserInfo, type Transition } from "@presence/core";
-import type { Cluster, Redis } from "ioredis";
-import { withTimeout } from "./client";
+import { createHash } from "node:crypto";
+import { withTimeout, type Connection } from "./client";
 import { parseOutboxEntry, type OperationResult, type OutboxEntry } from "./encoding";
 import { FencedError } from "./errors";
 import type { PresenceKeys } from "./keys";
@@ -14,15 +14,24 @@ import outbox from "./scripts/includes/outbox.lua";
 import pack from "./scripts/includes/pack.lua";
 
 const INCLUDES = { "includes/clock.lua": clock, "includes/pack.lua": pack, "includes/outbox.lua": outbox };
-const lua = (name: string, source: string) => resolveIncludes(name, source, INCLUDES);
 
-/** The scripts as ioredis commands (EVALSHA, falling back to EVAL on NOSCRIPT); keys first, then arguments. */
-interface Commands {
-  presenceApply(numberOfKeys: number, ...keysAndArgs: string[]): Promise<OperationResult[]>;
-  presenceHeartbeat(...keysAndArgs: string[]): Promise<[string[], string[]]>;
-  presenceCleanup(...keysAndArgs: string[]): Promise<string[]>;
-  presenceCleanupRooms(numberOfKeys: number, ...keysAndArgs: string[]): Promise<string[]>;
+/** A script with its includes resolved, and its SHA-1 for EVALSHA. */
+interface Script {
+  source: string;
+  sha: string;
 }
+
+function script(name: string, source: string): Script {
+  const resolved = resolveIncludes(name, source, INCLUDES);
+  return { source: resolved, sha: createHash("sha1").update(resolved).digest("hex") };
+}
+
+const SCRIPTS = {
+  apply: script("apply.lua", applySource),
+  heartbeat: script("heartbeat.lua", heartbeatSource),
+  cleanup: script("cleanup.lua", cleanupSource),
+  cleanupRooms: script("cleanup-rooms.lua", cleanupRoomsSource),
+};
 
 /** One operation of apply.lua; `info` is JSON ("" for none). `r` republishes a connection after a fence. */
 export type Op =
@@ -78,22 +87,34 @@ const isFenced = (error: unknown): error is Error => error instanceof Error && e
  * a `StoreUnavailableError` (the call may or may not have run).
  */
 export class PresenceScripts {
-  readonly #redis: (Redis | Cluster) & Commands;
+  readonly #connection: Connection;
   readonly #keys: PresenceKeys;
   readonly #timeoutMs: number;
 
-  constructor(redis: Redis | Cluster, keys: PresenceKeys, timeoutMs: number) {
-    redis.defineCommand("presenceApply", { lua: lua("apply.lua", applySource) });
-    redis.defineCommand("presenceHeartbeat", { numberOfKeys: 4, lua: lua("heartbeat.lua", heartbeatSource) });
-    redis.defineCommand("presenceCleanup", { numberOfKeys: 8, lua: lua("cleanup.lua", cleanupSource) });
-    redis.defineCommand("presenceCleanupRooms", { lua: lua("cleanup-rooms.lua", cleanupRoomsSource) });
-    this.#redis = redis as (Redis | Cluster) & Commands;
+  constructor(connection: Connection, keys: PresenceKeys, timeoutMs: number) {
+    this.#connection = connection;
     this.#keys = keys;
     this.#timeoutMs = timeoutMs;
   }
 
-  get redis(): Redis | Cluster {
-    return this.#redis;
+  close(): void {
+    this.#connection.close();
+  }
+
+  /** One command, bounded and normalized like every call (a read, or a write whose loss is harmless). */
+  command<T>(what: string, args: readonly string[]): Promise<T> {
+    return this.call(what, () => this.#connection.send(args) as Promise<T>);
+  }
+
+  /** EVALSHA, falling back to EVAL when Redis does not know the script (a restart, SCRIPT FLUSH). */
+  async #eval<T>(which: Script, keys: readonly string[], args: readonly string[]): Promise<T> {
+    const rest = [String(keys.length), ...keys, ...args];
+    try {
+      return (await this.#connection.send(["EVALSHA", which.sha, ...rest])) as T;
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+      return (await this.#connection.send(["EVAL", which.source, ...rest])) as T;
+    }
   }
 
   /** Runs one call under the timeout, with errors normalized (see the class comment). */
@@ -135,7 +156,7 @@ export class PresenceScripts {
         }
       }
     }
-    return this.call("apply", () => this.#redis.presenceApply(keyList.length, ...keyList, ...args), processId);
+    return this.call("apply", () => this.#eval<OperationResult[]>(SCRIPTS.apply, keyList, args), processId);
   }
 
   /** Registers a new process id (heartbeat.lua "register"); resolves with the dead processes to clean and the outbox. */
@@ -152,7 +173,12 @@ export class PresenceScripts {
     const keys = this.#keys;
     const [dead, outbox] = await this.call(
       "heartbeat",
-      () => this.#redis.presenceHeartbeat(keys.processes, keys.cleanups, keys.record(processId), keys.outbox(storeId), processId, String(leaseMs), mode, "16", String(acked), String(through)),
+      () =>
+        this.#eval<[string[], string[]]>(
+          SCRIPTS.heartbeat,
+          [keys.processes, keys.cleanups, keys.record(processId), keys.outbox(storeId)],
+          [processId, String(leaseMs), mode, "16", String(acked), String(through)],
+        ),
       processId,
     );
     return { dead, outbox: outbox.map(parseOutboxEntry) };
@@ -160,7 +186,7 @@ export class PresenceScripts {
 
   /** Redis's record of a process's writes, or undefined when it has none (never registered here, or lost). */
   async record(processId: string): Promise<ProcessRecord | undefined> {
-    const [seq, reply] = await this.call("HMGET record", () => this.#redis.hmget(this.#keys.record(processId), "seq", "reply"));
+    const [seq, reply] = await this.command<Array<string | null>>("HMGET record", ["HMGET", this.#keys.record(processId), "seq", "reply"]);
     if (seq === null || seq === undefined) return undefined;
     return { seq: Number(seq), results: [...(reply ?? "")].map((c) => (c === "x" ? -1 : Number(c) as 0 | 1)) };
   }
@@ -176,9 +202,10 @@ export class PresenceScripts {
   ): Promise<CleanupReply<S>> {
     const keys = this.#keys;
     const [status, ...entries] = await this.call("cleanup", () =>
-      this.#redis.presenceCleanup(
-        keys.processes, keys.cleanups, keys.users, keys.connections(processId), keys.info, keys.record(processId), keys.outbox(storeId), keys.outboxIds,
-        processId, storeId, String(claimMs), String(chunk), mode, String(announcedThrough),
+      this.#eval<string[]>(
+        SCRIPTS.cleanup,
+        [keys.processes, keys.cleanups, keys.users, keys.connections(processId), keys.info, keys.record(processId), keys.outbox(storeId), keys.outboxIds],
+        [processId, storeId, String(claimMs), String(chunk), mode, String(announcedThrough)],
       ),
     );
     return { status: status as S, outbox: entries.map(parseOutboxEntry) };
@@ -186,13 +213,13 @@ export class PresenceScripts {
 
   /** One HSCAN step over a dead process's memberships: the next cursor and the fields it returned. */
   async scanMemberships(processId: string, cursor: string, count: number): Promise<[string, string[]]> {
-    const [next, entries] = await this.call("HSCAN", () => this.#redis.hscan(this.#keys.memberships(processId), cursor, "COUNT", count));
+    const [next, entries] = await this.command<[string, string[]]>("HSCAN", ["HSCAN", this.#keys.memberships(processId), cursor, "COUNT", String(count)]);
     return [next, entries.filter((_, i) => i % 2 === 0)];
   }
 
   /** Whether a dead process still has memberships left. */
   async hasMemberships(processId: string): Promise<boolean> {
-    return (await this.call("EXISTS", () => this.#redis.exists(this.#keys.memberships(processId)))) === 1;
+    return (await this.command<number>("EXISTS", ["EXISTS", this.#keys.memberships(processId)])) === 1;
   }
 
   /** Takes the given memberships of a dead process out of their rooms (cleanup-rooms.lua). */
@@ -209,7 +236,7 @@ export class PresenceScripts {
       }
       args.push(field, String(index));
     }
-    const [status, ...entries] = await this.call("cleanup-rooms", () => this.#redis.presenceCleanupRooms(keyList.length, ...keyList, ...args));
+    const [status, ...entries] = await this.call("cleanup-rooms", () => this.#eval<string[]>(SCRIPTS.cleanupRooms, keyList, args));
     return { status: status as "ok" | "alive", outbox: entries.map(parseOutboxEntry) };
   }
 
@@ -217,24 +244,24 @@ export class PresenceScripts {
   async markKnown(fields: readonly string[], ttlMs: number): Promise<void> {
     for (let i = 0; i < fields.length; i += 1000) {
       const chunk = fields.slice(i, i + 1000).flatMap((field) => [field, "1"]);
-      await this.call("HSET known", () => this.#redis.hset(this.#keys.known, ...chunk));
+      await this.command("HSET known", ["HSET", this.#keys.known, ...chunk]);
     }
-    if (fields.length > 0) await this.call("PEXPIRE known", () => this.#redis.pexpire(this.#keys.known, ttlMs));
+    if (fields.length > 0) await this.command("PEXPIRE known", ["PEXPIRE", this.#keys.known, String(ttlMs)]);
   }
 
   /** Whether `field` was announced online before the data loss (by any process's account). */
   async isKnown(field: string): Promise<boolean> {
-    return (await this.call("HEXISTS known", () => this.#redis.hexists(this.#keys.known, field))) === 1;
+    return (await this.command<number>("HEXISTS known", ["HEXISTS", this.#keys.known, field])) === 1;
   }
 
   /** Takes `field` out of the known ones: true for exactly one caller, who announces its leave. */
   async claimKnown(field: string): Promise<boolean> {
-    return (await this.call("HDEL known", () => this.#redis.hdel(this.#keys.known, field))) === 1;
+    return (await this.command<number>("HDEL known", ["HDEL", this.#keys.known, field])) === 1;
   }
 
   /** Drops what is left of old process records once they have been settled. */
   async forget(processIds: readonly string[]): Promise<void> {
     if (processIds.length === 0) return;
-    await this.call("DEL records", () => this.#redis.del(...processIds.map((id) => this.#keys.record(id))));
+    await this.command("DEL records", ["DEL", ...processIds.map((id) => this.#keys.record(id))]);
   }
 }

@@ -26,6 +26,6 @@ describe("RedisStore options", () => {
 
   it.each([[undefined], [{}], [{ get: () => {} }], ["redis://127.0.0.1:6379"]])("refuses a client of another kind (%s) with a TypeError saying what is accepted", (client) => {
     expect(() => new RedisStore({ redis: client } as unknown as RedisStoreOptions)).toThrow(TypeError);
-    expect(() => new RedisStore({ redis: client } as unknown as RedisStoreOptions)).toThrow(/ioredis client .*Redis.*Cluster.*ioredis 5 or 6/);
+    expect(() => new RedisStore({ redis: client } as unknown as RedisStoreOptions)).toThrow(/ioredis client .*ioredis 5 or 6.*node-redis client .*redis 4 or 5/);
   });
 });

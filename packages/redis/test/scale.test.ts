@@ -62,8 +62,9 @@ it("cleans up a dead process holding 1,000,000 connections without stalling Redi
     `1,000,000-connection cleanup: ${elapsed} ms; worst ping ${worst.toFixed(2)} ms over ${pings} pings; ` +
       `slowest command ${slowest} ms (${slow.length} over 1 ms)`,
   );
-  expect(slowest).toBeLessThan(20);
-  expect(worst).toBeLessThan(100); // the recipe's single script stalls Redis for seconds
+  // bounds loose enough for a loaded 2-core machine (an O(1) LINDEX was seen to take 19 ms there); the recipe's single script takes seconds
+  expect(slowest).toBeLessThan(150);
+  expect(worst).toBeLessThan(300); // the recipe's single script stalls Redis for seconds
   expect(await admin.hgetall(keys.users)).toEqual({ u0: "1" });
   expect(leaves).toHaveLength(users - 1);
   expect(new Set(leaves).size).toBe(users - 1);
