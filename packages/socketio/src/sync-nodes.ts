@@ -1,9 +1,24 @@
+import { EventEmitter } from "node:events";
 import type { Namespace } from "socket.io";
 
 /** A server-side event between nodes: "I am alive", with the sender's id. */
 const ALIVE = "presence:sync:alive";
 /** A node that missed this many heartbeats in a row is taken for dead. */
 const MISSED_HEARTBEATS = 3;
+
+/**
+ * Whether the namespace's adapter reaches other nodes with `serverSideEmit`.
+ * Socket.IO's in-memory adapter (the base every adapter extends, itself an
+ * EventEmitter) has no other nodes: its `serverSideEmit` only prints a
+ * warning, on every call.
+ */
+export function reachesOtherNodes(namespace: Namespace): boolean {
+  let base: object | null = Object.getPrototypeOf(namespace.adapter) as object | null;
+  while (base && Object.getPrototypeOf(base) && Object.getPrototypeOf(base) !== EventEmitter.prototype) {
+    base = Object.getPrototypeOf(base) as object;
+  }
+  return namespace.adapter.serverSideEmit !== (base as { serverSideEmit?: unknown } | null)?.serverSideEmit;
+}
 
 /**
  * Knows which other nodes of the deployment are alive, from heartbeats sent
@@ -19,7 +34,7 @@ export class PeerNodes {
   readonly #onNodeLost: (node: string) => void;
   /** When each other node was last heard from. */
   readonly #lastHeard = new Map<string, number>();
-  readonly #timer: NodeJS.Timeout;
+  readonly #timer: NodeJS.Timeout | undefined;
   readonly #listener = (node: unknown) => {
     if (typeof node !== "string" || node === this.#id) return;
     const known = this.#lastHeard.has(node);
@@ -33,6 +48,7 @@ export class PeerNodes {
     this.#id = id;
     this.#heartbeatMs = heartbeatMs;
     this.#onNodeLost = onNodeLost;
+    if (!reachesOtherNodes(namespace)) return;
     namespace.on(ALIVE, this.#listener);
     this.#timer = setInterval(() => this.#beat(), heartbeatMs);
     this.#timer.unref();

@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import createDebug from "debug";
 import type { Namespace, Socket } from "socket.io";
 import { SyncBatch } from "./sync-batch";
-import { PeerNodes } from "./sync-nodes";
+import { PeerNodes, reachesOtherNodes } from "./sync-nodes";
 import { StateReads } from "./sync-state";
 import {
   DIFF,
@@ -277,6 +277,7 @@ export class PresenceSync {
 
   /** Tells the other nodes that this one has count subscribers (again at half the window). */
   #announceCountWanted(now: boolean): void {
+    if (!reachesOtherNodes(this.#context.namespace)) return;
     if (!now && Date.now() - this.#countAnnouncedAt < COUNT_WANTED_MS / 2) return;
     this.#countAnnouncedAt = Date.now();
     try {
