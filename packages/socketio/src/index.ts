@@ -1,15 +1,14 @@
 export type { PresenceServerToClientEvents } from "./events";
+export { Presence, createPresence } from "./presence";
 export {
   DEFAULT_LEAVE_DELAY_MS,
-  Presence,
-  createPresence,
   type IdentifyHook,
   type Identity,
   type PresenceEventNames,
   type PresenceEvents,
   type PresenceOptions,
   type RefusalReason,
-} from "./presence";
+} from "./options";
 export {
   PresenceSync,
   SYNC_ROOM_PREFIX,

@@ -2,7 +2,8 @@ import { createServer, type Server as HttpServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Server, type ServerOptions } from "socket.io";
 import { io as connect, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
-import { createPresence, type Presence, type PresenceOptions } from "./presence";
+import type { PresenceOptions } from "./options";
+import { createPresence, type Presence } from "./presence";
 
 /** A Socket.IO server on a loopback port with presence bound to it, as {@link startServer} makes it. */
 export interface TestServer {
