@@ -152,3 +152,13 @@ export class RoomsDisabledError extends PresenceError {
     super("ROOMS_DISABLED", message);
   }
 }
+
+/** An option given to a constructor or factory is missing, of the wrong type or out of range; `option` names it. */
+export class InvalidOptionError extends PresenceError {
+  readonly option: string;
+
+  constructor(owner: string, option: string, message: string) {
+    super("INVALID_OPTION", `${owner}: \`${option}\` ${message}`);
+    this.option = option;
+  }
+}

@@ -3,6 +3,7 @@ export { LocalPresence, resolveLimits, type DisconnectResult, type PresenceLimit
 export {
   ConnectionConflictError,
   InvalidConnectionIdError,
+  InvalidOptionError,
   InvalidRoomError,
   InvalidUserIdError,
   InvalidUserInfoError,

@@ -1,4 +1,5 @@
 import { ConnectionCounter } from "./counter";
+import { InvalidOptionError } from "./errors";
 import { DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_USER_ID_BYTES, DEFAULT_MAX_USER_INFO_BYTES, assertConnectionId, assertRoom, assertUserId, parseUserInfo, serializeUserInfo } from "./ids";
 import type { Transition, UserInfo, UserPresence } from "./store";
 
@@ -29,7 +30,7 @@ export function resolveLimits(limits: Partial<PresenceLimits> = {}): PresenceLim
     maxUserInfoBytes: limits.maxUserInfoBytes ?? DEFAULT_MAX_USER_INFO_BYTES,
   };
   for (const [name, value] of Object.entries(resolved)) {
-    if (!Number.isInteger(value) || value < 1) throw new TypeError(`presence: option ${name} must be a positive integer, got ${String(value)}`);
+    if (!Number.isInteger(value) || value < 1) throw new InvalidOptionError("presence limits", name, `must be a positive integer, got ${String(value)}`);
   }
   return resolved;
 }

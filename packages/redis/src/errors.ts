@@ -1,12 +1,9 @@
-import { PresenceError } from "@presence/core";
+import { InvalidOptionError as CoreInvalidOptionError, PresenceError } from "@presence/core";
 
-/** An option given to `RedisStore` is missing, of the wrong type or out of range; `option` names it. */
-export class InvalidOptionError extends PresenceError {
-  readonly option: string;
-
+/** An option given to `RedisStore` is missing, of the wrong type or out of range; `option` names it (core's `InvalidOptionError`). */
+export class InvalidOptionError extends CoreInvalidOptionError {
   constructor(option: string, message: string) {
-    super("INVALID_OPTION", `RedisStore: \`${option}\` ${message}`);
-    this.option = option;
+    super("RedisStore", option, message);
   }
 }
 
