@@ -76,8 +76,14 @@ try {
 } finally {
   await withDeadline(redis?.stop() ?? Promise.resolve(), 15_000, "redis-server to stop").catch((error) => console.error(error.message));
 }
-// a benchmark that failed may have left clients or children behind: do not wait for them
-if (failed) process.exit(1);
+// a benchmark that failed may have left clients or children behind: do not wait for them, but keep
+// what the others measured (results/partial.json), so a long run is never lost to its last benchmark
+if (failed) {
+  mkdirSync(`${here}results`, { recursive: true });
+  writeFileSync(`${here}results/partial.json`, `${JSON.stringify({ date: measuredAt.toISOString(), smoke, rows }, null, 2)}\n`);
+  console.error("kept what was measured in bench/results/partial.json");
+  process.exit(1);
+}
 
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node.js ${process.version}${smoke ? " (smoke run: small N)" : ""}`;
 const table = [
