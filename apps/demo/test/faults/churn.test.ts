@@ -58,7 +58,14 @@ it(`churn soak: ${SOAK_MS / 1000} s of connects and disconnects with random work
         await sleep(8000 + Math.random() * 4000);
       }
     };
-    await Promise.all([...Array.from({ length: 8 }, lane), killer()]);
+    // V8 grows a busy worker's heap to a steady state (measured: +46 MB after 60 s of churn, and the
+    // same after 150 s), so a leak shows as growth after the first half of the soak, not since its start
+    let rssMid: number[] = [];
+    const sampler = async () => {
+      await sleep(SOAK_MS / 2);
+      rssMid = watched.map(rss);
+    };
+    await Promise.all([...Array.from({ length: 8 }, lane), killer(), sampler()]);
     // let the killed workers come back, then compare with the truth
     await deployment.convergence(2 * TIMING.leaseTimeoutMs + 10_000);
     console.log(`churn: ${operations} connects and disconnects, ${kills} worker kills, ${deployment.truth().length} users online at the end`);
@@ -82,7 +89,10 @@ it(`churn soak: ${SOAK_MS / 1000} s of connects and disconnects with random work
     await sleep(2000);
     const fdsAfter = [...watched, ...primaries].map(openFds);
     fdsAfter.forEach((fds, i) => expect(fds, `fds of process ${i}`).toBeLessThanOrEqual(fdsBefore[i]! + 5));
-    watched.map(rss).forEach((bytes, i) => expect(bytes - rssBefore[i]!, `RSS growth of worker ${i}`).toBeLessThan(64 * 1024 * 1024));
+    watched.map(rss).forEach((bytes, i) => {
+      expect(bytes - rssMid[i]!, `RSS growth of worker ${i} over the second half of the soak`).toBeLessThan(48 * 1024 * 1024);
+      expect(bytes - rssBefore[i]!, `RSS growth of worker ${i} since the start`).toBeLessThan(128 * 1024 * 1024);
+    });
   } finally {
     await deployment.stop();
   }
