@@ -255,11 +255,18 @@ export function describePresenceDeployment(name: string, options: DeploymentSuit
       const once = (results: boolean[][], what: string) => {
         for (const [i, perNode] of results.entries()) expect(perNode.filter(Boolean), `${what} of ${users[i]}`).toHaveLength(1);
       };
+      const seen = new Announcements(stores);
       once(await each((store, node, user) => store.connect(conn(node, user), user)), "connects reporting online");
       once(await each((store, node, user) => store.join(conn(node, user), "lobby")), "joins reporting the room entered");
       once(await each((store, node, user) => store.leave(conn(node, user), "lobby")), "leaves reporting the room left");
       once(await each((store, node, user) => store.disconnect(conn(node, user))), "disconnects reporting offline");
       for (const store of stores) expect(await store.usersCount()).toBe(0);
+      // and every transition heard exactly once across the deployment
+      const each1 = (prefix: string) => Object.fromEntries(users.map((user) => [`${prefix}${user}`, 1]).sort());
+      await eventually("every transition announced", () => expect(seen.matching("+user")).toEqual(each1("+")));
+      expect(seen.matching("-user")).toEqual(each1("-"));
+      expect(seen.matching("+lobby:")).toEqual(each1("+lobby:"));
+      expect(seen.matching("-lobby:")).toEqual(each1("-lobby:"));
     });
 
     it("every node gives the same counts, lists and rooms", async () => {

@@ -1,5 +1,7 @@
-export { ConnectionCounter } from "./counter";
-export { LocalPresence, resolveLimits, type DisconnectResult, type PresenceLimits } from "./local-presence";
+export { ConnectionCounter } from "./counter"; // internal once @presence/redis builds on LocalPresence
+export { LocalPresence, resolveLimits, type DisconnectResult, type LocalPresenceOptions, type PresenceLimits } from "./local-presence";
+export { LocalStore, StoreBase } from "./store-base";
+export { VersionCounter, versionSeed } from "./version";
 export {
   ConnectionConflictError,
   InvalidConnectionIdError,

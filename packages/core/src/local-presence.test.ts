@@ -1,30 +1,48 @@
 import { describe, expect, it } from "vitest";
 import { InvalidRoomError, InvalidUserIdError, PresenceError, toPresenceError } from "./errors";
 import { LocalPresence } from "./local-presence";
+import { VersionCounter } from "./version";
 
 describe("LocalPresence", () => {
-  it("reports the user, the offline transition and the rooms a disconnect leaves", () => {
-    const local = new LocalPresence();
-    expect(local.connect("a1", "alice", { name: "Alice" })).toBe(true);
-    expect(local.connect("a2", "alice")).toBe(false);
-    expect(local.join("a1", "lobby")).toBe(true);
-    expect(local.join("a2", "lobby")).toBe(false);
-    expect(local.disconnect("a1")).toEqual({ userId: "alice", offline: false, left: [] });
-    expect(local.disconnect("a2")).toEqual({ userId: "alice", offline: true, left: [{ type: "left", room: "lobby", userId: "alice" }] });
-    expect(local.disconnect("a2")).toEqual({ userId: undefined, offline: false, left: [] });
+  it("reports each transition once, versioned in the order it decided them", () => {
+    const local = new LocalPresence({ versions: new VersionCounter(100) });
+    expect(local.connect("a1", "alice", { name: "Alice" })).toEqual([{ type: "connected", userId: "alice", info: { name: "Alice" }, version: 101 }]);
+    expect(local.connect("a2", "alice")).toEqual([]);
+    expect(local.join("a1", "lobby")).toEqual([{ type: "joined", room: "lobby", userId: "alice", info: { name: "Alice" }, version: 102 }]);
+    expect(local.join("a2", "lobby")).toEqual([]);
+    expect(local.roomsOf("a2")).toEqual(["lobby"]);
+    expect(local.updateInfo("alice", { name: "Al" })).toEqual([{ type: "updated", userId: "alice", info: { name: "Al" }, version: 103 }]);
+    expect(local.updateInfo("bob", { name: "Bob" })).toEqual([]);
+    expect(local.disconnect("a1")).toEqual({ userId: "alice", transitions: [] });
+    expect(local.disconnect("a2")).toEqual({
+      userId: "alice",
+      transitions: [
+        { type: "left", room: "lobby", userId: "alice", version: 104 },
+        { type: "disconnected", userId: "alice", version: 105 },
+      ],
+    });
+    expect(local.disconnect("a2")).toEqual({ userId: undefined, transitions: [] });
     expect(local.info("alice")).toBeUndefined();
     expect(local.usersCount).toBe(0);
+    expect(local.versions.current).toBe(105);
+  });
+
+  it("starts its versions at the clock in microseconds, so a restarted decider continues above", () => {
+    const before = Date.now() * 1000;
+    const [connected] = new LocalPresence().connect("a1", "alice");
+    expect(connected?.version).toBeGreaterThan(before);
+    expect(connected?.version).toBeLessThan(Number.MAX_SAFE_INTEGER);
   });
 
   it("clears everything, returning every leave it causes", () => {
-    const local = new LocalPresence();
+    const local = new LocalPresence({ versions: new VersionCounter(0) });
     local.connect("a1", "alice");
     local.connect("b1", "bob");
     local.join("b1", "lobby");
     expect(local.clear()).toEqual([
-      { type: "left", room: "lobby", userId: "bob" },
-      { type: "disconnected", userId: "alice" },
-      { type: "disconnected", userId: "bob" },
+      { type: "left", room: "lobby", userId: "bob", version: 4 },
+      { type: "disconnected", userId: "alice", version: 5 },
+      { type: "disconnected", userId: "bob", version: 6 },
     ]);
     expect(local.connectionIds()).toEqual([]);
   });

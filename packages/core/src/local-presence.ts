@@ -2,6 +2,7 @@ import { ConnectionCounter } from "./counter";
 import { InvalidOptionError } from "./errors";
 import { DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_USER_ID_BYTES, DEFAULT_MAX_USER_INFO_BYTES, assertConnectionId, assertRoom, assertUserId, parseUserInfo, serializeUserInfo } from "./ids";
 import type { Transition, UserInfo, UserPresence } from "./store";
+import { VersionCounter } from "./version";
 
 /** The input limits a store enforces: the binding reads them from its store rather than declaring its own. */
 export interface PresenceLimits {
@@ -35,22 +36,29 @@ export function resolveLimits(limits: Partial<PresenceLimits> = {}): PresenceLim
   return resolved;
 }
 
-/** What a disconnect changed: the connection's user, whether they went offline, and the rooms they left. */
+/** What a disconnect changed: the connection's user, and its transitions (the rooms left, then going offline). */
 export interface DisconnectResult {
   userId: string | undefined;
-  offline: boolean;
-  left: Transition[];
+  transitions: Transition[];
+}
+
+export interface LocalPresenceOptions extends Partial<PresenceLimits> {
+  /** The decider's version counter, when it is shared or seeded elsewhere. @default a new `VersionCounter` */
+  versions?: VersionCounter;
 }
 
 /**
  * The local presence every store builds on, the way socket.io-adapter's
  * in-memory adapter is the base of every distributed one: connections,
  * users, rooms and info on Maps, with the transitions each change makes.
- * Synchronous, validating its input with the typed errors; it never
- * announces anything itself (the store that owns it decides who hears what).
+ * Synchronous, validating its input with the typed errors. Each change
+ * returns the transitions it made, stamped with the next version of its
+ * counter; it never announces anything itself (the store that owns it
+ * decides who hears what).
  */
 export class LocalPresence {
   readonly limits: PresenceLimits;
+  readonly versions: VersionCounter;
   readonly #counter = new ConnectionCounter();
   /** One counter per room: which connections of which users are in it. */
   readonly #rooms = new Map<string, ConnectionCounter>();
@@ -58,59 +66,74 @@ export class LocalPresence {
   /** Info as JSON, per online user: every read hands out a fresh copy. */
   readonly #info = new Map<string, string>();
 
-  constructor(limits: Partial<PresenceLimits> = {}) {
+  constructor(options: LocalPresenceOptions = {}) {
+    const { versions, ...limits } = options;
     this.limits = resolveLimits(limits);
+    this.versions = versions ?? new VersionCounter();
   }
 
-  /** Counts a connection; true when its user went offline -> online. The latest info given wins. */
-  connect(connectionId: string, userId: string, info?: UserInfo): boolean {
+  /** Counts a connection: `[connected]` when its user went offline -> online. The latest info given wins. */
+  connect(connectionId: string, userId: string, info?: UserInfo): Transition[] {
     assertConnectionId(connectionId);
     assertUserId(userId, this.limits.maxUserIdBytes);
     const json = info === undefined ? undefined : serializeUserInfo(info, this.limits.maxUserInfoBytes);
     const wentOnline = this.#counter.connect(connectionId, userId);
     if (json !== undefined) this.#info.set(userId, json);
-    return wentOnline;
+    if (!wentOnline) return [];
+    const version = this.versions.next();
+    return [json === undefined ? { type: "connected", userId, version } : { type: "connected", userId, info: this.info(userId)!, version }];
   }
 
   /** Uncounts a connection and takes it out of its rooms. Unknown connections change nothing. */
   disconnect(connectionId: string): DisconnectResult {
-    const left: Transition[] = [];
+    const transitions: Transition[] = [];
     for (const room of this.#roomsOf.get(connectionId) ?? []) {
       const userId = this.#leaveRoom(connectionId, room);
-      if (userId !== undefined) left.push({ type: "left", room, userId });
+      if (userId !== undefined) transitions.push({ type: "left", room, userId, version: this.versions.next() });
     }
     const userId = this.#counter.userOf(connectionId);
-    const offline = this.#counter.disconnect(connectionId) !== undefined;
-    if (offline && userId !== undefined) this.#info.delete(userId);
-    return { userId, offline, left };
+    if (userId !== undefined && this.#counter.disconnect(connectionId) !== undefined) {
+      this.#info.delete(userId);
+      transitions.push({ type: "disconnected", userId, version: this.versions.next() });
+    }
+    return { userId, transitions };
   }
 
-  /** Replaces an online user's info; false (storing nothing) when they are offline. */
-  updateInfo(userId: string, info: UserInfo): boolean {
+  /** Replaces an online user's info: `[updated]`, or nothing (storing nothing) when they are offline. */
+  updateInfo(userId: string, info: UserInfo): Transition[] {
     assertUserId(userId, this.limits.maxUserIdBytes);
     const json = serializeUserInfo(info, this.limits.maxUserInfoBytes);
-    if (!this.#counter.isOnline(userId)) return false;
+    if (!this.#counter.isOnline(userId)) return [];
     this.#info.set(userId, json);
-    return true;
+    return [{ type: "updated", userId, info: parseUserInfo(json), version: this.versions.next() }];
   }
 
-  /** Puts a counted connection in a room; true when its user entered the room. */
-  join(connectionId: string, room: string): boolean {
+  /** Puts a counted connection in a room: `[joined]` (with the user's info) when its user entered the room. */
+  join(connectionId: string, room: string): Transition[] {
     assertRoom(room, this.limits.maxRoomBytes);
     const userId = this.#counter.userOf(connectionId);
-    if (userId === undefined) return false;
+    if (userId === undefined) return [];
     let members = this.#rooms.get(room);
     if (!members) this.#rooms.set(room, (members = new ConnectionCounter()));
     let rooms = this.#roomsOf.get(connectionId);
     if (!rooms) this.#roomsOf.set(connectionId, (rooms = new Set()));
     rooms.add(room);
-    return members.connect(connectionId, userId);
+    if (!members.connect(connectionId, userId)) return [];
+    const info = this.info(userId);
+    const version = this.versions.next();
+    return [info === undefined ? { type: "joined", room, userId, version } : { type: "joined", room, userId, info, version }];
   }
 
-  /** Takes a connection out of a room; true when its user left the room. */
-  leave(connectionId: string, room: string): boolean {
+  /** Takes a connection out of a room: `[left]` when its user left the room. */
+  leave(connectionId: string, room: string): Transition[] {
     assertRoom(room, this.limits.maxRoomBytes);
-    return this.#leaveRoom(connectionId, room) !== undefined;
+    const userId = this.#leaveRoom(connectionId, room);
+    return userId === undefined ? [] : [{ type: "left", room, userId, version: this.versions.next() }];
+  }
+
+  /** The rooms a counted connection is in. */
+  roomsOf(connectionId: string): string[] {
+    return [...(this.#roomsOf.get(connectionId) ?? [])];
   }
 
   isOnline(userId: string): boolean {
@@ -177,9 +200,9 @@ export class LocalPresence {
   clear(): Transition[] {
     const transitions: Transition[] = [];
     for (const [room, members] of this.#rooms) {
-      for (const userId of members.users()) transitions.push({ type: "left", room, userId });
+      for (const userId of members.users()) transitions.push({ type: "left", room, userId, version: this.versions.next() });
     }
-    for (const userId of this.#counter.users()) transitions.push({ type: "disconnected", userId });
+    for (const userId of this.#counter.users()) transitions.push({ type: "disconnected", userId, version: this.versions.next() });
     this.#counter.clear();
     this.#rooms.clear();
     this.#roomsOf.clear();

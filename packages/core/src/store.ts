@@ -8,13 +8,19 @@ export type UserInfo = { [key: string]: unknown };
  * A change of state: a user going offline -> online ("connected") or
  * online -> offline ("disconnected"), entering or leaving a room, or their
  * info changing.
+ *
+ * `version` is the decider's order (see `VersionCounter`): of two
+ * transitions of one user (or of one user in one room), the higher version
+ * was decided later. Stores that decide in one place (memory, cluster,
+ * Redis) always set it; a store with no single decider (cluster-query)
+ * leaves it out, and views built on it are best effort.
  */
 export type Transition =
-  | { type: "connected"; userId: string; info?: UserInfo }
-  | { type: "disconnected"; userId: string }
-  | { type: "updated"; userId: string; info: UserInfo }
-  | { type: "joined"; room: string; userId: string; info?: UserInfo }
-  | { type: "left"; room: string; userId: string };
+  | { type: "connected"; userId: string; info?: UserInfo; version?: number }
+  | { type: "disconnected"; userId: string; version?: number }
+  | { type: "updated"; userId: string; info: UserInfo; version?: number }
+  | { type: "joined"; room: string; userId: string; info?: UserInfo; version?: number }
+  | { type: "left"; room: string; userId: string; version?: number };
 
 /** One online user, as listed by {@link PresenceStore.users} and {@link PresenceStore.roomUsers}. */
 export interface UserPresence {
@@ -40,6 +46,11 @@ export type ErrorListener = (error: Error) => void;
  * Calls for one connection are made in order by the caller (connect, then
  * disconnect). A store keeps the semantics documented in docs/design.md: repeats
  * are idempotent, counts never go negative, no offline user stays listed.
+ *
+ * Every transition the store decides is announced through `onTransition`,
+ * once across the whole deployment, with its version: the ones a call made
+ * (also when that call's caller timed out or died) and the ones the store
+ * found on its own. A call's result only tells its caller what it did.
  */
 export interface PresenceStore {
   /**
@@ -82,10 +93,11 @@ export interface PresenceStore {
   /** Online users in pages, without ever building one giant reply. */
   users(options?: UsersPageOptions): AsyncIterable<UserPresence[]>;
   /**
-   * Transitions the store observed on its own, not as the answer to a call:
-   * a crashed process cleaned up, connections republished after a fence,
-   * rooms left by a disconnect, this store's connections removed by
-   * `close()`. Returns an unsubscribe function.
+   * Every transition this store decided (or, for a distributed store, was
+   * handed to announce): those the calls made, a crashed process cleaned up,
+   * connections republished after a fence, rooms left by a disconnect, this
+   * store's connections removed by `close()`. Each is heard once across the
+   * deployment, through one store. Returns an unsubscribe function.
    */
   onTransition(listener: TransitionListener): () => void;
   /** Errors the store met in the background (heartbeats, cleanup). Returns an unsubscribe function. */

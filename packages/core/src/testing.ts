@@ -191,6 +191,7 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
       await store.connect("a1", "alice");
       await store.connect("a2", "alice");
       await store.connect("b1", "bob");
+      seen.length = 0;
       await store.close();
       expect(seen.filter((t) => t.type === "disconnected").map((t) => t.userId).sort()).toEqual([
         "alice",
@@ -238,11 +239,12 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
       await store.join("a1", "lobby");
       await store.join("a1", "kitchen");
       await store.join("a2", "lobby");
+      const lefts = () => seen.filter((t) => t.type === "left").map(({ type, room, userId }) => ({ type, room, userId }));
       expect(await store.disconnect("a1")).toBe(false);
-      expect(seen).toEqual([{ type: "left", room: "kitchen", userId: "alice" }]);
+      expect(lefts()).toEqual([{ type: "left", room: "kitchen", userId: "alice" }]);
       expect(await store.isUserInRoom("alice", "lobby")).toBe(true);
       expect(await store.disconnect("a2")).toBe(true);
-      expect(seen).toEqual([
+      expect(lefts()).toEqual([
         { type: "left", room: "kitchen", userId: "alice" },
         { type: "left", room: "lobby", userId: "alice" },
       ]);
@@ -296,8 +298,46 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
       await store.connect("a1", "alice");
       await store.join("a1", "lobby");
       await store.close();
-      expect(seen).toContainEqual({ type: "left", room: "lobby", userId: "alice" });
-      expect(seen).toContainEqual({ type: "disconnected", userId: "alice" });
+      expect(seen).toContainEqual(expect.objectContaining({ type: "left", room: "lobby", userId: "alice" }));
+      expect(seen).toContainEqual(expect.objectContaining({ type: "disconnected", userId: "alice" }));
+    });
+
+    it("announces each transition a call decides once, before the call resolves, in the decider's order", async () => {
+      const store = await create();
+      const seen: Transition[] = [];
+      store.onTransition((t) => seen.push(t));
+      const shape = () => seen.map((t) => [t.type, "room" in t ? t.room : "", t.userId].join(":"));
+      await store.connect("a1", "alice", { name: "Alice" });
+      expect(shape()).toEqual(["connected::alice"]);
+      await store.connect("a2", "alice");
+      await store.join("a1", "lobby");
+      await store.join("a2", "lobby");
+      await store.updateInfo("alice", { name: "Al" });
+      expect(await store.updateInfo("bob", { name: "Bob" })).toBe(false);
+      await store.leave("a1", "lobby");
+      await store.leave("a2", "lobby");
+      await store.disconnect("a1");
+      await store.disconnect("a2");
+      await store.disconnect("a2");
+      expect(shape()).toEqual(["connected::alice", "joined:lobby:alice", "updated::alice", "left:lobby:alice", "disconnected::alice"]);
+      expect(seen[0]).toMatchObject({ info: { name: "Alice" } });
+      const versions = seen.map((t) => t.version);
+      if (versions.some((version) => version !== undefined)) {
+        // a store that versions its transitions versions every one, in the order it decided them
+        for (const [i, version] of versions.entries()) {
+          expect(Number.isSafeInteger(version), `version of ${shape()[i]}`).toBe(true);
+          if (i > 0) expect(version!).toBeGreaterThan(versions[i - 1]!);
+        }
+      }
+    });
+
+    it("keeps the info a repeated connect brings, as it keeps the latest info given", async () => {
+      const store = await create();
+      await store.connect("a1", "alice", { status: "here" });
+      expect(await store.connect("a1", "alice", { status: "away" })).toBe(false);
+      expect(await store.userInfo("alice")).toEqual({ status: "away" });
+      expect(await store.connect("a2", "alice", { status: "back" })).toBe(false);
+      expect(await store.userInfo("alice")).toEqual({ status: "back" });
     });
 
     it("matches a trivially correct model over random call sequences", async () => {
@@ -313,8 +353,9 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
       await fc.assert(
         fc.asyncProperty(fc.array(command, { maxLength: 40 }), async (commands) => {
           const store = await create();
+          // every announcement, checked against the model after each call: none missing, none doubled
           const announced: string[] = [];
-          store.onTransition((t) => t.type === "left" && announced.push(`${t.room}:${t.userId}`));
+          store.onTransition((t) => announced.push(t.type === "left" || t.type === "joined" ? `${t.type}:${t.room}:${t.userId}` : `${t.type}:${t.userId}`));
           try {
             // the model: which user each open connection belongs to, and which rooms it is in
             const model = new Map<string, string>();
@@ -334,7 +375,9 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
                   memberships.get(cmd.conn)!.delete(cmd.room);
                   expected = !inRoom(owner, cmd.room);
                 }
+                announced.length = 0;
                 expect(await store[cmd.op](cmd.conn, cmd.room)).toBe(expected);
+                expect(announced).toEqual(expected ? [`${cmd.op === "join" ? "joined" : "left"}:${cmd.room}:${owner}`] : []);
                 for (const room of rooms) {
                   const members = new Set(userIds.filter((user) => inRoom(user, room)));
                   expect(await store.roomUsersCount(room)).toBe(members.size);
@@ -350,17 +393,21 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
                 }
                 const expected = owner === undefined && !online(cmd.user);
                 model.set(cmd.conn, cmd.user);
+                announced.length = 0;
                 expect(await store.connect(cmd.conn, cmd.user)).toBe(expected);
+                expect(announced).toEqual(expected ? [`connected:${cmd.user}`] : []);
               } else {
                 const owner = model.get(cmd.conn);
                 const leftRooms = [...(memberships.get(cmd.conn) ?? [])];
                 model.delete(cmd.conn);
                 memberships.delete(cmd.conn);
-                const expectedLeaves = owner === undefined ? [] : leftRooms.filter((room) => !inRoom(owner, room)).map((room) => `${room}:${owner}`);
+                const expectedLeaves = owner === undefined ? [] : leftRooms.filter((room) => !inRoom(owner, room)).map((room) => `left:${room}:${owner}`);
                 const expected = owner !== undefined && !online(owner);
                 announced.length = 0;
                 expect(await store.disconnect(cmd.conn)).toBe(expected);
-                expect(announced.sort()).toEqual(expectedLeaves.sort());
+                // the rooms left come first (in any order), then going offline
+                const offline = expected ? [`disconnected:${owner}`] : [];
+                expect([...announced.slice(0, expectedLeaves.length).sort(), ...announced.slice(expectedLeaves.length)]).toEqual([...expectedLeaves.sort(), ...offline]);
               }
               const users = new Set(model.values());
               expect(await store.usersCount()).toBe(users.size);
