@@ -1,4 +1,4 @@
 import { defineConfig } from "tsup";
 import { packageBuild } from "../../tsup.base";
 
-export default defineConfig(packageBuild(["src/index.ts", "src/testing.ts"], { external: ["vitest", "fast-check"] }));
+export default defineConfig(packageBuild(["src/index.ts", "src/protocol.ts", "src/testing.ts"], { external: ["vitest", "fast-check"] }));
