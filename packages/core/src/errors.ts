@@ -16,6 +16,10 @@ export type PresenceErrorCode =
   | "CLUSTER_NOT_SET_UP"
   /** A room query on a binding or store that tracks no rooms. */
   | "ROOMS_DISABLED"
+  /** The app's `authorize` hook (or its default) refused: this socket may not see that. */
+  | "FORBIDDEN"
+  /** One socket asked too much too fast: retrying later is safe. */
+  | "RATE_LIMITED"
   /** A call after `close()`. */
   | "STORE_CLOSED"
   /** The backing service did not answer in time, or refused for now: retrying is safe. */
@@ -38,6 +42,8 @@ export const PRESENCE_ERROR_CODES: readonly PresenceErrorCode[] = [
   "INVALID_OPTION",
   "CLUSTER_NOT_SET_UP",
   "ROOMS_DISABLED",
+  "FORBIDDEN",
+  "RATE_LIMITED",
   "STORE_CLOSED",
   "STORE_UNAVAILABLE",
   "NODES_UNRESPONSIVE",
@@ -51,7 +57,7 @@ export function toPresenceErrorCode(code: unknown): PresenceErrorCode {
 }
 
 /** Codes whose calls may succeed when made again: the store calls are idempotent, so the binding retries these. */
-const RETRYABLE = new Set<PresenceErrorCode>(["STORE_UNAVAILABLE", "NODES_UNRESPONSIVE", "FENCED", "UNKNOWN"]);
+const RETRYABLE = new Set<PresenceErrorCode>(["STORE_UNAVAILABLE", "NODES_UNRESPONSIVE", "FENCED", "RATE_LIMITED", "UNKNOWN"]);
 
 /**
  * Base class of every error this project throws on purpose. `code` is stable

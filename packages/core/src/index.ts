@@ -41,3 +41,4 @@ export {
   type UserPresence,
   type UsersPageOptions,
 } from "./store";
+export { PRESENCE_STORE_METHODS, assertImplements, assertKnownOptions, closestName, integerOption } from "./options";

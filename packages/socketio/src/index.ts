@@ -14,23 +14,10 @@ export {
   SYNC_ROOM_PREFIX,
   SyncScopeError,
   isSyncRoom,
-  type RoomSubscribeHook,
+  type AuthorizeHook,
+  type ClientUpdateHook,
   type SyncOptions,
 } from "./sync";
-export {
-  DIFF,
-  RESYNC,
-  STATE,
-  SUBSCRIBE,
-  UNSUBSCRIBE,
-  scopeKey,
-  type DiffEntry,
-  type DiffFrame,
-  type ResyncFrame,
-  type StateEntry,
-  type StateFrame,
-  type SubscribeReply,
-  type SubscribeRequest,
-  type SyncErrorReason,
-  type SyncScope,
-} from "./sync-protocol";
+export { DEFAULT_SOCKET_BOUNDS, type SocketBounds } from "./sync-guard";
+export { defaultAuthorize } from "./options";
+export * from "@presence/core/protocol";

@@ -1,6 +1,18 @@
-import type { PresenceStore, UserInfo } from "@presence/core";
+import {
+  InvalidOptionError,
+  PRESENCE_STORE_METHODS,
+  assertImplements,
+  assertKnownOptions,
+  integerOption,
+  type PresenceStore,
+  type UserInfo,
+} from "@presence/core";
+import type { SyncScope } from "@presence/core/protocol";
 import type { Socket } from "socket.io";
-import type { SyncOptions } from "./sync";
+import { identityOf } from "./identity";
+import { DEFAULT_SYNC_OPTIONS, type AuthorizeHook, type ClientUpdateHook, type ResolvedSyncOptions, type SyncOptions } from "./sync";
+
+export { DEFAULT_SYNC_OPTIONS };
 
 /** Who a socket is: the user id alone, or with the info the user shows others. */
 export type Identity = string | { id: string; info?: UserInfo };
@@ -77,12 +89,117 @@ export interface PresenceOptions {
    */
   retryDelayMs?: number;
   /**
+   * Who may see what: called for every subscribe with its scope (all users,
+   * a room, a user list, the count), and once per socket at connection with
+   * `{ type: "all" }` for the per-user events (a socket receives them only
+   * if it may follow every user; a room's join and leave events go to its
+   * members). Returns a boolean, or a promise of one; a refusal is sent as
+   * a typed error (`FORBIDDEN`). The default lets an identified socket
+   * follow every user, the count and user lists, and a room only while it is
+   * a member; an anonymous socket, nothing.
+   * @default defaultAuthorize
+   */
+  authorize?: AuthorizeHook;
+  /**
+   * Whether a client may set its own user's info (`client.update(info)` in
+   * `@presence/client`): a hook that returns the info to store (or `true`
+   * to store it as sent), or `false` to refuse. Updates are rate limited
+   * with the subscribes (`sync.requestBurst`, `sync.requestsPerSecond`).
+   * @default false
+   */
+  clientUpdates?: ClientUpdateHook | false;
+  /**
    * The sync protocol (`@presence/client`): subscribers get a scope's state,
-   * then coalesced diffs once per tick. `false` answers no subscribe. See
-   * the README's "Clients that hold presence".
-   * @default { tickMs: 250, maxUserIds: 500, pageSize: 500, canSubscribeRoom: () => true }
+   * then coalesced diffs once per tick, and per-socket bounds. `false`
+   * answers no subscribe. See the README's "Clients that hold presence".
+   * @default { tickMs: 250, maxUserIds: 500, pageSize: 500, nodeHeartbeatMs: 2000, maxSubscriptions: 16, maxStateReads: 2, requestBurst: 20, requestsPerSecond: 2, maxBufferedPackets: 1000 }
    */
   sync?: SyncOptions | false;
+}
+
+/**
+ * The default `authorize`: an identified socket may follow every user, the
+ * count and any user list, and a room only while it is a member; an
+ * anonymous socket (with `allowAnonymous`) may follow nothing.
+ */
+export const defaultAuthorize: AuthorizeHook = (socket: Socket, scope: SyncScope) => {
+  if (identityOf(socket) === undefined) return false;
+  return scope.type !== "room" || socket.rooms.has(scope.room);
+};
+
+const OPTION_NAMES = [
+  "store",
+  "identify",
+  "events",
+  "rooms",
+  "leaveDelayMs",
+  "allowAnonymous",
+  "unauthorizedMessage",
+  "retries",
+  "retryDelayMs",
+  "authorize",
+  "clientUpdates",
+  "sync",
+] as const;
+
+const SYNC_OPTION_NAMES = Object.keys(DEFAULT_SYNC_OPTIONS);
+
+export interface ResolvedPresenceOptions {
+  store: PresenceStore;
+  identify: IdentifyHook;
+  events: PresenceEventNames | false;
+  rooms: string | ((room: string) => boolean) | false;
+  leaveDelayMs: number;
+  allowAnonymous: boolean;
+  unauthorizedMessage: string;
+  retries: number;
+  retryDelayMs: number;
+  authorize: AuthorizeHook;
+  clientUpdates: ClientUpdateHook | false;
+  sync: ResolvedSyncOptions | false;
+}
+
+/** Checks `createPresence`'s options once, merging the defaults: a typo or a bad value is an `InvalidOptionError` naming it. */
+export function resolvePresenceOptions(options: PresenceOptions): ResolvedPresenceOptions {
+  const owner = "createPresence";
+  assertKnownOptions(owner, options, OPTION_NAMES);
+  if (options === undefined) throw new InvalidOptionError(owner, "store", "is required");
+  assertImplements(owner, "store", options.store, PRESENCE_STORE_METHODS, "a PresenceStore (MemoryStore, RedisStore, a cluster store, or your own)");
+  const fn = <T>(name: string, value: T | undefined, fallback: T): T => {
+    if (value === undefined) return fallback;
+    if (typeof value !== "function" && value !== false) throw new InvalidOptionError(owner, name, "must be a function");
+    return value;
+  };
+  if (typeof options.identify !== "function") throw new InvalidOptionError(owner, "identify", "must be a function (socket) => user id");
+  const events = options.events;
+  if (events !== undefined && events !== false) {
+    assertKnownOptions(`${owner}: events`, events, Object.keys(DEFAULT_EVENT_NAMES));
+    for (const [name, value] of Object.entries(events)) if (typeof value !== "string" || value.length === 0) throw new InvalidOptionError(owner, `events.${name}`, "must be an event name");
+  }
+  const rooms = options.rooms ?? false;
+  if (rooms !== false && typeof rooms !== "string" && typeof rooms !== "function") throw new InvalidOptionError(owner, "rooms", "must be a prefix, a predicate or false");
+  const sync = options.sync;
+  if (sync !== undefined && sync !== false) assertKnownOptions(`${owner}: sync`, sync, SYNC_OPTION_NAMES);
+  const resolvedSync =
+    sync === false
+      ? false
+      : (Object.fromEntries(
+          Object.entries(DEFAULT_SYNC_OPTIONS).map(([name, fallback]) => [name, integerOption(owner, `sync.${name}`, sync?.[name as keyof SyncOptions], fallback, 1)]),
+        ) as unknown as ResolvedSyncOptions);
+  return {
+    store: options.store,
+    identify: options.identify,
+    events: events === false ? false : { ...DEFAULT_EVENT_NAMES, ...events },
+    rooms,
+    leaveDelayMs: integerOption(owner, "leaveDelayMs", options.leaveDelayMs, DEFAULT_LEAVE_DELAY_MS),
+    allowAnonymous: options.allowAnonymous ?? false,
+    unauthorizedMessage: options.unauthorizedMessage ?? "unauthorized",
+    retries: integerOption(owner, "retries", options.retries, 3, 1),
+    retryDelayMs: integerOption(owner, "retryDelayMs", options.retryDelayMs, 100),
+    authorize: fn("authorize", options.authorize, defaultAuthorize) || defaultAuthorize,
+    clientUpdates: fn("clientUpdates", options.clientUpdates, false as const),
+    sync: resolvedSync,
+  };
 }
 
 /** The default leave grace: long enough to hide a page reload from everyone else. */

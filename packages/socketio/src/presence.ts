@@ -17,16 +17,18 @@ import createDebug from "debug";
 import type { Namespace, Server, Socket } from "socket.io";
 import { IDENTITY_KEY, identityOf, type Identified } from "./identity";
 import {
-  DEFAULT_EVENT_NAMES,
-  DEFAULT_LEAVE_DELAY_MS,
+  DEFAULT_SYNC_OPTIONS,
+  resolvePresenceOptions,
   type Identity,
   type IdentifyHook,
-  type PresenceEventNames,
   type PresenceEvents,
   type PresenceOptions,
   type RefusalReason,
 } from "./options";
-import { PresenceSync, emitTransition, isSyncRoom } from "./sync";
+import type { AuthorizeHook, ClientUpdateHook } from "./sync";
+import { TransitionRelay } from "./relay";
+import { PresenceSync, SyncScopeError, isSyncRoom } from "./sync";
+import { EVENTS_ROOM, UserEvents } from "./user-events";
 
 const debug = createDebug("presence:socketio");
 
@@ -41,7 +43,10 @@ export class Presence extends EventEmitter<PresenceEvents> {
   readonly sync: PresenceSync | undefined;
 
   readonly #identify: IdentifyHook;
-  readonly #eventNames: PresenceEventNames | false;
+  readonly #authorize: AuthorizeHook;
+  readonly #clientUpdates: ClientUpdateHook | false;
+  readonly #userEvents: UserEvents | undefined;
+  readonly #relay: TransitionRelay;
   readonly #leaveDelayMs: number;
   readonly #limits: PresenceLimits;
   readonly #allowAnonymous: boolean;
@@ -68,29 +73,50 @@ export class Presence extends EventEmitter<PresenceEvents> {
 
   constructor(namespace: Namespace, options: PresenceOptions) {
     super();
-    if (!options?.store) throw new TypeError("createPresence: the `store` option is required");
-    if (typeof options.identify !== "function") {
-      throw new TypeError("createPresence: the `identify` option must be a function");
-    }
+    const resolved = resolvePresenceOptions(options);
     this.namespace = namespace;
-    this.store = options.store;
-    this.#identify = options.identify;
-    this.#eventNames = options.events === false ? false : { ...DEFAULT_EVENT_NAMES, ...options.events };
-    this.#leaveDelayMs = Math.max(0, options.leaveDelayMs ?? DEFAULT_LEAVE_DELAY_MS);
+    this.store = resolved.store;
+    this.#identify = resolved.identify;
+    this.#authorize = resolved.authorize;
+    this.#clientUpdates = resolved.clientUpdates;
+    this.#userEvents = resolved.events === false ? undefined : new UserEvents(namespace, resolved.events);
+    this.#leaveDelayMs = resolved.leaveDelayMs;
     // the store owns the limits: the binding never accepts what its store would refuse
     this.#limits = resolveLimits(this.store.limits);
-    this.#allowAnonymous = options.allowAnonymous ?? false;
-    const rooms = options.rooms ?? false;
+    this.#allowAnonymous = resolved.allowAnonymous;
+    const rooms = resolved.rooms;
     this.#roomsEnabled = rooms !== false;
     this.#tracks = typeof rooms === "function" ? rooms : typeof rooms === "string" ? (room) => room.startsWith(rooms) : () => false;
-    this.#unauthorizedMessage = options.unauthorizedMessage ?? "unauthorized";
-    this.#retries = Math.max(1, options.retries ?? 3);
-    this.#retryDelayMs = options.retryDelayMs ?? 100;
+    this.#unauthorizedMessage = resolved.unauthorizedMessage;
+    this.#retries = resolved.retries;
+    this.#retryDelayMs = resolved.retryDelayMs;
+    const sync = resolved.sync;
+    this.#relay = new TransitionRelay(
+      namespace,
+      {
+        deliver: (transition) => this.#deliver(transition),
+        lost: () => this.sync?.resync(),
+      },
+      sync === false ? DEFAULT_SYNC_OPTIONS.nodeHeartbeatMs : sync.nodeHeartbeatMs,
+    );
     this.sync =
-      options.sync === false
+      sync === false
         ? undefined
-        : new PresenceSync({ namespace, store: this.store, tracks: (room) => this.#tracks(room), onError: (error) => this.#fail(error) }, options.sync);
+        : new PresenceSync(
+            {
+              namespace,
+              store: this.store,
+              limits: this.#limits,
+              tracks: (room) => this.#tracks(room),
+              authorize: (socket, scope) => this.#authorize(socket, scope),
+              update: (socket, info) => this.#clientUpdate(socket, info),
+              version: () => this.#relay.seen,
+              onError: (error) => this.#fail(error),
+            },
+            sync,
+          );
     // after the store's close: the leaves it announces leave in a last flush
+    this.#unsubscribe.push(() => this.#relay.close());
     if (this.sync) this.#unsubscribe.push(() => void this.sync?.close());
 
     this.#unsubscribe.push(
@@ -103,7 +129,10 @@ export class Presence extends EventEmitter<PresenceEvents> {
         (error: Error) => next(error),
       );
     });
-    namespace.on("connection", (socket) => this.#count(socket));
+    namespace.on("connection", (socket) => {
+      this.#count(socket);
+      if (this.#userEvents) this.#allowEvents(socket);
+    });
     namespace.adapter.on("join-room", (room: string, id: string) => this.#onRoom("join", room, id));
     namespace.adapter.on("leave-room", (room: string, id: string) => this.#onRoom("leave", room, id));
   }
@@ -113,13 +142,11 @@ export class Presence extends EventEmitter<PresenceEvents> {
     return identityOf(socket)?.userId;
   }
 
-  /** Replaces an online user's info and tells every client; `false` when the user is offline. */
+  /** Replaces an online user's info and tells every client (the store announces it); `false` when the user is offline. */
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
     assertUserId(userId, this.#limits.maxUserIdBytes);
     const copy = parseUserInfo(serializeUserInfo(info, this.#limits.maxUserInfoBytes));
-    const updated = await this.store.updateInfo(userId, copy);
-    if (updated) this.#announce({ type: "updated", userId, info: copy });
-    return updated;
+    return this.store.updateInfo(userId, copy);
   }
 
   userInfo(userId: string): Promise<UserInfo | undefined> {
@@ -262,9 +289,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
     // a recovered socket whose leave was still pending was never uncounted
     if (!pending) {
       this.#enqueue(connectionId, async () => {
-        if (await this.#call("connect", () => this.store.connect(connectionId, userId, info))) {
-          this.#announce(info === undefined ? { type: "connected", userId } : { type: "connected", userId, info });
-        }
+        await this.#call("connect", () => this.store.connect(connectionId, userId, info));
       });
     }
     // rooms joined before the connection (in a middleware) were not counted yet
@@ -280,11 +305,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
     if (change === "leave" && this.#disconnecting.has(socket)) return; // the store's disconnect does it
     this.#count(socket);
     this.#enqueue(connectionId, async () => {
-      const call = change === "join" ? () => this.store.join(connectionId, room) : () => this.store.leave(connectionId, room);
-      if (!(await this.#call(change, call))) return;
-      if (change === "leave") return this.#announce({ type: "left", room, userId });
-      const info = await this.#call("userInfo", () => this.store.userInfo(userId));
-      this.#announce(info === undefined ? { type: "joined", room, userId } : { type: "joined", room, userId, info });
+      await this.#call(change, change === "join" ? () => this.store.join(connectionId, room) : () => this.store.leave(connectionId, room));
     });
   }
 
@@ -292,9 +313,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#enqueue(
       connectionId,
       async () => {
-        if (await this.#call("disconnect", () => this.store.disconnect(connectionId))) {
-          this.#announce({ type: "disconnected", userId });
-        }
+        await this.#call("disconnect", () => this.store.disconnect(connectionId));
       },
       true,
     );
@@ -334,12 +353,44 @@ export class Presence extends EventEmitter<PresenceEvents> {
     }
   }
 
+  /** Who may receive the per-user events: the sockets `authorize` lets follow every user. */
+  #allowEvents(socket: Socket): void {
+    Promise.resolve(this.#authorize(socket, { type: "all" })).then(
+      (allowed) => allowed && socket.connected && socket.join(EVENTS_ROOM),
+      (error: unknown) => this.#fail(error),
+    );
+  }
+
+  /** A socket's user sets their own info (`client.update(info)`), as the `clientUpdates` hook allows. */
+  async #clientUpdate(socket: Socket, info: unknown): Promise<void> {
+    const userId = identityOf(socket)?.userId;
+    if (userId === undefined || this.#clientUpdates === false) throw new SyncScopeError("forbidden", "this socket may not set its user's info");
+    let copy: UserInfo;
+    try {
+      copy = parseUserInfo(serializeUserInfo(info as UserInfo, this.#limits.maxUserInfoBytes));
+    } catch (error) {
+      throw new SyncScopeError("malformed", `malformed update: ${(error as Error).message}`);
+    }
+    const allowed = await this.#clientUpdates(socket, copy);
+    if (allowed === false) throw new SyncScopeError("forbidden", "the server refused this info");
+    await this.#call("updateInfo", () => this.store.updateInfo(userId, allowed === true ? copy : allowed));
+  }
+
+  /** A transition this node's store announced: every node hears it, this one first. */
   #announce(transition: Transition): void {
     debug("transition %o", transition);
-    // the per-user events leave at once: a per-node tick would reorder a leave on one node and a
-    // rejoin on another (diffs carry when each change was decided; these events cannot)
-    if (this.#eventNames) emitTransition(this.namespace, this.#eventNames, transition);
+    this.#relay.publish(transition);
+    this.#emitServerSide(transition);
+  }
+
+  /** A transition heard here (this node's or relayed): to this node's sockets, in the decider's order. */
+  #deliver(transition: Transition): void {
+    this.#userEvents?.send(transition);
     this.sync?.queue(transition);
+  }
+
+  /** The server-side events, fired on the node whose store announced the transition: once across the deployment. */
+  #emitServerSide(transition: Transition): void {
     switch (transition.type) {
       case "connected":
         return void this.emit("connected", transition.userId, transition.info);

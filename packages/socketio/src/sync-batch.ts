@@ -1,24 +1,24 @@
 import type { Transition, UserInfo } from "@presence/core";
-import type { DiffEntry, DiffFrame } from "./sync-protocol";
+import type { DiffEntry, DiffFrame } from "@presence/core/protocol";
 
 type ChangeKind = "join" | "leave" | "update";
 
-/** What one tick did to one user in one scope. */
+/** The newest change one tick saw of one user in one scope. */
 interface UserChange {
-  /** The first change seen in the tick: it says whether the user was in the scope before it. */
-  first: ChangeKind;
-  online: boolean;
-  /** A join happened in the tick: the user is (re)announced with the latest info. */
-  joined: boolean;
+  kind: ChangeKind;
   info: UserInfo | undefined;
-  /** When the last change was decided (this node's clock, ms). */
-  at: number;
+  /** The decider's version; `null` for a store that does not version (arrival order then). */
+  version: number | null;
 }
 
+const newer = (version: number | null, than: UserChange | undefined) =>
+  than === undefined || version === null || than.version === null || version > than.version;
+
 /**
- * The changes of one scope during one tick, coalesced per user: a join then
- * a leave of a user who was not there cancel out; a leave then a join is a
- * join with the latest info; several updates are the last one.
+ * The changes of one scope during one tick, coalesced per user to the newest
+ * by the decider's version: a leave then a rejoin is the rejoin, a late
+ * leave after a newer join is dropped. An update folds into a join of the
+ * same tick (the join then carries the newest info).
  */
 export class ScopeChanges {
   readonly #users = new Map<string, UserChange>();
@@ -31,30 +31,17 @@ export class ScopeChanges {
     return this.#users.keys();
   }
 
-  record(kind: ChangeKind, userId: string, at: number, info?: UserInfo): void {
-    let change = this.#users.get(userId);
-    if (!change) {
-      change = { first: kind, online: kind !== "leave", joined: false, info: undefined, at };
-      this.#users.set(userId, change);
-    }
-    change.at = at;
-    if (kind === "join") {
-      change.online = true;
-      change.joined = true;
-      change.info = info;
-    } else if (kind === "leave") {
-      change.online = false;
-      change.joined = false;
-      change.info = undefined;
-    } else {
-      change.info = info;
-    }
+  record(kind: ChangeKind, userId: string, version: number | null, info?: UserInfo): void {
+    const change = this.#users.get(userId);
+    if (!newer(version, change)) return;
+    const joined = kind === "update" && change?.kind === "join";
+    this.#users.set(userId, { kind: joined ? "join" : kind, info: kind === "leave" ? undefined : info, version });
   }
 
-  /** Join entries that carry no info: the flush looks their info up (a room join does not carry it). */
+  /** Joins that carry no info: the flush looks their info up (a store may not carry it with a room join). */
   joinsWithoutInfo(): string[] {
     const ids: string[] = [];
-    for (const [userId, change] of this.#users) if (change.online && change.joined && change.info === undefined) ids.push(userId);
+    for (const [userId, change] of this.#users) if (change.kind === "join" && change.info === undefined) ids.push(userId);
     return ids;
   }
 
@@ -63,57 +50,52 @@ export class ScopeChanges {
     if (change && change.info === undefined) change.info = info;
   }
 
-  /** The frame for these changes, stamped with `version` (the flushing node's clock); undefined when they cancelled out. */
-  frame(key: string, version: number): DiffFrame | undefined {
+  /** The frame of these changes (only those of `userIds`, when given); undefined when there are none. */
+  frame(key: string, userIds?: Iterable<string>): DiffFrame | undefined {
     const joins: DiffEntry[] = [];
     const leaves: DiffEntry[] = [];
     const updates: DiffEntry[] = [];
-    for (const [userId, { first, online, joined, info, at }] of this.#users) {
-      const age = Math.max(0, version - at);
-      if (online) (joined ? joins : updates).push(info === undefined ? [userId, age] : [userId, age, info]);
-      else if (first !== "join") leaves.push([userId, age]);
+    const entries = userIds === undefined ? this.#users : [...userIds].flatMap((id) => (this.#users.has(id) ? [[id, this.#users.get(id)!] as const] : []));
+    for (const [userId, { kind, info, version }] of entries) {
+      if (kind === "leave") leaves.push([userId, version]);
+      else (kind === "join" ? joins : updates).push(info === undefined ? [userId, version] : [userId, version, info]);
     }
     if (joins.length + leaves.length + updates.length === 0) return undefined;
-    return {
-      key,
-      version,
-      ...(joins.length ? { joins } : {}),
-      ...(leaves.length ? { leaves } : {}),
-      ...(updates.length ? { updates } : {}),
-    };
+    return { key, ...(joins.length ? { joins } : {}), ...(leaves.length ? { leaves } : {}), ...(updates.length ? { updates } : {}) };
   }
 }
 
-/** Everything one node decided during one tick, waiting for the flush. */
+/** Every transition this node heard during one tick, waiting for the flush. */
 export class SyncBatch {
   /** Whether nothing was queued since the last flush. */
   empty = true;
-  /** The all-users scope (and the user-list scopes, which read its frame). */
+  /** The all-users scope, and the user-list scopes (which take their users' entries). */
   readonly all = new ScopeChanges();
-  /** Info updates, for every room subscriber (a transition does not say which rooms the user is in). */
-  readonly roomUpdates = new ScopeChanges();
   readonly rooms = new Map<string, ScopeChanges>();
+  /** Info updates, for every room subscriber (an update does not say which rooms the user is in). */
+  readonly roomUpdates = new ScopeChanges();
   /** Whether the online count may have changed. */
   countChanged = false;
 
-  add(transition: Transition, at: number): void {
+  add(transition: Transition): void {
     this.empty = false;
+    const version = transition.version ?? null;
     switch (transition.type) {
       case "connected":
         this.countChanged = true;
-        return this.all.record("join", transition.userId, at, transition.info);
+        return this.all.record("join", transition.userId, version, transition.info);
       case "disconnected":
         this.countChanged = true;
-        return this.all.record("leave", transition.userId, at);
+        return this.all.record("leave", transition.userId, version);
       case "updated":
-        this.all.record("update", transition.userId, at, transition.info);
-        return this.roomUpdates.record("update", transition.userId, at, transition.info);
+        this.all.record("update", transition.userId, version, transition.info);
+        return this.roomUpdates.record("update", transition.userId, version, transition.info);
       case "joined":
       case "left": {
         let room = this.rooms.get(transition.room);
         if (!room) this.rooms.set(transition.room, (room = new ScopeChanges()));
-        if (transition.type === "joined") room.record("join", transition.userId, at, transition.info);
-        else room.record("leave", transition.userId, at);
+        if (transition.type === "joined") room.record("join", transition.userId, version, transition.info);
+        else room.record("leave", transition.userId, version);
         return;
       }
     }

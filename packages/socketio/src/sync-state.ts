@@ -1,54 +1,57 @@
 import type { PresenceStore, UserPresence } from "@presence/core";
+import { STATE, scopeKey, type StateEntry, type StateFrame, type SyncScope } from "@presence/core/protocol";
 import type { Namespace, Socket } from "socket.io";
-import { STATE, scopeKey, type StateEntry, type StateFrame, type SyncScope } from "./sync-protocol";
 
 type StateBody = Pick<StateFrame, "users" | "count" | "done">;
 
-/** The subscribers of one scope waiting for the same read: socket id -> request number. */
+/** The subscribers of one scope waiting for the same read: socket id -> the client's request number. */
 interface SharedRead {
-  requests: { [socketId: string]: number };
+  requests: Map<string, number>;
   sent: Promise<void>;
 }
 
 const entry = (user: Pick<UserPresence, "userId" | "info">): StateEntry => (user.info === undefined ? [user.userId] : [user.userId, user.info]);
 
 /**
- * Reads scopes' states from the store and sends them to their subscribers.
- * Subscribers of every user or of one room that arrive while a read of that
- * scope is under way wait for the next one and share it: one store read,
- * each page encoded once and sent to all of them. In a storm of N
- * subscribers this costs a read per round instead of N reads.
+ * Reads scopes' states from the store and sends them to their subscribers,
+ * each frame to its subscribing socket alone (a frame names no other
+ * socket). Subscribers of every user or of one room that arrive while a read
+ * of that scope is under way wait for the next one and share it: one store
+ * read, and each page encoded once per request number (in a storm, most
+ * sockets send request 1). The state's version is the highest version this
+ * node had delivered before the read started (see `TransitionRelay.seen`).
  */
 export class StateReads {
   readonly #namespace: Namespace;
   readonly #store: PresenceStore;
   readonly #pageSize: number;
+  readonly #version: () => number | null;
   /** Per scope key: the read that has not started yet, which newcomers join. */
   readonly #waiting = new Map<string, SharedRead>();
   /** Per scope key: the latest read, which the next one waits for. */
   readonly #latest = new Map<string, Promise<void>>();
 
-  constructor(namespace: Namespace, store: PresenceStore, pageSize: number) {
+  constructor(namespace: Namespace, store: PresenceStore, pageSize: number, version: () => number | null) {
     this.#namespace = namespace;
     this.#store = store;
     this.#pageSize = pageSize;
+    this.#version = version;
   }
 
   /**
-   * Sends the scope's state to `socket` (which has joined the scope's sync
-   * room already, so that a change decided after the read starts reaches
-   * it as a diff). Resolves once the last page is sent.
+   * Sends the scope's state to `socket`, which has joined the scope's sync
+   * room already, so that a change decided after the read starts reaches it
+   * as a diff. Resolves once the last page is sent.
    */
-  send(socket: Socket, scope: SyncScope, request: number, userIds: string[] = []): Promise<void> {
+  async send(socket: Socket, scope: SyncScope, request: number, userIds: string[] = []): Promise<void> {
     const key = scopeKey(scope);
-    const requests = { [socket.id]: request };
-    const version = Date.now();
-    const to = (body: StateBody) => socket.emit(STATE, { key, requests, version, ...body } satisfies StateFrame);
+    const version = this.#version();
+    const to = (body: StateBody) => socket.emit(STATE, { key, request, version, ...body } satisfies StateFrame);
     switch (scope.type) {
       case "count":
-        return this.#store.usersCount().then((count) => void to({ count, done: true }));
+        return void to({ count: await this.#store.usersCount(), done: true });
       case "users":
-        return this.#users(userIds).then((users) => void to({ users, done: true }));
+        return void to({ users: await this.#users(userIds), done: true });
       default:
         return this.#shared(socket, scope, request);
     }
@@ -69,7 +72,7 @@ export class StateReads {
     const key = scopeKey(scope);
     let read = this.#waiting.get(key);
     if (!read) {
-      const requests: SharedRead["requests"] = {};
+      const requests: SharedRead["requests"] = new Map();
       const previous = this.#latest.get(key) ?? Promise.resolve();
       const sent = previous
         .catch(() => {})
@@ -82,20 +85,24 @@ export class StateReads {
       read = { requests, sent };
       this.#waiting.set(key, read);
       this.#latest.set(key, sent);
-      void sent.then(
-        () => this.#latest.get(key) === sent && this.#latest.delete(key),
-        () => this.#latest.get(key) === sent && this.#latest.delete(key),
-      );
+      const forget = () => this.#latest.get(key) === sent && this.#latest.delete(key);
+      void sent.then(forget, forget);
     }
-    read.requests[socket.id] = request;
+    read.requests.set(socket.id, request);
     return read.sent;
   }
 
   async #readPages(scope: SyncScope, requests: SharedRead["requests"]): Promise<void> {
     const key = scopeKey(scope);
-    const version = Date.now();
-    const to = this.#namespace.local.to(Object.keys(requests));
-    const send = (body: StateBody) => to.emit(STATE, { key, requests, version, ...body } satisfies StateFrame);
+    const version = this.#version();
+    // the sockets of one request number share each encoded frame
+    const byRequest = new Map<number, string[]>();
+    for (const [socketId, request] of requests) byRequest.set(request, [...(byRequest.get(request) ?? []), socketId]);
+    const send = (body: StateBody) => {
+      for (const [request, socketIds] of byRequest) {
+        this.#namespace.local.to(socketIds).emit(STATE, { key, request, version, ...body } satisfies StateFrame);
+      }
+    };
     const options = { pageSize: this.#pageSize };
     const pages = scope.type === "room" ? this.#store.roomUsers(scope.room, options) : this.#store.users(options);
     // one page behind, so that the last page is the one marked done

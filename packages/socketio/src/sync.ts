@@ -1,28 +1,23 @@
-import {
-  PresenceError,
-  isValidUserId,
-  type PresenceStore,
-  type Transition,
-  type UserInfo,
-} from "@presence/core";
-import { randomBytes } from "node:crypto";
-import createDebug from "debug";
-import type { Namespace, Socket } from "socket.io";
-import { SyncBatch } from "./sync-batch";
-import { PeerNodes, reachesOtherNodes } from "./sync-nodes";
-import { StateReads } from "./sync-state";
+import { PresenceError, isValidUserId, type PresenceErrorCode, type PresenceLimits, type PresenceStore, type Transition, type UserInfo } from "@presence/core";
 import {
   DIFF,
+  PROTOCOL_VERSION,
   RESYNC,
   SUBSCRIBE,
   UNSUBSCRIBE,
+  UPDATE,
   scopeKey,
   type DiffFrame,
   type ResyncFrame,
   type SubscribeReply,
   type SyncErrorReason,
   type SyncScope,
-} from "./sync-protocol";
+} from "@presence/core/protocol";
+import createDebug from "debug";
+import type { Namespace, Socket } from "socket.io";
+import { SyncBatch } from "./sync-batch";
+import { DEFAULT_SOCKET_BOUNDS, SocketGuard, type SocketBounds } from "./sync-guard";
+import { StateReads } from "./sync-state";
 
 const debug = createDebug("presence:socketio:sync");
 
@@ -30,29 +25,31 @@ const debug = createDebug("presence:socketio:sync");
 export const SYNC_ROOM_PREFIX = "presence:sync:";
 const ALL_ROOM = `${SYNC_ROOM_PREFIX}all`;
 const COUNT_ROOM = `${SYNC_ROOM_PREFIX}count`;
-/** Every room subscriber, for info updates. */
+/** Every room subscriber, for resyncs. */
 const ROOMS_ROOM = `${SYNC_ROOM_PREFIX}rooms`;
 /** Every user-list subscriber, for resyncs. */
 const USERS_ROOM = `${SYNC_ROOM_PREFIX}users`;
-/** A server-side event between nodes: someone follows the count, so flushes read it. */
-const COUNT_WANTED = "presence:sync:count-wanted";
-/** How long a node keeps reading the count after hearing that someone follows it (re-announced at half of it). */
-const COUNT_WANTED_MS = 10 * 60_000;
 const roomRoom = (room: string) => `${SYNC_ROOM_PREFIX}room:${room}`;
 const userRoom = (userId: string) => `${SYNC_ROOM_PREFIX}user:${userId}`;
 
 export const isSyncRoom = (room: string): boolean => room.startsWith(SYNC_ROOM_PREFIX);
 
-/** Decides whether a socket may follow a room it is not a member of. */
-export type RoomSubscribeHook = (socket: Socket, room: string) => boolean | Promise<boolean>;
+/**
+ * Decides whether a socket may follow a scope (and, for `{ type: "all" }` at
+ * connection, receive the per-user events). The default lets an identified
+ * socket follow all users, the count and user lists, and a room only when it
+ * is a member; an anonymous socket nothing.
+ */
+export type AuthorizeHook = (socket: Socket, scope: SyncScope) => boolean | Promise<boolean>;
 
-export interface SyncOptions {
+/** Decides what a socket's user may set as their own info (`client.update(info)`): the info to store, or false to refuse. */
+export type ClientUpdateHook = (socket: Socket, info: UserInfo) => UserInfo | boolean | Promise<UserInfo | boolean>;
+
+export interface SyncOptions extends Partial<SocketBounds> {
   /**
-   * How often, in ms, each node flushes the transitions it decided as
-   * coalesced diffs to subscribers. Shorter ticks show changes sooner but
-   * send more frames in a storm (bench 6: with 1,000 clients, 100 ms sent
-   * 8.6 frames per client, 250 ms 6.3, with every view complete 0.3-0.4 s
-   * after the last connect either way).
+   * How often, in ms, each node flushes the transitions it heard as
+   * coalesced diffs to its subscribers. Shorter ticks show changes sooner
+   * but send more frames in a storm.
    * @default 250
    */
   tickMs?: number;
@@ -67,148 +64,109 @@ export interface SyncOptions {
    */
   pageSize?: number;
   /**
-   * How often, in ms, each node tells the others it is alive. A node silent
-   * for three of these is taken for dead (killed, cut off): the diffs it had
-   * not flushed are lost, so every survivor tells its subscribers to resync.
+   * How often, in ms, each node tells the others it is alive, with the
+   * number of the last transition it relayed. A node silent for three of
+   * these is taken for dead (killed, cut off): what it had not relayed is
+   * lost, so every survivor tells its subscribers to resync.
    * @default 2000
    */
   nodeHeartbeatMs?: number;
-  /**
-   * Whether a socket may follow a room it is not a member of (members always may).
-   * @default () => true
-   */
-  canSubscribeRoom?: RoomSubscribeHook;
 }
 
-const DEFAULT_SYNC_OPTIONS: Required<SyncOptions> = {
+export type ResolvedSyncOptions = Required<Omit<SyncOptions, keyof SocketBounds>> & SocketBounds;
+
+export const DEFAULT_SYNC_OPTIONS: ResolvedSyncOptions = {
   tickMs: 250,
   maxUserIds: 500,
   pageSize: 500,
   nodeHeartbeatMs: 2000,
-  canSubscribeRoom: () => true,
+  ...DEFAULT_SOCKET_BOUNDS,
 };
 
-/** A subscribe that was refused: sent in the ack as `{ ok: false, error: { code, reason, message } }`. */
+const CODES: Partial<Record<SyncErrorReason, PresenceErrorCode>> = { unavailable: "STORE_UNAVAILABLE", forbidden: "FORBIDDEN", "rate-limited": "RATE_LIMITED" };
+
+/** A request that was refused: sent in the ack as `{ ok: false, error: { code, reason, message } }`. */
 export class SyncScopeError extends PresenceError {
   readonly reason: SyncErrorReason;
 
   constructor(reason: SyncErrorReason, message: string) {
-    super(reason === "unavailable" ? "STORE_UNAVAILABLE" : "INVALID_SCOPE", message);
+    super(CODES[reason] ?? "INVALID_SCOPE", message);
     this.reason = reason;
-  }
-}
-
-/** The names of the per-user events. */
-export interface TransitionEventNames {
-  connected: string;
-  disconnected: string;
-  updated: string;
-  joined: string;
-  left: string;
-}
-
-/** Sends the classic per-user event of one transition to the clients that get it. */
-export function emitTransition(namespace: Namespace, names: TransitionEventNames, transition: Transition): void {
-  switch (transition.type) {
-    case "connected":
-      if (transition.info === undefined) namespace.emit(names.connected, transition.userId);
-      else namespace.emit(names.connected, transition.userId, transition.info);
-      return;
-    case "disconnected":
-      namespace.emit(names.disconnected, transition.userId);
-      return;
-    case "updated":
-      namespace.emit(names.updated, transition.userId, transition.info);
-      return;
-    case "joined":
-      // to the room's members only
-      if (transition.info === undefined) namespace.to(transition.room).emit(names.joined, transition.room, transition.userId);
-      else namespace.to(transition.room).emit(names.joined, transition.room, transition.userId, transition.info);
-      return;
-    case "left":
-      namespace.to(transition.room).emit(names.left, transition.room, transition.userId);
-      return;
   }
 }
 
 export interface PresenceSyncContext {
   namespace: Namespace;
   store: PresenceStore;
+  limits: PresenceLimits;
   /** Whether the binding tracks this room. */
   tracks: (room: string) => boolean;
+  authorize: AuthorizeHook;
+  /** Sets the socket's user's own info (`UPDATE`); rejects with a `SyncScopeError` when refused. */
+  update: (socket: Socket, info: unknown) => Promise<void>;
+  /** The state's version for a read starting now (`TransitionRelay.seen`). */
+  version: () => number | null;
   onError: (error: unknown) => void;
 }
 
 /** What one socket follows, beyond the Socket.IO rooms it joined for it. */
 interface Following {
+  keys: Set<string>;
   rooms: Set<string>;
   userIds: Set<string>;
 }
 
 /**
- * The sync protocol's server side for one namespace: answers subscribes
- * with the scope's state, and flushes what this node decided once per tick,
- * as coalesced diffs, to subscribers on every node through the adapter.
+ * The sync protocol's server side for one namespace. Every node hears every
+ * transition (`TransitionRelay`) and serves its own sockets: it answers
+ * their subscribes with the scope's state, then sends them coalesced diffs
+ * once per tick, each change stamped with its decider's version.
  */
 export class PresenceSync {
-  readonly options: Readonly<Required<SyncOptions>>;
+  readonly options: Readonly<ResolvedSyncOptions>;
   readonly #context: PresenceSyncContext;
   readonly #following = new WeakMap<Socket, Following>();
   readonly #states: StateReads;
-  readonly #peers: PeerNodes;
+  readonly #guard: SocketGuard;
   #batch = new SyncBatch();
   #timer: NodeJS.Timeout | undefined;
   #resyncTimer: NodeJS.Timeout | undefined;
   /** The flush in progress: flushes run one after the other, so diffs leave in order. */
   #flushing: Promise<void> = Promise.resolve();
   #closed = false;
-  /** Until when a flush reads the count for count subscribers on other nodes. */
-  #countWantedUntil = 0;
-  #countAnnouncedAt = 0;
-  /** This node's id in frames, and its frame numbers per key (see `DiffFrame.seq`). */
-  readonly #node = randomBytes(6).toString("base64url");
-  readonly #seqs = new Map<string, number>();
 
-  constructor(context: PresenceSyncContext, options: SyncOptions = {}) {
+  constructor(context: PresenceSyncContext, options: ResolvedSyncOptions) {
     this.#context = context;
-    this.options = { ...DEFAULT_SYNC_OPTIONS, ...options };
-    this.#states = new StateReads(context.namespace, context.store, this.options.pageSize);
-    this.#peers = new PeerNodes(context.namespace, this.#node, this.options.nodeHeartbeatMs, (node) => {
-      debug("node %s went silent: its unflushed diffs are lost, subscribers here resync", node);
-      this.resync({ local: true });
-    });
+    this.options = options;
+    this.#guard = new SocketGuard(options);
+    this.#states = new StateReads(context.namespace, context.store, options.pageSize, context.version);
     context.namespace.on("connection", (socket) => this.#listen(socket));
-    context.namespace.on(COUNT_WANTED, () => (this.#countWantedUntil = Date.now() + COUNT_WANTED_MS));
   }
 
-  /** Queues a transition this node decided (or its store announced) for the next flush. */
+  /** A transition heard on this node (decided here or relayed): queued for the next flush. */
   queue(transition: Transition): void {
-    this.#batch.add(transition, Date.now());
+    this.#batch.add(transition);
     if (this.#closed) return void this.flush();
     this.#timer ??= setTimeout(() => void this.flush(), this.options.tickMs);
   }
 
   /**
-   * Tells subscribers to read their state again: after the store recovered,
-   * when this node's adapter lost messages, or whenever a view may have
-   * drifted. `local` reaches only this node's sockets.
+   * Tells subscribers to read their state again: this node's (a transition
+   * was lost on its way here), or, with `everywhere`, every node's (a store
+   * call failed for good, so a transition may never have been announced).
    */
-  resync(options: { key?: string; local?: boolean } = {}): void {
-    const frame: ResyncFrame = options.key === undefined ? {} : { key: options.key };
+  resync(options: { everywhere?: boolean } = {}): void {
+    const frame: ResyncFrame = {};
     const to = this.#context.namespace.to([ALL_ROOM, COUNT_ROOM, ROOMS_ROOM, USERS_ROOM]);
-    (options.local ? to.local : to).emit(RESYNC, frame);
+    (options.everywhere ? to : to.local).emit(RESYNC, frame);
   }
 
-  /**
-   * Asks every subscriber to resync at the end of this tick, once however
-   * often it is called: for the binding when a store call failed for good
-   * (the transition it would have decided may be lost).
-   */
+  /** Asks every subscriber everywhere to resync at the end of this tick, once however often it is called. */
   resyncSoon(): void {
     if (this.#closed) return;
     this.#resyncTimer ??= setTimeout(() => {
       this.#resyncTimer = undefined;
-      this.resync();
+      this.resync({ everywhere: true });
     }, this.options.tickMs);
   }
 
@@ -227,191 +185,204 @@ export class PresenceSync {
   close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#resyncTimer);
-    this.#peers.close();
     return this.flush();
   }
 
   async #sendDiffs(batch: SyncBatch): Promise<void> {
     const { namespace, store } = this.#context;
-    // a room join does not carry the user's info: look it up once per user
+    const local = namespace.local;
+    const rooms = namespace.adapter.rooms;
+    const subscribed = (room: string) => (rooms.get(room)?.size ?? 0) > 0;
+    // a store may announce a room join without the user's info: look it up once per user
     const missing = new Set<string>();
-    for (const changes of batch.rooms.values()) for (const userId of changes.joinsWithoutInfo()) missing.add(userId);
+    for (const [room, changes] of batch.rooms) if (subscribed(roomRoom(room))) for (const userId of changes.joinsWithoutInfo()) missing.add(userId);
     const infos = new Map<string, UserInfo | undefined>();
     if (missing.size > 0 && !this.#closed) {
-      await Promise.all(
-        [...missing].map(async (userId) => {
-          infos.set(userId, await store.userInfo(userId).catch(() => undefined));
-        }),
-      );
+      await Promise.all([...missing].map(async (userId) => void infos.set(userId, await store.userInfo(userId).catch(() => undefined))));
     }
-    const version = Date.now();
-    const all = batch.all.frame("all", version);
-    // one frame for the all-users scope and every user-list subscriber of a changed user
-    if (all) namespace.to([ALL_ROOM, ...[...batch.all.userIds()].map(userRoom)]).emit(DIFF, this.#numbered(all));
+    if (subscribed(ALL_ROOM)) {
+      const all = batch.all.frame("all");
+      if (all) local.to(ALL_ROOM).emit(DIFF, all);
+    }
+    // a user-list subscriber gets its users' changes only, one frame per changed user it follows
+    for (const userId of batch.all.userIds()) {
+      if (!subscribed(userRoom(userId))) continue;
+      const frame = batch.all.frame("users", [userId]);
+      if (frame) local.to(userRoom(userId)).emit(DIFF, frame);
+    }
     for (const [room, changes] of batch.rooms) {
+      if (!subscribed(roomRoom(room))) continue;
       for (const userId of changes.joinsWithoutInfo()) changes.fillInfo(userId, infos.get(userId));
-      const frame = changes.frame(`room:${room}`, version);
-      if (frame) namespace.to(roomRoom(room)).emit(DIFF, this.#numbered(frame));
+      const frame = changes.frame(`room:${room}`);
+      if (frame) local.to(roomRoom(room)).emit(DIFF, frame);
     }
-    const updates = batch.roomUpdates.frame("rooms", version);
-    if (updates) namespace.to(ROOMS_ROOM).emit(DIFF, this.#numbered(updates));
-    if (batch.countChanged && !this.#closed && this.#countWanted()) {
-      // an absolute count, newest read wins: every node's reads after its own changes converge on the truth
-      const countVersion = Date.now();
+    if (batch.roomUpdates.size > 0 && subscribed(ROOMS_ROOM)) {
+      // an update reaches each followed room's subscribers; a client ignores one for a user not in its room
+      for (const room of rooms.keys()) {
+        if (!room.startsWith(`${SYNC_ROOM_PREFIX}room:`)) continue;
+        const frame = batch.roomUpdates.frame(room.slice(SYNC_ROOM_PREFIX.length));
+        if (frame) local.to(room).emit(DIFF, frame);
+      }
+    }
+    if (batch.countChanged && !this.#closed && subscribed(COUNT_ROOM)) {
+      const version = this.#context.version();
       const count = await store.usersCount().catch(() => undefined);
-      if (count !== undefined) namespace.to(COUNT_ROOM).emit(DIFF, { key: "count", version: countVersion, count } satisfies DiffFrame);
+      if (count !== undefined) local.to(COUNT_ROOM).emit(DIFF, { key: "count", version, count } satisfies DiffFrame);
     }
+    this.#dropSlowReaders();
   }
 
-  /**
-   * Whether a flush should read the count: reading it is a store call (a
-   * query of every node with cluster-query), so only while someone follows it.
-   */
-  #countWanted(): boolean {
-    if (this.#context.namespace.adapter.rooms.has(COUNT_ROOM)) {
-      this.#announceCountWanted(false);
-      return true;
+  /** Disconnects the subscribers whose output backs up: no slow reader makes the server hold unbounded frames. */
+  #dropSlowReaders(): void {
+    const { namespace } = this.#context;
+    for (const room of [ALL_ROOM, COUNT_ROOM, ROOMS_ROOM, USERS_ROOM]) {
+      for (const socketId of namespace.adapter.rooms.get(room) ?? []) {
+        const socket = namespace.sockets.get(socketId);
+        if (socket && this.#guard.dropIfSlow(socket)) debug("socket %s reads too slowly: disconnected", socketId);
+      }
     }
-    return Date.now() < this.#countWantedUntil;
-  }
-
-  /** Tells the other nodes that this one has count subscribers (again at half the window). */
-  #announceCountWanted(now: boolean): void {
-    if (!reachesOtherNodes(this.#context.namespace)) return;
-    if (!now && Date.now() - this.#countAnnouncedAt < COUNT_WANTED_MS / 2) return;
-    this.#countAnnouncedAt = Date.now();
-    try {
-      this.#context.namespace.serverSideEmit(COUNT_WANTED);
-    } catch {
-      // the in-memory adapter has no other nodes to tell
-    }
-  }
-
-  /** Stamps a frame with this node's id and its next number for the frame's key. */
-  #numbered(frame: DiffFrame): DiffFrame {
-    const seq = (this.#seqs.get(frame.key) ?? 0) + 1;
-    this.#seqs.set(frame.key, seq);
-    return { ...frame, node: this.#node, seq };
   }
 
   #listen(socket: Socket): void {
-    socket.on(SUBSCRIBE, (request: unknown, ack: unknown) => {
-      this.#subscribe(socket, request).then(
-        (reply) => typeof ack === "function" && ack(reply),
-        (error: unknown) => typeof ack === "function" && ack(refusal(error)),
-      );
-    });
-    socket.on(UNSUBSCRIBE, (request: unknown, ack: unknown) => {
-      this.#unsubscribe(socket, request).then(
-        (reply) => typeof ack === "function" && ack(reply),
-        (error: unknown) => typeof ack === "function" && ack(refusal(error)),
-      );
-    });
+    const handle = (run: (request: unknown) => Promise<SubscribeReply>) => (request: unknown, ack: unknown) => {
+      const reply = (answer: SubscribeReply) => typeof ack === "function" && ack(answer);
+      if (!this.#guard.admit(socket)) return reply(refusal(new SyncScopeError("rate-limited", "too many presence requests: slow down")));
+      this.#guard.inOrder(socket, () => run(request)).then(reply, (error: unknown) => reply(refusal(error)));
+    };
+    socket.on(SUBSCRIBE, handle((request) => this.#subscribe(socket, request)));
+    socket.on(UNSUBSCRIBE, handle((request) => this.#unsubscribe(socket, request)));
+    socket.on(
+      UPDATE,
+      handle(async (request) => {
+        const { info } = parseRequest(request, "update") as { info: unknown };
+        await this.#context.update(socket, info);
+        return { ok: true };
+      }),
+    );
   }
 
   #followingOf(socket: Socket): Following {
     let following = this.#following.get(socket);
-    if (!following) this.#following.set(socket, (following = { rooms: new Set(), userIds: new Set() }));
+    if (!following) this.#following.set(socket, (following = { keys: new Set(), rooms: new Set(), userIds: new Set() }));
     return following;
   }
 
   async #subscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
-    const { scope, number } = parseSubscribe(request);
+    const { scope, number } = this.#parse(request);
+    const key = scopeKey(scope);
+    if (scope.type === "room" && !this.#context.tracks(scope.room)) {
+      throw new SyncScopeError("rooms-disabled", `the room ${JSON.stringify(scope.room)} is not tracked`);
+    }
+    if (!(await this.#context.authorize(socket, scope))) throw new SyncScopeError("forbidden", `this socket may not follow ${key}`);
     const following = this.#followingOf(socket);
+    if (!following.keys.has(key) && following.keys.size >= this.options.maxSubscriptions) {
+      throw new SyncScopeError("too-many-subscriptions", `at most ${this.options.maxSubscriptions} subscriptions per socket`);
+    }
+    if (socket.disconnected) return { ok: true };
     let userIds: string[] | undefined;
     switch (scope.type) {
       case "all":
-        await socket.join(ALL_ROOM);
+        socket.join(ALL_ROOM);
         break;
       case "count":
-        await socket.join(COUNT_ROOM);
-        this.#announceCountWanted(true);
+        socket.join(COUNT_ROOM);
         break;
-      case "room": {
-        const { room } = scope;
-        if (!this.#context.tracks(room)) throw new SyncScopeError("rooms-disabled", `the room ${JSON.stringify(room)} is not tracked`);
-        if (!socket.rooms.has(room) && !(await this.options.canSubscribeRoom(socket, room))) {
-          throw new SyncScopeError("room-forbidden", `this socket may not follow the room ${JSON.stringify(room)}`);
-        }
-        following.rooms.add(room);
-        await socket.join([roomRoom(room), ROOMS_ROOM]);
+      case "room":
+        following.rooms.add(scope.room);
+        socket.join([roomRoom(scope.room), ROOMS_ROOM]);
         break;
-      }
       case "users": {
+        // replaced whole, as Slack's presence_sub: one user list per socket
         userIds = [...new Set(scope.userIds)];
-        if (userIds.length > this.options.maxUserIds) {
-          throw new SyncScopeError("too-many-user-ids", `at most ${this.options.maxUserIds} user ids per subscription, not ${userIds.length}`);
-        }
-        // replaced whole, as Slack's presence_sub
         const next = new Set(userIds);
-        for (const userId of following.userIds) if (!next.has(userId)) await socket.leave(userRoom(userId));
+        for (const userId of following.userIds) if (!next.has(userId)) socket.leave(userRoom(userId));
         following.userIds = next;
-        await socket.join([USERS_ROOM, ...userIds.map(userRoom)]);
+        socket.join([USERS_ROOM, ...userIds.map(userRoom)]);
         break;
       }
     }
+    following.keys.add(key);
     // joined first, then read: a change decided after the read starts reaches the socket as a diff
+    const read = this.#guard.read(socket, () => this.#states.send(socket, scope, number, userIds));
+    if (!read) throw new SyncScopeError("rate-limited", `at most ${this.options.maxStateReads} state reads in flight per socket`);
     try {
-      await this.#states.send(socket, scope, number, userIds);
+      await read;
     } catch (error) {
-      debug("state read for %s failed: %O", scopeKey(scope), error);
+      debug("state read for %s failed: %O", key, error);
       throw new SyncScopeError("unavailable", "the presence store did not answer: subscribe again later");
     }
     return { ok: true };
   }
 
   async #unsubscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
-    const { scope } = parseSubscribe({ request: 0, ...(request as object) });
+    const { scope } = this.#parse(request);
     const following = this.#followingOf(socket);
+    following.keys.delete(scopeKey(scope));
     switch (scope.type) {
       case "all":
-        await socket.leave(ALL_ROOM);
+        socket.leave(ALL_ROOM);
         break;
       case "count":
-        await socket.leave(COUNT_ROOM);
+        socket.leave(COUNT_ROOM);
         break;
       case "room":
         following.rooms.delete(scope.room);
-        await socket.leave(roomRoom(scope.room));
-        if (following.rooms.size === 0) await socket.leave(ROOMS_ROOM);
+        socket.leave(roomRoom(scope.room));
+        if (following.rooms.size === 0) socket.leave(ROOMS_ROOM);
         break;
       case "users":
-        for (const userId of following.userIds) await socket.leave(userRoom(userId));
+        for (const userId of following.userIds) socket.leave(userRoom(userId));
         following.userIds = new Set();
-        await socket.leave(USERS_ROOM);
+        socket.leave(USERS_ROOM);
         break;
     }
     return { ok: true };
   }
+
+  /** Checks a subscribe or unsubscribe against the protocol and the store's own limits. */
+  #parse(request: unknown): { scope: SyncScope; number: number } {
+    const { scope, request: number } = parseRequest(request, "subscribe") as { scope?: unknown; request?: unknown };
+    const malformed = (why: string) => new SyncScopeError("malformed", `malformed subscribe: ${why}`);
+    if (typeof number !== "number" || !Number.isSafeInteger(number)) throw malformed("`request` must be an integer");
+    if (typeof scope !== "object" || scope === null) throw malformed("`scope` must be an object");
+    const { type, room, userIds } = scope as { type?: unknown; room?: unknown; userIds?: unknown };
+    const { maxRoomBytes, maxUserIdBytes } = this.#context.limits;
+    switch (type) {
+      case "all":
+      case "count":
+        return { scope: { type }, number };
+      case "room":
+        if (typeof room !== "string" || room.length === 0 || isSyncRoom(room) || Buffer.byteLength(room) > maxRoomBytes) {
+          throw malformed(`\`scope.room\` must be a room name of 1 to ${maxRoomBytes} bytes`);
+        }
+        return { scope: { type, room }, number };
+      case "users":
+        if (!Array.isArray(userIds)) throw malformed("`scope.userIds` must be an array of user ids");
+        if (userIds.length > this.options.maxUserIds) {
+          throw new SyncScopeError("too-many-user-ids", `at most ${this.options.maxUserIds} user ids per subscription, not ${userIds.length}`);
+        }
+        if (!userIds.every((userId) => isValidUserId(userId, maxUserIdBytes))) {
+          throw malformed(`\`scope.userIds\` must be user ids of 1 to ${maxUserIdBytes} bytes`);
+        }
+        return { scope: { type, userIds: userIds as string[] }, number };
+      default:
+        throw malformed("`scope.type` must be all, room, users or count");
+    }
+  }
+}
+
+/** Checks the envelope every request shares: an object of this protocol's version. */
+function parseRequest(request: unknown, what: string): Record<string, unknown> {
+  if (typeof request !== "object" || request === null) throw new SyncScopeError("malformed", `malformed ${what}: expected an object`);
+  const { v } = request as { v?: unknown };
+  if (v !== PROTOCOL_VERSION) {
+    throw new SyncScopeError("protocol-version", `this server speaks presence protocol ${PROTOCOL_VERSION}, not ${String(v)}: upgrade @presence/client`);
+  }
+  return request as Record<string, unknown>;
 }
 
 function refusal(error: unknown): SubscribeReply {
   const refused =
     error instanceof SyncScopeError ? error : new SyncScopeError("unavailable", error instanceof Error ? error.message : String(error));
   return { ok: false, error: { code: refused.code, reason: refused.reason, message: refused.message } };
-}
-
-/** Checks a subscribe request from a client: anything else is refused as malformed. */
-function parseSubscribe(request: unknown): { scope: SyncScope; number: number } {
-  const malformed = (why: string) => new SyncScopeError("malformed", `malformed subscribe: ${why}`);
-  if (typeof request !== "object" || request === null) throw malformed("expected { scope, request }");
-  const { scope, request: number } = request as { scope?: unknown; request?: unknown };
-  if (typeof number !== "number" || !Number.isSafeInteger(number)) throw malformed("`request` must be an integer");
-  if (typeof scope !== "object" || scope === null) throw malformed("`scope` must be an object");
-  const { type, room, userIds } = scope as { type?: unknown; room?: unknown; userIds?: unknown };
-  switch (type) {
-    case "all":
-    case "count":
-      return { scope: { type }, number };
-    case "room":
-      if (typeof room !== "string" || room.length === 0 || isSyncRoom(room)) throw malformed("`scope.room` must be a room name");
-      return { scope: { type, room }, number };
-    case "users":
-      if (!Array.isArray(userIds) || !userIds.every((userId) => isValidUserId(userId))) {
-        throw malformed("`scope.userIds` must be an array of user ids");
-      }
-      return { scope: { type, userIds: userIds as string[] }, number };
-    default:
-      throw malformed("`scope.type` must be all, room, users or count");
-  }
 }

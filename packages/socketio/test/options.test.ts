@@ -1,7 +1,7 @@
-import { RoomsDisabledError } from "@presence/core";
+import { InvalidOptionError, RoomsDisabledError } from "@presence/core";
 import { MemoryStore } from "@presence/memory";
 import { afterEach, describe, expect, it } from "vitest";
-import { createPresence } from "../src";
+import { createPresence, defaultAuthorize } from "../src";
 import { connectClient, eventually, startServer, type TestServer } from "./helpers";
 import { Server } from "socket.io";
 
@@ -14,8 +14,9 @@ describe("createPresence options", () => {
 
   it("requires a store and an identify hook", () => {
     const io = new Server();
-    expect(() => createPresence(io, { identify: () => "x" } as never)).toThrow(TypeError);
-    expect(() => createPresence(io, { store: new MemoryStore() } as never)).toThrow(TypeError);
+    expect(() => createPresence(io, { identify: () => "x" } as never)).toThrow(InvalidOptionError);
+    expect(() => createPresence(io, { store: new MemoryStore() } as never)).toThrow(/`identify` must be a function/);
+    expect(() => createPresence(io, { store: {}, identify: () => "x" } as never)).toThrow(/`store` must be a PresenceStore .*missing connect\(\)/);
     void io;
   });
 
@@ -61,7 +62,12 @@ describe("createPresence options", () => {
     s = await startServer({ store: new MemoryStore() });
     await expect(connectClient(s.port, {})).rejects.toThrow("unauthorized");
     await s.close();
-    s = await startServer({ store: new MemoryStore(), allowAnonymous: true });
+    s = await startServer({
+      store: new MemoryStore(),
+      allowAnonymous: true,
+      // anonymous sockets see nothing by default: this app lets them see who is online
+      authorize: (socket, scope) => scope.type === "all" || defaultAuthorize(socket, scope),
+    });
     const viewer = await connectClient(s.port, {});
     const joins: string[] = [];
     viewer.on("user has connected", (u: string) => joins.push(u));
@@ -73,6 +79,20 @@ describe("createPresence options", () => {
     await expect(connectClient(s.port, { userId: "" })).rejects.toThrow("unauthorized");
     viewer.close();
     alice.close();
+  });
+
+  it("refuses misspelled and ill-typed options, as plain JavaScript, naming the closest option", () => {
+    const io = new Server();
+    const store = new MemoryStore();
+    const identify = () => "x";
+    const attempt = (options: Record<string, unknown>) => () => createPresence(io, { store, identify, ...options } as never);
+    expect(attempt({ leaveDelay: 100 })).toThrow(/`leaveDelay` is not an option: did you mean `leaveDelayMs`\?/);
+    expect(attempt({ leaveDelayMs: -5 })).toThrow(InvalidOptionError);
+    expect(attempt({ sync: { tickMS: 10 } })).toThrow(/did you mean `tickMs`/);
+    expect(attempt({ sync: { maxSubscriptions: 0 } })).toThrow(/sync.maxSubscriptions/);
+    expect(attempt({ events: { conected: "x" } })).toThrow(/did you mean `connected`/);
+    expect(attempt({ authorize: "yes" })).toThrow(/`authorize` must be a function/);
+    void io.close();
   });
 
   it("takes its limits from the store, so it never accepts a user the store would refuse", async () => {
