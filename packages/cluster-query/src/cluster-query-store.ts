@@ -1,13 +1,11 @@
 import {
   LocalPresence,
-  StoreClosedError,
-  StoreEvents,
+  StoreBase,
   assertUserId,
   inPages,
-  type ErrorListener,
   type PresenceLimits,
   type PresenceStore,
-  type TransitionListener,
+  type Transition,
   type UserInfo,
   type UserPresence,
   type UsersPageOptions,
@@ -50,6 +48,12 @@ type Ask = { responses: QueryResponse[]; missing: number; expected: number };
 /** What the other nodes hold of one user: whether they are online there, and in which of the asked rooms. */
 type HeldElsewhere = { online: boolean; rooms: Set<string> };
 
+/** No node decides alone here, so no version orders transitions across nodes: they go out unversioned (best effort). */
+const unversioned = (transition: Transition): Transition => {
+  const { version: _, ...rest } = transition;
+  return rest as Transition;
+};
+
 /**
  * Presence across a cluster with no shared store: each node counts its own
  * connections (and room memberships, and user info) in core's `LocalPresence`, and
@@ -59,17 +63,16 @@ type HeldElsewhere = { online: boolean; rooms: Set<string> };
  * Transitions are decided by asking the others too, so two nodes seeing the
  * same user at the same instant may both or neither announce it: see the README.
  */
-export class ClusterQueryStore implements PresenceStore {
+export class ClusterQueryStore extends StoreBase implements PresenceStore {
   readonly namespace: Namespace;
 
   readonly #local: LocalPresence;
-  readonly #events = new StoreEvents();
   readonly #timeoutMs: number;
   readonly #allowPartial: boolean;
   readonly #onQuery = (request: QueryRequest, ack: (response: QueryResponse) => void) => this.#answer(request, ack);
-  #closed = false;
 
   constructor(namespace: Namespace, options: ClusterQueryStoreOptions = {}) {
+    super();
     this.namespace = namespace;
     this.#timeoutMs = options.timeoutMs ?? 5500;
     this.#allowPartial = options.allowPartial ?? false;
@@ -82,51 +85,51 @@ export class ClusterQueryStore implements PresenceStore {
   }
 
   async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     // new on this node: new to the cluster unless another node holds them
-    if (!this.#local.connect(connectionId, userId, info)) return false;
-    return !(await this.#elsewhere({ type: MessageType.IS_USER_CONNECTED, userId }));
+    const [connected] = this.#local.connect(connectionId, userId, info);
+    if (!connected || (await this.#elsewhere({ type: MessageType.IS_USER_CONNECTED, userId }))) return false;
+    return this.announce([unversioned(connected)], "connected");
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     const userId = this.#local.userOf(connectionId);
     if (userId === undefined) return false;
-    const { offline, left } = this.#local.disconnect(connectionId);
-    const rooms = left.flatMap((transition) => (transition.type === "left" ? [transition.room] : []));
-    if (!offline && rooms.length === 0) return false;
+    const { transitions } = this.#local.disconnect(connectionId);
+    if (transitions.length === 0) return false;
+    const rooms = transitions.flatMap((transition) => (transition.type === "left" ? [transition.room] : []));
     // one question for the user and every room they left here: gone from the cluster unless another node holds them
     const [elsewhere] = await this.#heldElsewhere([[userId, rooms]]);
-    for (const transition of left) {
-      if (transition.type === "left" && !elsewhere!.rooms.has(transition.room)) this.#events.announce(transition);
-    }
-    return offline && !elsewhere!.online;
+    const gone = transitions.filter((transition) => (transition.type === "left" ? !elsewhere!.rooms.has(transition.room) : !elsewhere!.online));
+    return this.announce(gone.map(unversioned), "disconnected");
   }
 
   async join(connectionId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
-    const userId = this.#local.userOf(connectionId);
-    if (!this.#local.join(connectionId, room) || userId === undefined) return false;
-    return !(await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId, room }));
+    this.assertOpen();
+    const [joined] = this.#local.join(connectionId, room);
+    if (!joined || (await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId: joined.userId, room }))) return false;
+    return this.announce([unversioned(joined)], "joined");
   }
 
   async leave(connectionId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
-    const userId = this.#local.userOf(connectionId);
-    if (!this.#local.leave(connectionId, room) || userId === undefined) return false;
-    return !(await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId, room }));
+    this.assertOpen();
+    const [left] = this.#local.leave(connectionId, room);
+    if (!left || (await this.#elsewhere({ type: MessageType.IS_USER_IN_ROOM, userId: left.userId, room }))) return false;
+    return this.announce([unversioned(left)], "left");
   }
 
   /** Updates the info on every node that holds the user. */
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
-    this.#assertOpen();
-    const here = this.#local.updateInfo(userId, info);
+    this.assertOpen();
+    const here = this.#local.updateInfo(userId, info).length > 0;
     const answer = await this.#ask({ type: MessageType.UPDATE_INFO, userId, info });
-    return here || answer.responses.some((response) => response.yes);
+    if (!here && !answer.responses.some((response) => response.yes)) return false;
+    return this.announce([{ type: "updated", userId, info: this.#local.info(userId) ?? info }], "updated");
   }
 
   async userInfo(userId: string): Promise<UserInfo | undefined> {
-    this.#assertOpen();
+    this.assertOpen();
     if (this.#local.connectionsOf(userId) > 0) return this.#local.info(userId);
     const answer = await this.#ask({ type: MessageType.USER_INFO, userId });
     return answer.responses.find((response) => response.info !== undefined)?.info;
@@ -138,14 +141,14 @@ export class ClusterQueryStore implements PresenceStore {
 
   /** `isUserConnected`, with whether every node answered. */
   async isUserConnectedDetailed(userId: string): Promise<ClusterAnswer<boolean>> {
-    this.#assertOpen();
+    this.assertOpen();
     assertUserId(userId, this.#local.limits.maxUserIdBytes);
     if (this.#local.connectionsOf(userId) > 0) return { value: true, partial: false, missingNodes: 0 };
     return this.#yesFromAny(await this.#ask({ type: MessageType.IS_USER_CONNECTED, userId }));
   }
 
   async isUserInRoom(userId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     if (this.#local.roomConnectionsOf(userId, room) > 0) return true;
     return (this.#yesFromAny(await this.#ask({ type: MessageType.IS_USER_IN_ROOM, userId, room }))).value;
   }
@@ -176,24 +179,16 @@ export class ClusterQueryStore implements PresenceStore {
    * missing node marks the answer partial instead of rejecting.
    */
   async snapshot(options: { allowPartial?: boolean } = {}): Promise<ClusterAnswer<UserPresence[]>> {
-    this.#assertOpen();
+    this.assertOpen();
     const local = this.#local.users().map(toEntry);
     return this.#merged(local, await this.#ask({ type: MessageType.USERS }), options.allowPartial);
   }
 
   /** A room's users across the cluster, like {@link snapshot}. */
   async roomSnapshot(room: string, options: { allowPartial?: boolean } = {}): Promise<ClusterAnswer<UserPresence[]>> {
-    this.#assertOpen();
+    this.assertOpen();
     const local = this.#local.roomUsers(room).map(toEntry);
     return this.#merged(local, await this.#ask({ type: MessageType.ROOM_USERS, room }), options.allowPartial);
-  }
-
-  onTransition(listener: TransitionListener): () => void {
-    return this.#events.onTransition(listener);
-  }
-
-  onError(listener: ErrorListener): () => void {
-    return this.#events.onError(listener);
   }
 
   /**
@@ -203,10 +198,8 @@ export class ClusterQueryStore implements PresenceStore {
    * still count it, and a node that went silent would make their queries wait
    * out the timeout.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    const leaving = this.#local.clear();
-    this.#closed = true;
+  protected async shutdown(): Promise<void> {
+    const leaving = this.#local.clear().map(unversioned);
     const roomsOf = new Map<string, string[]>();
     for (const transition of leaving) {
       const rooms = roomsOf.get(transition.userId) ?? [];
@@ -219,9 +212,8 @@ export class ClusterQueryStore implements PresenceStore {
     for (const transition of leaving) {
       const held = elsewhere.get(transition.userId);
       const announce = transition.type === "left" ? !held?.rooms.has(transition.room) : !held?.online;
-      if (announce) this.#events.announce(transition);
+      if (announce) this.events.announce(transition);
     }
-    this.#events.clear();
   }
 
   #answer(request: QueryRequest, ack: (response: QueryResponse) => void): void {
@@ -240,7 +232,7 @@ export class ClusterQueryStore implements PresenceStore {
         return ack({ info: this.#local.info(request.userId) });
       case MessageType.UPDATE_INFO:
         try {
-          return ack({ yes: this.#local.updateInfo(request.userId, request.info) });
+          return ack({ yes: this.#local.updateInfo(request.userId, request.info).length > 0 });
         } catch {
           return ack({ yes: false });
         }
@@ -312,9 +304,6 @@ export class ClusterQueryStore implements PresenceStore {
     return result;
   }
 
-  #assertOpen(): void {
-    if (this.#closed) throw new StoreClosedError();
-  }
 }
 
 /**
