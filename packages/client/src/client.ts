@@ -1,48 +1,81 @@
-import type { Socket } from "socket.io-client";
+import type { PresenceErrorCode } from "@presence/core";
 import {
   DIFF,
+  PROTOCOL_VERSION,
   RESYNC,
   STATE,
   SUBSCRIBE,
   UNSUBSCRIBE,
+  UPDATE,
   scopeKey,
-  type DiffEntry,
   type DiffFrame,
+  type ProtocolUserInfo,
   type ResyncFrame,
   type StateEntry,
   type StateFrame,
   type SubscribeReply,
   type SyncErrorReason,
   type SyncScope,
-  type UserInfo,
-} from "./protocol";
+} from "@presence/core/protocol";
+import type { Socket } from "socket.io-client";
+import { applyDiff, applyState, emptyView, forgetVersions, type ViewResult } from "./view";
+
+/** What a user shows others: a plain JSON object. */
+export type UserInfo = ProtocolUserInfo;
 
 /** Which presence a client holds: a room's, a list of users', the count alone, or (none of these) every online user's. */
 export interface PresenceClientOptions {
-  /** Follow this room's users (the server may refuse a room the socket is not in). */
+  /** Follow this room's users (the server may refuse a room the socket is not in). Not with `userIds` or `countOnly`. */
   room?: string;
-  /** Follow these users only (at most the server's `maxUserIds`, 500 by default). */
-  userIds?: string[];
-  /** Follow the number of online users only: `count` is kept, `list()` stays empty. */
+  /** Follow these users only (at most the server's `maxUserIds`, 500 by default). Not with `room` or `countOnly`. */
+  userIds?: readonly string[];
+  /** Follow the number of online users only: `count` is kept, `list()` stays empty. Not with `room` or `userIds`. */
   countOnly?: boolean;
   /**
-   * How long to wait, in ms, for the server to answer a subscribe before asking again.
+   * How long to wait, in ms, for the server to answer a subscribe or an update.
    * @default 30000
    */
   timeoutMs?: number;
+  /**
+   * The first delay, in ms, before asking again after a refusal that may pass
+   * (`unavailable`, `rate-limited`) or no answer; it doubles on each try, with jitter.
+   * @default 1000
+   */
+  retryDelayMs?: number;
+  /**
+   * The longest delay between two tries, in ms.
+   * @default 30000
+   */
+  maxRetryDelayMs?: number;
 }
 
 /** One online user, with their info when they have any. */
-export interface PresenceUser {
-  userId: string;
-  info: UserInfo | undefined;
+export interface PresenceUser<Info extends object = UserInfo> {
+  readonly userId: string;
+  readonly info: Info | undefined;
 }
 
-/** A subscribe the server refused (`code` from `@presence/core`'s codes, `reason` from the protocol). */
+/**
+ * Where a client is (as centrifuge-js's subscription states):
+ * - `"subscribing"`: asking the server (or waiting for the socket to connect, or for a retry), reading the state;
+ * - `"subscribed"`: the state is applied and the diffs follow (`synced` is true);
+ * - `"unsubscribed"`: not following: the server refused for good (see the `error` event), or the socket is
+ *   disconnected and will not reconnect by itself; the next connect or `resync()` subscribes again;
+ * - `"closed"`: after `close()`, for good.
+ */
+export type PresenceClientState = "unsubscribed" | "subscribing" | "subscribed" | "closed";
+
+/** The codes of {@link PresenceClientError}: the server's (`@presence/core`'s codes), or the client's own. */
+export type PresenceClientErrorCode = PresenceErrorCode | "TIMEOUT" | "DISCONNECTED" | "CLIENT_CLOSED";
+
+/** Why: the server's reason (the protocol's), or the client's own. */
+export type PresenceClientErrorReason = SyncErrorReason | "timeout" | "disconnected" | "closed" | "invalid-option";
+
+/** A refused or unanswered request, or options that cannot go together: switch on `code` or `reason`. */
 export class PresenceClientError extends Error {
   constructor(
-    readonly code: string,
-    readonly reason: SyncErrorReason | "timeout",
+    readonly code: PresenceClientErrorCode,
+    readonly reason: PresenceClientErrorReason,
     message: string,
   ) {
     super(message);
@@ -50,181 +83,202 @@ export class PresenceClientError extends Error {
   }
 }
 
-export interface PresenceClientEvents {
-  /** The view changed as a whole: a state was applied, or a diff. */
+export interface PresenceClientEvents<Info extends object = UserInfo> {
+  /** The view changed (users, their info, or the count): after every state or diff that changed something. */
   sync: [];
-  join: [user: PresenceUser];
+  join: [user: PresenceUser<Info>];
   leave: [userId: string];
-  update: [user: PresenceUser];
-  /** A subscribe was refused or went unanswered (it is retried when retrying can help). */
+  update: [user: PresenceUser<Info>];
+  /** The client's state changed. */
+  state: [state: PresenceClientState, previous: PresenceClientState];
+  /** A subscribe was refused or went unanswered (retried when retrying can help: `unavailable`, `rate-limited`, `timeout`). */
   error: [error: PresenceClientError];
 }
 
-export interface PresenceClient {
-  /** The users in view, in no particular order. */
-  list(): PresenceUser[];
-  get(userId: string): PresenceUser | undefined;
+export interface PresenceClient<Info extends object = UserInfo> {
+  /** The users in view, in no particular order: the same array until the view changes. */
+  list(): readonly PresenceUser<Info>[];
+  get(userId: string): PresenceUser<Info> | undefined;
   /** How many users are in view (for `countOnly`, the online count). */
   readonly count: number;
-  /** Whether a state has been applied since the last (re)subscribe. */
+  /** Whether the state has been read since the last (re)subscribe: `state === "subscribed"`. */
   readonly synced: boolean;
-  on<E extends keyof PresenceClientEvents>(event: E, listener: (...args: PresenceClientEvents[E]) => void): () => void;
+  readonly state: PresenceClientState;
+  on<E extends keyof PresenceClientEvents<Info>>(event: E, listener: (...args: PresenceClientEvents<Info>[E]) => void): () => void;
   /** Reads the state again. */
   resync(): void;
+  /** Sets the info of this socket's user (the server checks it and may refuse it: the promise rejects with the error). */
+  update(info: Info): Promise<void>;
   /** Unsubscribes and stops listening to the socket. */
   close(): void;
 }
 
-/** Reordered diffs older than this (ms) behind the newest are no longer guarded against; their bookkeeping is dropped. */
-const REORDER_WINDOW_MS = 60_000;
+/** The next request number of each socket, shared by every client on it: a state frame names the one client it answers. */
+const requests = new WeakMap<Socket, number>();
+const nextRequest = (socket: Socket) => {
+  const number = (requests.get(socket) ?? 0) + 1;
+  requests.set(socket, number);
+  return number;
+};
+
+/** Reasons worth asking again for: the moment was wrong, not the request. */
+const RETRIED = new Set<PresenceClientErrorReason>(["unavailable", "rate-limited", "timeout"]);
+
+const invalid = (message: string) => new PresenceClientError("INVALID_OPTION", "invalid-option", message);
+
+/** The scope the options ask for; options that cannot go together throw. */
+function toScope(options: PresenceClientOptions): SyncScope {
+  const { room, userIds, countOnly } = options;
+  const given = [room !== undefined, userIds !== undefined, !!countOnly].filter(Boolean).length;
+  if (given > 1) throw invalid("room, userIds and countOnly are exclusive: give one of them at most");
+  if (room !== undefined) {
+    if (typeof room !== "string" || room === "") throw invalid("room must be a non-empty string");
+    return { type: "room", room };
+  }
+  if (userIds !== undefined) {
+    if (!Array.isArray(userIds) || !userIds.every((id) => typeof id === "string" && id !== "")) {
+      throw invalid("userIds must be an array of non-empty strings");
+    }
+    return { type: "users", userIds: [...userIds] };
+  }
+  return countOnly ? { type: "count" } : { type: "all" };
+}
 
 /**
  * Holds a scope's presence on a Socket.IO socket: subscribes (again on every
- * reconnect), applies the state, then the diffs.
+ * reconnect), reads the state, applies the diffs.
  *
  * ```ts
- * const online = createPresenceClient(socket);
+ * const online = createPresenceClient<{ name: string }>(socket);
  * online.on("sync", () => render(online.list()));
  * ```
  */
-export function createPresenceClient(socket: Socket, options: PresenceClientOptions = {}): PresenceClient {
-  const scope: SyncScope =
-    options.room !== undefined
-      ? { type: "room", room: options.room }
-      : options.userIds
-        ? { type: "users", userIds: [...options.userIds] }
-        : options.countOnly
-          ? { type: "count" }
-          : { type: "all" };
+export function createPresenceClient<Info extends object = UserInfo>(
+  socket: Socket,
+  options: PresenceClientOptions = {},
+): PresenceClient<Info> {
+  const scope = toScope(options);
+  const { timeoutMs = 30_000, retryDelayMs = 1000, maxRetryDelayMs = 30_000 } = options;
+  for (const [name, value] of Object.entries({ timeoutMs, retryDelayMs, maxRetryDelayMs })) {
+    if (!(value > 0)) throw invalid(`${name} must be a positive number of ms`);
+  }
   const key = scopeKey(scope);
-  const wanted = scope.type === "users" ? new Set(scope.userIds) : undefined;
   type Listener = (...args: unknown[]) => void;
   const listeners = new Map<string, Set<Listener>>();
-  let users = new Map<string, UserInfo | undefined>();
-  /** When the last change applied to each user was decided: a change older than that arrived late and is dropped. */
-  let decided = new Map<string, number>();
-  /** The state's version; diffs decided before it are already in it. */
-  let version = -1;
-  let newest = 0;
-  let count = 0;
+  let view = emptyView<Info>();
+  /** The users as `list()` and `get()` give them: each object kept until that user changes. */
+  const shown = new Map<string, PresenceUser<Info>>();
+  let listed: readonly PresenceUser<Info>[] | undefined = [];
+  let state: PresenceClientState = "unsubscribed";
+  /** This client's current request: only the state frames that answer it are read. */
   let request = 0;
-  /** The pages of the state being read; undefined once it is applied. */
+  /** The pages of the state being read; undefined when none is. */
   let pages: StateEntry[] | undefined;
-  /** Diffs that arrived before the state. */
-  let buffered: DiffFrame[] = [];
-  /** The last frame number seen per node and key: a gap means a frame was lost on the way. */
-  let seqs = new Map<string, number>();
+  let tries = 0;
   let retry: ReturnType<typeof setTimeout> | undefined;
-  let closed = false;
 
-  const fire = <E extends keyof PresenceClientEvents>(event: E, ...args: PresenceClientEvents[E]) => {
+  const fire = <E extends keyof PresenceClientEvents<Info>>(event: E, ...args: PresenceClientEvents<Info>[E]) => {
     for (const listener of listeners.get(event) ?? []) listener(...args);
   };
-  const user = (userId: string): PresenceUser => ({ userId, info: users.get(userId) });
-  const differ = (a: unknown, b: unknown) => JSON.stringify(a) !== JSON.stringify(b);
 
-  const fail = (error: PresenceClientError, again: boolean) => {
+  function setState(next: PresenceClientState): void {
+    const previous = state;
+    if (next === previous) return;
+    state = next;
+    fire("state", next, previous);
+  }
+
+  /** Takes the next view, then tells the listeners what changed. */
+  function settle(result: ViewResult<Info>, then?: PresenceClientState): void {
+    view = result.view;
+    for (const change of result.changes) {
+      if (change.type === "leave") shown.delete(change.userId);
+      else if (change.type !== "count") shown.set(change.userId, { userId: change.userId, info: change.info });
+    }
+    if (result.changes.length > 0) listed = undefined;
+    if (then) setState(then);
+    for (const change of result.changes) {
+      if (change.type === "leave") fire("leave", change.userId);
+      else if (change.type !== "count") fire(change.type, shown.get(change.userId)!);
+    }
+    if (result.changes.length > 0) fire("sync");
+  }
+
+  const fail = (error: PresenceClientError) => {
+    const again = RETRIED.has(error.reason);
+    setState(again ? "subscribing" : "unsubscribed");
+    if (again) {
+      // exponential backoff with jitter, so that many clients refused at once do not come back at once
+      const delay = Math.min(maxRetryDelayMs, retryDelayMs * 2 ** tries++) * (0.5 + Math.random() / 2);
+      retry = setTimeout(subscribe, delay);
+    }
     fire("error", error);
-    if (again && !closed) retry = setTimeout(subscribe, 1000 + Math.random() * 1000);
   };
 
   function subscribe(): void {
     clearTimeout(retry);
-    if (closed || !socket.connected) return;
-    const number = ++request;
+    pages = undefined;
+    if (state === "closed") return;
+    if (!socket.connected) return setState(socket.active ? "subscribing" : "unsubscribed");
+    const number = (request = nextRequest(socket));
     pages = [];
-    buffered = [];
-    seqs = new Map();
-    socket.timeout(options.timeoutMs ?? 30_000).emit(SUBSCRIBE, { scope, request: number }, (timedOut: Error | null, reply: SubscribeReply) => {
-      if (closed || number !== request) return;
-      if (timedOut) return fail(new PresenceClientError("TIMEOUT", "timeout", "the server did not answer the subscribe"), true);
-      if (!reply.ok) fail(new PresenceClientError(reply.error.code, reply.error.reason, reply.error.message), reply.error.reason === "unavailable");
-    });
+    setState("subscribing");
+    socket
+      .timeout(timeoutMs)
+      .emit(SUBSCRIBE, { v: PROTOCOL_VERSION, scope, request: number }, (timedOut: Error | null, reply: SubscribeReply) => {
+        if (state === "closed" || number !== request) return;
+        if (timedOut) fail(new PresenceClientError("TIMEOUT", "timeout", `the server did not answer the subscribe within ${timeoutMs} ms`));
+        else if (!reply.ok) fail(new PresenceClientError(reply.error.code as PresenceErrorCode, reply.error.reason, reply.error.message));
+      });
   }
 
   function onState(frame: StateFrame): void {
-    if (frame.key !== key || frame.requests[socket.id ?? ""] !== request || !pages) return;
+    if (frame.key !== key || frame.request !== request || !pages) return;
     pages.push(...(frame.users ?? []));
     if (!frame.done) return;
-    const previous = users;
-    users = new Map(pages.map(([userId, info]) => [userId, info]));
+    const entries = pages;
     pages = undefined;
-    version = frame.version;
-    decided = new Map();
-    if (frame.count !== undefined) count = frame.count;
-    for (const [userId, info] of users) {
-      if (!previous.has(userId)) fire("join", user(userId));
-      else if (differ(previous.get(userId), info)) fire("update", user(userId));
-    }
-    for (const userId of previous.keys()) if (!users.has(userId)) fire("leave", userId);
-    for (const diff of buffered.splice(0)) apply(diff);
-    fire("sync");
-  }
-
-  /** Applies one user's change unless it is outside the scope or older than what is known. */
-  function change(kind: "join" | "leave" | "update", at: number, [userId, , info]: DiffEntry): void {
-    if (at < version || (decided.get(userId) ?? -1) > at || (wanted && !wanted.has(userId))) return;
-    const had = users.has(userId);
-    if (kind === "update" && !had) return;
-    decided.set(userId, at);
-    if (kind === "leave") {
-      if (users.delete(userId)) fire("leave", userId);
-    } else if (!had || differ(users.get(userId), info)) {
-      users.set(userId, info);
-      fire(had ? "update" : "join", user(userId));
-    }
-  }
-
-  function apply(frame: DiffFrame): void {
-    if (frame.count !== undefined) {
-      // an absolute count: the newest read wins
-      if (frame.version >= version) [version, count] = [frame.version, frame.count];
-      return;
-    }
-    for (const kind of ["leave", "join", "update"] as const) {
-      for (const entry of frame[`${kind}s`] ?? []) change(kind, frame.version - entry[1], entry);
-    }
-    newest = Math.max(newest, frame.version);
-    if (decided.size > 2 * users.size + 1000) {
-      for (const [userId, at] of decided) if (at < newest - REORDER_WINDOW_MS) decided.delete(userId);
-    }
+    tries = 0;
+    settle(applyState(view, entries, frame.version, frame.count), "subscribed");
   }
 
   function onDiff(frame: DiffFrame): void {
-    const ours =
-      frame.key === key || (scope.type === "users" && frame.key === "all") || (scope.type === "room" && frame.key === "rooms");
-    if (!ours || closed) return;
-    if (frame.seq !== undefined && scope.type !== "users") {
-      const id = `${frame.node} ${frame.key}`;
-      const last = seqs.get(id);
-      seqs.set(id, frame.seq);
-      // a lost frame (an adapter dropped it, a node restarted): the view may be wrong, read the state again
-      if (last !== undefined && frame.seq !== last + 1) return subscribe();
-    }
-    if (pages) return void buffered.push(frame);
-    apply(frame);
-    fire("sync");
+    // diffs that come while the state is read are applied at once: the state's versions settle the order
+    settle(applyDiff(view, frame, scope));
   }
 
   function onResync(frame: ResyncFrame = {}): void {
     if (frame.key === undefined || frame.key === key) subscribe();
   }
 
-  socket.on(STATE, onState);
-  socket.on(DIFF, onDiff);
-  socket.on(RESYNC, onResync);
-  // a reconnect is a new socket on the server: subscribe again and read the state again
-  socket.on("connect", subscribe);
+  function onConnect(): void {
+    // maybe another server process, or a store that started again: no version held so far means anything now
+    view = forgetVersions(view);
+    tries = 0;
+    subscribe();
+  }
+
+  function onDisconnect(): void {
+    clearTimeout(retry);
+    pages = undefined;
+    setState(socket.active ? "subscribing" : "unsubscribed");
+  }
+
+  const handlers = { [STATE]: onState, [DIFF]: onDiff, [RESYNC]: onResync, connect: onConnect, disconnect: onDisconnect };
+  for (const [event, handler] of Object.entries(handlers)) socket.on(event, handler as (...args: unknown[]) => void);
   subscribe();
 
   return {
-    list: () => [...users.keys()].map(user),
-    get: (userId) => (users.has(userId) ? user(userId) : undefined),
+    list: () => (listed ??= [...shown.values()]),
+    get: (userId) => shown.get(userId),
     get count() {
-      return scope.type === "count" ? count : users.size;
+      return scope.type === "count" ? view.count : shown.size;
     },
     get synced() {
-      return version >= 0 && !pages;
+      return state === "subscribed";
+    },
+    get state() {
+      return state;
     },
     on(event, listener) {
       const set = listeners.get(event) ?? new Set();
@@ -233,15 +287,23 @@ export function createPresenceClient(socket: Socket, options: PresenceClientOpti
       return () => void set.delete(listener as Listener);
     },
     resync: subscribe,
+    update(info) {
+      if (state === "closed") return Promise.reject(new PresenceClientError("CLIENT_CLOSED", "closed", "update() after close()"));
+      if (!socket.connected) return Promise.reject(new PresenceClientError("DISCONNECTED", "disconnected", "the socket is not connected"));
+      return new Promise((resolve, reject) => {
+        socket.timeout(timeoutMs).emit(UPDATE, { v: PROTOCOL_VERSION, info }, (timedOut: Error | null, reply: SubscribeReply) => {
+          if (timedOut) reject(new PresenceClientError("TIMEOUT", "timeout", `the server did not answer the update within ${timeoutMs} ms`));
+          else if (reply.ok) resolve();
+          else reject(new PresenceClientError(reply.error.code as PresenceErrorCode, reply.error.reason, reply.error.message));
+        });
+      });
+    },
     close() {
-      if (closed) return;
-      closed = true;
+      if (state === "closed") return;
       clearTimeout(retry);
-      socket.off(STATE, onState);
-      socket.off(DIFF, onDiff);
-      socket.off(RESYNC, onResync);
-      socket.off("connect", subscribe);
-      if (socket.connected) socket.emit(UNSUBSCRIBE, { scope }, () => {});
+      for (const [event, handler] of Object.entries(handlers)) socket.off(event, handler as (...args: unknown[]) => void);
+      if (socket.connected) socket.emit(UNSUBSCRIBE, { v: PROTOCOL_VERSION, scope, request }, () => {});
+      setState("closed");
     },
   };
 }

@@ -2,19 +2,27 @@ export {
   PresenceClientError,
   createPresenceClient,
   type PresenceClient,
+  type PresenceClientErrorCode,
+  type PresenceClientErrorReason,
   type PresenceClientEvents,
   type PresenceClientOptions,
+  type PresenceClientState,
   type PresenceUser,
+  type UserInfo,
 } from "./client";
+export { applyDiff, applyState, emptyView, forgetVersions, type HeldUser, type PresenceView, type ViewChange, type ViewResult } from "./view";
 export {
   DIFF,
+  PROTOCOL_VERSION,
   RESYNC,
   STATE,
   SUBSCRIBE,
   UNSUBSCRIBE,
+  UPDATE,
   scopeKey,
   type DiffEntry,
   type DiffFrame,
+  type ProtocolUserInfo,
   type ResyncFrame,
   type StateEntry,
   type StateFrame,
@@ -22,5 +30,6 @@ export {
   type SubscribeRequest,
   type SyncErrorReason,
   type SyncScope,
-  type UserInfo,
-} from "./protocol";
+  type UnsubscribeRequest,
+  type UpdateRequest,
+} from "@presence/core/protocol";
