@@ -20,6 +20,8 @@ export type PresenceErrorCode =
   | "FORBIDDEN"
   /** One socket asked too much too fast: retrying later is safe. */
   | "RATE_LIMITED"
+  /** A bound on what one socket may make the server hold was reached (rooms, subscriptions). */
+  | "LIMIT_EXCEEDED"
   /** A call after `close()`. */
   | "STORE_CLOSED"
   /** The backing service did not answer in time, or refused for now: retrying is safe. */
@@ -44,6 +46,7 @@ export const PRESENCE_ERROR_CODES: readonly PresenceErrorCode[] = [
   "ROOMS_DISABLED",
   "FORBIDDEN",
   "RATE_LIMITED",
+  "LIMIT_EXCEEDED",
   "STORE_CLOSED",
   "STORE_UNAVAILABLE",
   "NODES_UNRESPONSIVE",

@@ -89,6 +89,14 @@ export interface PresenceOptions {
    */
   retryDelayMs?: number;
   /**
+   * The most tracked rooms presence follows per connection: a room joined
+   * beyond them is not tracked (the app's `socket.join` still works) and an
+   * `error` (`LIMIT_EXCEEDED`) says so, so that no socket makes the store
+   * hold unbounded rooms.
+   * @default 64
+   */
+  maxRoomsPerConnection?: number;
+  /**
    * Who may see what: called for every subscribe with its scope (all users,
    * a room, a user list, the count), and once per socket at connection with
    * `{ type: "all" }` for the per-user events (a socket receives them only
@@ -137,6 +145,7 @@ const OPTION_NAMES = [
   "unauthorizedMessage",
   "retries",
   "retryDelayMs",
+  "maxRoomsPerConnection",
   "authorize",
   "clientUpdates",
   "sync",
@@ -154,6 +163,7 @@ export interface ResolvedPresenceOptions {
   unauthorizedMessage: string;
   retries: number;
   retryDelayMs: number;
+  maxRoomsPerConnection: number;
   authorize: AuthorizeHook;
   clientUpdates: ClientUpdateHook | false;
   sync: ResolvedSyncOptions | false;
@@ -196,6 +206,7 @@ export function resolvePresenceOptions(options: PresenceOptions): ResolvedPresen
     unauthorizedMessage: options.unauthorizedMessage ?? "unauthorized",
     retries: integerOption(owner, "retries", options.retries, 3, 1),
     retryDelayMs: integerOption(owner, "retryDelayMs", options.retryDelayMs, 100),
+    maxRoomsPerConnection: integerOption(owner, "maxRoomsPerConnection", options.maxRoomsPerConnection, 64, 1),
     authorize: fn("authorize", options.authorize, defaultAuthorize) || defaultAuthorize,
     clientUpdates: fn("clientUpdates", options.clientUpdates, false as const),
     sync: resolvedSync,

@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import {
+  PresenceError,
   RoomsDisabledError,
   resolveLimits,
   toPresenceError,
@@ -62,6 +63,9 @@ export class Presence extends EventEmitter<PresenceEvents> {
   readonly #warned = new Set<string>();
   /** Sockets whose counting has started (their connect is queued). */
   readonly #counted = new WeakSet<Socket>();
+  /** The tracked rooms each socket is in, as far as presence follows them (at most `maxRoomsPerConnection`). */
+  readonly #roomsOf = new WeakMap<Socket, Set<string>>();
+  readonly #maxRoomsPerConnection: number;
   /** Sockets on their way out: the store's disconnect takes them out of their rooms. */
   readonly #disconnecting = new WeakSet<Socket>();
   /** The tail of each counted socket's queue of store calls: calls for one socket run in order. */
@@ -90,6 +94,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#unauthorizedMessage = resolved.unauthorizedMessage;
     this.#retries = resolved.retries;
     this.#retryDelayMs = resolved.retryDelayMs;
+    this.#maxRoomsPerConnection = resolved.maxRoomsPerConnection;
     const sync = resolved.sync;
     this.#relay = new TransitionRelay(
       namespace,
@@ -303,6 +308,15 @@ export class Presence extends EventEmitter<PresenceEvents> {
     const userId = socket && identityOf(socket)?.userId;
     if (!socket || userId === undefined) return;
     if (change === "leave" && this.#disconnecting.has(socket)) return; // the store's disconnect does it
+    let tracked = this.#roomsOf.get(socket);
+    if (!tracked) this.#roomsOf.set(socket, (tracked = new Set()));
+    if (change === "join" && !tracked.has(room) && tracked.size >= this.#maxRoomsPerConnection) {
+      // the app joined the room; presence does not follow it, so that no socket makes the store hold unbounded rooms
+      this.#fail(new PresenceError("LIMIT_EXCEEDED", `socket ${connectionId} is in ${tracked.size} tracked rooms already (maxRoomsPerConnection): ${JSON.stringify(room.slice(0, 64))} is not tracked`));
+      return;
+    }
+    if (change === "join") tracked.add(room);
+    else if (!tracked.delete(room)) return;
     this.#count(socket);
     this.#enqueue(connectionId, async () => {
       await this.#call(change, change === "join" ? () => this.store.join(connectionId, room) : () => this.store.leave(connectionId, room));

@@ -83,7 +83,13 @@ export const DEFAULT_SYNC_OPTIONS: ResolvedSyncOptions = {
   ...DEFAULT_SOCKET_BOUNDS,
 };
 
-const CODES: Partial<Record<SyncErrorReason, PresenceErrorCode>> = { unavailable: "STORE_UNAVAILABLE", forbidden: "FORBIDDEN", "rate-limited": "RATE_LIMITED" };
+const CODES: Partial<Record<SyncErrorReason, PresenceErrorCode>> = {
+  unavailable: "STORE_UNAVAILABLE",
+  forbidden: "FORBIDDEN",
+  "rate-limited": "RATE_LIMITED",
+  "too-many-subscriptions": "LIMIT_EXCEEDED",
+  "too-many-user-ids": "LIMIT_EXCEEDED",
+};
 
 /** A request that was refused: sent in the ack as `{ ok: false, error: { code, reason, message } }`. */
 export class SyncScopeError extends PresenceError {
@@ -246,6 +252,8 @@ export class PresenceSync {
   #listen(socket: Socket): void {
     const handle = (run: (request: unknown) => Promise<SubscribeReply>) => (request: unknown, ack: unknown) => {
       const reply = (answer: SubscribeReply) => typeof ack === "function" && ack(answer);
+      // a socket that sends without reading what it is sent backs up its own output: dropped, not buffered for
+      if (this.#guard.dropIfSlow(socket)) return void debug("socket %s reads too slowly: disconnected", socket.id);
       if (!this.#guard.admit(socket)) return reply(refusal(new SyncScopeError("rate-limited", "too many presence requests: slow down")));
       this.#guard.inOrder(socket, () => run(request)).then(reply, (error: unknown) => reply(refusal(error)));
     };
