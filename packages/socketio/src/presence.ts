@@ -230,13 +230,14 @@ export class Presence extends EventEmitter<PresenceEvents> {
     }
     if (identity === undefined || identity === null) {
       if (this.#allowAnonymous) return; // connects, uncounted
+      this.#warn("IDENTIFY_NO_USER", "the identify hook gave no user id, so the connection was refused (allowAnonymous: true lets such a socket connect uncounted)");
       throw this.#refusal("no-user-id");
     }
     const userId: unknown = typeof identity === "object" ? identity.id : identity;
     try {
       assertUserId(userId, this.#limits.maxUserIdBytes);
     } catch (error) {
-      debug("identify gave an invalid user id for socket %s: %s", socket.id, (error as Error).message);
+      this.#warn("IDENTIFY_INVALID_USER", `the identify hook gave an invalid user id, so the connection was refused: ${(error as Error).message}`);
       throw this.#refusal("invalid-user-id");
     }
     let info: UserInfo | undefined;
