@@ -48,7 +48,7 @@ export interface ViewResult<Info> {
 }
 
 const NONE = -Infinity;
-/** Tombstones kept between two states at most. */
+/** Tombstones and early updates kept between two states at most. */
 export const MAX_TOMBSTONES = 10_000;
 
 export const emptyView = <Info>(): PresenceView<Info> => ({
@@ -218,10 +218,12 @@ export function applyDiff<Info>(view: PresenceView<Info>, frame: DiffFrame, scop
     else if (version !== null && version > (draft.next.early.get(userId)?.version ?? NONE)) draft.own().early.set(userId, { info, version });
   });
   if (frame.count !== undefined) draft.setCount(frame.count, frame.version ?? null);
-  // Bounded memory with no state for a long while: the older half of the tombstones go, and the floor
-  // rises to them (a change that old arriving now is taken as too late: reorders span a few ticks).
-  if (draft.next.tombstones.size > MAX_TOMBSTONES) {
-    const versions = [...draft.next.tombstones.values()].sort((a, b) => a - b);
+  // Bounded memory with no state for a long while: the older half of the tombstones and early updates
+  // (a room's subscribers get every user's updates) go, and the floor rises to them (a change that old
+  // arriving now is taken as too late: reorders span a few ticks).
+  const { tombstones, early } = draft.next;
+  if (tombstones.size + early.size > MAX_TOMBSTONES) {
+    const versions = [...tombstones.values(), ...[...early.values()].map((update) => update.version)].sort((a, b) => a - b);
     draft.raiseFloor(versions[versions.length >> 1]!);
   }
   return draft.done();

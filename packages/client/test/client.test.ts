@@ -1,15 +1,26 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { MemoryStore } from "@presence/memory";
-import { DIFF, STATE, SUBSCRIBE, type DiffFrame, type StateFrame, type SubscribeReply } from "@presence/socketio";
+import { DIFF, PROTOCOL_VERSION, STATE, SUBSCRIBE, type DiffFrame, type StateFrame, type SubscribeReply } from "@presence/socketio";
+import { Server } from "socket.io";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
-import { createPresenceClient, type PresenceClient } from "../src";
-import { connectClient, sleep, sorted, startNode, waitFor, type TestNode } from "./harness";
+import { PresenceClientError, createPresenceClient, type PresenceClient, type PresenceClientState } from "../src";
+import { connectClient, sorted, startNode, waitFor, type TestNode } from "./harness";
 
-const ids = (client: PresenceClient) => sorted(client.list().map((u) => u.userId));
+const ids = (client: PresenceClient<object>) => sorted(client.list().map((u) => u.userId));
+
+/** Records a client's state changes. */
+const states = (client: PresenceClient<object>) => {
+  const seen: PresenceClientState[] = [client.state];
+  client.on("state", (state) => seen.push(state));
+  return seen;
+};
 
 describe("@presence/client against one server", () => {
   const nodes: TestNode[] = [];
   const sockets: ClientSocket[] = [];
+  const closers: Array<() => Promise<void> | void> = [];
   const node = async (...args: Parameters<typeof startNode>) => {
     const n = await startNode(...args);
     nodes.push(n);
@@ -19,11 +30,6 @@ describe("@presence/client against one server", () => {
     const socket = await connectClient(port, info ? { userId, info } : { userId }, options);
     sockets.push(socket);
     return socket;
-  };
-  /** Subscribes a raw socket by hand, recording the frames it gets. */
-  const rawSubscribe = async (socket: ClientSocket, scope: unknown, request = 1) => {
-    const reply = (await socket.timeout(10_000).emitWithAck(SUBSCRIBE, { scope, request })) as SubscribeReply;
-    return reply;
   };
   const recordFrames = (socket: ClientSocket) => {
     const frames: { diffs: DiffFrame[]; states: StateFrame[] } = { diffs: [], states: [] };
@@ -35,68 +41,85 @@ describe("@presence/client against one server", () => {
   afterEach(async () => {
     for (const socket of sockets.splice(0)) socket.close();
     await Promise.allSettled(nodes.splice(0).map((n) => n.close()));
+    await Promise.allSettled(closers.splice(0).map((close) => close()));
   });
 
-  it("applies the state, then the diffs, with join, leave, update and sync events", async () => {
+  it("reads the state, then applies the diffs, with join, leave, update, sync and state events", async () => {
     const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
     await user(n.port, "alice", { name: "Alice" });
     const bob = await user(n.port, "bob");
     const observer = await user(n.port, "observer");
-    const online = createPresenceClient(observer);
+    const online = createPresenceClient<{ name?: string; status?: string }>(observer);
+    const seen = states(online);
     const events: string[] = [];
     let syncs = 0;
     online.on("join", ({ userId }) => events.push(`+${userId}`));
     online.on("leave", (userId) => events.push(`-${userId}`));
-    online.on("update", ({ userId, info }) => events.push(`~${userId}:${JSON.stringify(info)}`));
+    online.on("update", ({ userId, info }) => events.push(`~${userId}:${info?.status ?? ""}`));
     online.on("sync", () => syncs++);
     await waitFor("the first state", () => expect(ids(online)).toEqual(["alice", "bob", "observer"]));
     expect(online.get("alice")).toEqual({ userId: "alice", info: { name: "Alice" } });
-    expect(online.synced).toBe(true);
+    expect([online.synced, online.state]).toEqual([true, "subscribed"]);
+    expect(seen).toEqual(["subscribing", "subscribed"]);
+
+    const list = online.list();
+    expect(online.list()).toBe(list); // the same array until something changes
 
     await user(n.port, "carol", { name: "Carol" });
     await waitFor("carol's join", () => expect(ids(online)).toEqual(["alice", "bob", "carol", "observer"]));
+    expect(online.list()).not.toBe(list);
     expect(online.get("carol")?.info).toEqual({ name: "Carol" });
     bob.close();
     await waitFor("bob's leave", () => expect(ids(online)).toEqual(["alice", "carol", "observer"]));
     await n.presence.updateInfo("alice", { name: "Alice", status: "away" });
     await waitFor("alice's update", () => expect(online.get("alice")?.info).toEqual({ name: "Alice", status: "away" }));
     expect(online.count).toBe(3);
-    expect(events).toEqual(
-      expect.arrayContaining(["+alice", "+bob", "+observer", "+carol", "-bob", '~alice:{"name":"Alice","status":"away"}']),
-    );
-    expect(syncs).toBeGreaterThanOrEqual(4);
+    expect(sorted(events)).toEqual(sorted(["+alice", "+bob", "+observer", "+carol", "-bob", "~alice:away"]));
+    expect(syncs).toBe(4); // the state, carol, bob, alice: once per change of the view
+
     online.close();
+    expect(online.state).toBe("closed");
+    expect(seen.at(-1)).toBe("closed");
   });
 
-  it("coalesces a tick per user, and still sends every per-user event once, in order", async () => {
-    const n = await node({ store: new MemoryStore(), sync: { tickMs: 60_000 } }); // flushed by hand
+  it("fires sync only when the view changed: a resync that reads the same state leaves the list as it was", async () => {
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
+    await user(n.port, "alice");
     const observer = await user(n.port, "observer");
-    expect(await rawSubscribe(observer, { type: "all" })).toEqual({ ok: true });
-    const frames = recordFrames(observer);
-    const events: string[] = [];
-    observer.on("user has connected", (userId: string) => events.push(`+${userId}`));
-    observer.on("user has disconnected", (userId: string) => events.push(`-${userId}`));
-    await n.presence.sync!.flush(); // the observer's own join
-
-    const decided: string[] = [];
-    n.presence.on("connected", (userId) => decided.push(`+${userId}`));
-    n.presence.on("disconnected", (userId) => decided.push(`-${userId}`));
-    const ghost = await user(n.port, "ghost");
-    await user(n.port, "stays");
-    ghost.close();
-    await waitFor("ghost's leave decided", () => expect(decided).toEqual(["+ghost", "+stays", "-ghost"]));
-    const before = frames.diffs.length;
-    await n.presence.sync!.flush();
-    await waitFor("the flushed events", () => expect(events.filter((e) => e !== "+observer")).toEqual(["+ghost", "+stays", "-ghost"]));
-    await waitFor("the flushed diff", () => expect(frames.diffs.length).toBe(before + 1));
-    const diff = frames.diffs.at(-1)!;
-    // ghost joined and left inside one tick: not in the diff at all
-    expect(diff.joins?.map(([userId]) => userId)).toEqual(["stays"]);
-    expect(diff.leaves).toBeUndefined();
+    const online = createPresenceClient(observer);
+    await waitFor("the first state", () => expect(online.synced).toBe(true));
+    const list = online.list();
+    let syncs = 0;
+    online.on("sync", () => syncs++);
+    const seen = states(online);
+    online.resync();
+    n.presence.sync!.resync();
+    await waitFor("two reads of the same state", () => expect(seen.filter((s) => s === "subscribed").length).toBeGreaterThanOrEqual(1));
+    await waitFor("subscribed again", () => expect(online.state).toBe("subscribed"));
+    expect(syncs).toBe(0);
+    expect(online.list()).toBe(list);
   });
 
-  it("follows a list of users, replaced whole on each subscribe, and refuses a list over the cap", async () => {
-    const n = await node({ store: new MemoryStore(), sync: { tickMs: 60_000, maxUserIds: 3 } });
+  it("numbers requests per socket: clients sharing a socket, or replaced on it, each read their own state", async () => {
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
+    await user(n.port, "a");
+    await user(n.port, "b");
+    const observer = await user(n.port, "observer");
+    const frames = recordFrames(observer);
+    const first = createPresenceClient(observer, { userIds: ["a"] });
+    first.close(); // replaced before its state came
+    const second = createPresenceClient(observer, { userIds: ["b"] });
+    const everyone = createPresenceClient(observer);
+    await waitFor("both states", () => expect([second.synced, everyone.synced]).toEqual([true, true]));
+    expect(ids(second)).toEqual(["b"]);
+    expect(ids(everyone)).toEqual(["a", "b", "observer"]);
+    expect(first.list()).toEqual([]);
+    const requests = frames.states.map((s) => s.request);
+    expect(new Set(requests).size).toBe(requests.length);
+  });
+
+  it("follows a list of users: only their changes", async () => {
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
     const a = await user(n.port, "a");
     await user(n.port, "b");
     const observer = await user(n.port, "observer");
@@ -104,27 +127,10 @@ describe("@presence/client against one server", () => {
     await waitFor("the list's state", () => expect(ids(follows)).toEqual(["a"]));
     await user(n.port, "c");
     await user(n.port, "d");
-    await n.presence.sync!.flush();
     await waitFor("c's join", () => expect(ids(follows)).toEqual(["a", "c"]));
-
-    const raw = await user(n.port, "raw");
-    const frames = recordFrames(raw);
-    expect(await rawSubscribe(raw, { type: "users", userIds: ["a", "b"] }, 1)).toEqual({ ok: true });
-    expect(await rawSubscribe(raw, { type: "users", userIds: ["b"] }, 2)).toEqual({ ok: true });
-    expect(frames.states.map((s) => [s.requests[raw.id!], s.users?.map(([userId]) => userId)])).toEqual([
-      [1, ["a", "b"]],
-      [2, ["b"]],
-    ]);
-    a.close(); // raw no longer follows a: its leave must not reach raw
-    await waitFor("a's leave", () => expect(n.presence.isUserConnected("a")).resolves.toBe(false));
-    await n.presence.sync!.flush();
-    await waitFor("a's leave in the list", () => expect(ids(follows)).toEqual(["c"]));
-    expect(frames.diffs).toEqual([]);
-
-    const tooMany = await rawSubscribe(raw, { type: "users", userIds: ["a", "b", "c", "d"] }, 3);
-    expect(tooMany).toMatchObject({ ok: false, error: { code: "INVALID_SCOPE", reason: "too-many-user-ids" } });
-    expect(await rawSubscribe(raw, { type: "users", userIds: [""] }, 4)).toMatchObject({ ok: false, error: { reason: "malformed" } });
-    expect(await rawSubscribe(raw, { type: "everything" }, 5)).toMatchObject({ ok: false, error: { reason: "malformed" } });
+    a.close();
+    await waitFor("a's leave", () => expect(ids(follows)).toEqual(["c"]));
+    expect(follows.get("d")).toBeUndefined();
   });
 
   it("keeps the count alone with countOnly", async () => {
@@ -132,19 +138,19 @@ describe("@presence/client against one server", () => {
     await user(n.port, "a");
     const observer = await user(n.port, "observer");
     const count = createPresenceClient(observer, { countOnly: true });
+    let syncs = 0;
+    count.on("sync", () => syncs++);
     await waitFor("the count's state", () => expect(count.count).toBe(2));
     const b = await user(n.port, "b");
     await waitFor("the count after b", () => expect(count.count).toBe(3));
     b.close();
     await waitFor("the count after b left", () => expect(count.count).toBe(2));
     expect(count.list()).toEqual([]);
+    expect(syncs).toBe(3);
   });
 
-  it("follows a room, asks the app about non-members, and refuses untracked rooms", async () => {
-    const n = await node({
-      store: new MemoryStore(),
-      sync: { tickMs: 50, canSubscribeRoom: (socket, room) => room !== "room-secret" },
-    });
+  it("follows a room it is a member of; a refusal is a typed error, final, and leaves it unsubscribed", async () => {
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
     n.io.on("connection", (socket) => {
       socket.on("join", (room: string, ack: () => void) => void Promise.resolve(socket.join(room)).then(ack));
       socket.on("leave", (room: string, ack: () => void) => void Promise.resolve(socket.leave(room)).then(ack));
@@ -152,109 +158,99 @@ describe("@presence/client against one server", () => {
     const alice = await user(n.port, "alice", { name: "Alice" });
     await alice.timeout(5000).emitWithAck("join", "room-1");
     const observer = await user(n.port, "observer");
+    await observer.timeout(5000).emitWithAck("join", "room-1");
     const room = createPresenceClient(observer, { room: "room-1" });
-    await waitFor("the room's state", () => expect(room.list()).toEqual([{ userId: "alice", info: { name: "Alice" } }]));
+    await waitFor("the room's state", () => expect(ids(room)).toEqual(["alice", "observer"]));
+    expect(room.get("alice")?.info).toEqual({ name: "Alice" });
     const bob = await user(n.port, "bob");
     await bob.timeout(5000).emitWithAck("join", "room-1");
-    await waitFor("bob in the room", () => expect(ids(room)).toEqual(["alice", "bob"]));
+    await waitFor("bob in the room", () => expect(ids(room)).toEqual(["alice", "bob", "observer"]));
     await n.presence.updateInfo("alice", { name: "Alicia" });
     await waitFor("alice's update in the room", () => expect(room.get("alice")?.info).toEqual({ name: "Alicia" }));
     await alice.timeout(5000).emitWithAck("leave", "room-1");
     bob.close();
-    await waitFor("the room emptied", () => expect(ids(room)).toEqual([]));
+    await waitFor("the room emptied", () => expect(ids(room)).toEqual(["observer"]));
 
+    const errors: PresenceClientError[] = [];
+    const outside = createPresenceClient(observer, { room: "room-2" });
+    const untracked = createPresenceClient(observer, { room: "lobby" });
+    for (const client of [outside, untracked]) client.on("error", (error) => errors.push(error));
+    await waitFor("both refusals", () => expect(errors).toHaveLength(2));
+    expect(errors.every((error) => error instanceof PresenceClientError)).toBe(true);
+    expect(sorted(errors.map((error) => `${error.code}:${error.reason}`))).toEqual(["FORBIDDEN:forbidden", "INVALID_SCOPE:rooms-disabled"]);
+    expect([outside.state, untracked.state]).toEqual(["unsubscribed", "unsubscribed"]);
+    // a member may subscribe again, by asking
+    await observer.timeout(5000).emitWithAck("join", "room-2");
+    outside.resync();
+    await waitFor("room-2 followed once a member", () => expect(outside.state).toBe("subscribed"));
+  });
+
+  it("asks again, with backoff, when the server is rate limiting", async () => {
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50, requestBurst: 1, requestsPerSecond: 2 } });
+    const observer = await user(n.port, "observer");
     const errors: string[] = [];
-    createPresenceClient(observer, { room: "room-secret" }).on("error", (error) => errors.push(`${error.code}:${error.reason}`));
-    createPresenceClient(observer, { room: "lobby" }).on("error", (error) => errors.push(`${error.code}:${error.reason}`));
-    await waitFor("both refusals", () => expect(sorted(errors)).toEqual(["INVALID_SCOPE:room-forbidden", "INVALID_SCOPE:rooms-disabled"]));
-    // a member may always follow its room
-    await observer.timeout(5000).emitWithAck("join", "room-secret");
-    expect(await rawSubscribe(observer, { type: "room", room: "room-secret" }, 9)).toEqual({ ok: true });
+    const clients = [createPresenceClient(observer, { retryDelayMs: 100 }), createPresenceClient(observer, { countOnly: true, retryDelayMs: 100 })];
+    for (const client of clients) client.on("error", (error) => errors.push(error.reason));
+    await waitFor("both subscribed in the end", () => expect(clients.map((c) => c.state)).toEqual(["subscribed", "subscribed"]));
+    expect(errors).toContain("rate-limited");
+    expect(ids(clients[0]!)).toEqual(["observer"]);
+    expect(clients[1]!.count).toBe(1);
   });
 
-  it("sends nothing to a socket that subscribed to nothing", async () => {
-    const n = await node({ store: new MemoryStore(), sync: { tickMs: 20 }, events: false });
-    const idle = await user(n.port, "idle");
-    const heard: string[] = [];
-    idle.onAny((event: string) => heard.push(event));
-    for (const userId of ["a", "b", "c"]) (await user(n.port, userId)).close();
-    await sleep(300);
-    expect(heard).toEqual([]);
+  it("sets its user's info with update(), as the server's hook allows, and rejects with the typed error otherwise", async () => {
+    const n = await node({
+      store: new MemoryStore(),
+      sync: { tickMs: 50 },
+      clientUpdates: (_socket, info) => (info.status === "banned" ? false : { ...info, checked: true }),
+    });
+    const alice = await user(n.port, "alice", { name: "Alice" });
+    const observer = await user(n.port, "observer");
+    const online = createPresenceClient<{ name?: string; status?: string; checked?: boolean }>(observer);
+    const self = createPresenceClient<{ name?: string; status?: string; checked?: boolean }>(alice, { userIds: ["alice"] });
+    await waitFor("the states", () => expect([online.synced, self.synced]).toEqual([true, true]));
+    await self.update({ name: "Alice", status: "away" });
+    await waitFor("the update everywhere", () => {
+      expect(online.get("alice")?.info).toEqual({ name: "Alice", status: "away", checked: true });
+      expect(self.get("alice")?.info).toEqual({ name: "Alice", status: "away", checked: true });
+    });
+    const refused = await self.update({ status: "banned" }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(PresenceClientError);
+    expect(refused).toMatchObject({ code: "FORBIDDEN", reason: "forbidden" });
+    self.close();
+    await expect(self.update({ status: "late" })).rejects.toMatchObject({ code: "CLIENT_CLOSED", reason: "closed" });
   });
 
-  it("resubscribes and reads the state again after a reconnect", async () => {
+  it("resubscribes and reads the state again after a reconnect, keeping the view meanwhile", async () => {
     const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
     const bob = await user(n.port, "bob");
     const observer = await user(n.port, "observer", undefined, { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 200 });
     const online = createPresenceClient(observer);
     await waitFor("the first state", () => expect(ids(online)).toEqual(["bob", "observer"]));
+    const seen = states(online);
+    const during: string[][] = [];
+    online.on("state", (state) => state === "subscribing" && during.push(ids(online)));
     // cut the transport: changes made meanwhile are only in the next state
-    let resynced = 0;
-    observer.io.once("reconnect", () => resynced++);
+    let reconnects = 0;
+    observer.io.once("reconnect", () => reconnects++);
     observer.io.engine.close();
     bob.close();
     await user(n.port, "carol");
-    await waitFor("the reconnect", () => expect(resynced).toBe(1));
+    await waitFor("the reconnect", () => expect(reconnects).toBe(1));
     await waitFor("the state after the reconnect", () => expect(ids(online)).toEqual(["carol", "observer"]));
+    expect(seen.slice(0, 2)).toEqual(["subscribed", "subscribing"]);
+    expect(seen.at(-1)).toBe("subscribed");
+    expect(during[0]).toEqual(["bob", "observer"]); // the last view stays until the new state replaces it
     // and on the server's request
     n.presence.sync!.resync();
-    await waitFor("still right after a requested resync", () => expect(ids(online)).toEqual(["carol", "observer"]));
+    await waitFor("still right after a requested resync", () => expect([online.state, ids(online)]).toEqual(["subscribed", ["carol", "observer"]]));
   });
 
-  it("shares one store read between the subscribers that arrive while a read is under way", async () => {
-    const store = new MemoryStore();
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    let reads = 0;
-    const slowStore = new Proxy(store, {
-      get(target, property) {
-        if (property === "users") {
-          return (options?: { pageSize?: number }) => {
-            reads++;
-            return (async function* () {
-              await gate;
-              yield* target.users(options);
-            })();
-          };
-        }
-        const value: unknown = Reflect.get(target, property);
-        return typeof value === "function" ? value.bind(target) : value;
-      },
-    });
-    const n = await node({ store: slowStore, sync: { tickMs: 30 } });
-    let arrived = 0;
-    n.io.on("connection", (socket) => socket.on(SUBSCRIBE, () => arrived++));
-    const sockets = await Promise.all(Array.from({ length: 20 }, (_, i) => user(n.port, `viewer-${i}`)));
-    const first = createPresenceClient(sockets[0]!);
-    await waitFor("the first read", () => expect(reads).toBe(1));
-    const others = sockets.slice(1).map((socket) => createPresenceClient(socket));
-    await waitFor("every subscribe to arrive", () => expect(arrived).toBe(20));
-    release();
-    const everyone = sorted(sockets.map((_, i) => `viewer-${i}`));
-    await waitFor("every view", () => [first, ...others].forEach((view) => expect(ids(view)).toEqual(everyone)));
-    expect(reads).toBe(2); // the first, and one for the 19 that came while it was under way
-  });
-
-  it("resyncs once at the end of the tick however often the server asks", async () => {
-    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
-    let subscribes = 0;
-    n.io.on("connection", (socket) => socket.on(SUBSCRIBE, () => subscribes++));
-    const observer = await user(n.port, "observer");
-    const online = createPresenceClient(observer);
-    await waitFor("the first state", () => expect(ids(online)).toEqual(["observer"]));
-    for (let i = 0; i < 5; i++) n.presence.sync!.resyncSoon();
-    await waitFor("one resubscribe", () => expect(subscribes).toBe(2));
-    await sleep(200);
-    expect(subscribes).toBe(2);
-    expect(online.synced).toBe(true);
-  });
-
-  it("buffers diffs that arrive before the state", async () => {
+  it("applies the diffs that arrive while the state is read, and the state settles the order", async () => {
     const store = new MemoryStore();
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     let snapshots = 0;
-    // the state is read at once, but delivered only when the gate opens: later joins reach the client first, as diffs
+    // the state is read at once but delivered only when the gate opens: later joins reach the client first, as diffs
     const slowStore = new Proxy(store, {
       get(target, property) {
         if (property === "users") {
@@ -272,17 +268,61 @@ describe("@presence/client against one server", () => {
       },
     });
     const n = await node({ store: slowStore, sync: { tickMs: 30 } });
+    const leaving = await user(n.port, "leaving");
     const observer = await user(n.port, "observer");
     const frames = recordFrames(observer);
     const online = createPresenceClient(observer);
     await waitFor("the state read", () => expect(snapshots).toBe(1));
     await user(n.port, "late");
-    await waitFor("late's diff before the state", () => expect(frames.diffs.length).toBeGreaterThan(0));
+    leaving.close();
+    const changed = (kind: "joins" | "leaves") => frames.diffs.flatMap((d) => (d[kind] ?? []).map(([userId]) => userId));
+    await waitFor("the diffs before the state", () => {
+      expect(changed("joins")).toContain("late");
+      expect(changed("leaves")).toContain("leaving");
+    });
     expect(frames.states).toEqual([]);
     expect(online.synced).toBe(false);
+    expect(ids(online).filter((u) => u !== "observer")).toEqual(["late"]); // applied as they came
     release();
-    await waitFor("the state and the buffered diff", () => expect(ids(online)).toEqual(["late", "observer"]));
-    // the state itself did not have late: the buffered diff put it there
-    expect(frames.states.flatMap((s) => s.users ?? []).map(([userId]) => userId)).toEqual(["observer"]);
+    await waitFor("the state and the diffs", () => expect([online.synced, ids(online)]).toEqual([true, ["late", "observer"]]));
+    // the state itself had leaving and not late: the versions settled it
+    expect(sorted(frames.states.flatMap((s) => s.users ?? []).map(([userId]) => userId))).toEqual(["leaving", "observer"]);
+  });
+});
+
+describe("@presence/client against a server that refuses for good", () => {
+  it("raises a typed protocol-version error and does not ask again", async () => {
+    // an older server, as a plain Socket.IO server answering the subscribe the way one would
+    const http = createServer();
+    const io = new Server(http);
+    let asked = 0;
+    io.on("connection", (socket) => {
+      socket.on(SUBSCRIBE, (request: { v: number }, ack: (reply: SubscribeReply) => void) => {
+        asked++;
+        expect(request.v).toBe(PROTOCOL_VERSION);
+        ack({ ok: false, error: { code: "INVALID_SCOPE", reason: "protocol-version", message: "this server speaks presence protocol 1" } });
+      });
+      socket.on("ping-after", (ack: () => void) => ack());
+    });
+    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+    const socket = await connectClient((http.address() as AddressInfo).port, { userId: "alice" });
+    try {
+      const client = createPresenceClient(socket, { retryDelayMs: 10 });
+      const error = await new Promise<PresenceClientError>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error("no error event within 10 s")), 10_000);
+        client.on("error", (error) => {
+          clearTimeout(timer);
+          resolve(error);
+        });
+      });
+      expect(error).toBeInstanceOf(PresenceClientError);
+      expect([error.code, error.reason, client.state]).toEqual(["INVALID_SCOPE", "protocol-version", "unsubscribed"]);
+      // a round trip on the same socket: any retry would have been sent before it
+      await socket.timeout(5000).emitWithAck("ping-after");
+      expect(asked).toBe(1);
+    } finally {
+      socket.close();
+      io.close();
+    }
   });
 });

@@ -28,18 +28,16 @@ const { ClusterAdapterWithHeartbeat } = fromSocketIo("socket.io-adapter") as { C
  */
 export interface Bus {
   adapter: (nsp: Namespace) => ClusterAdapterBase;
-  /** Broadcasts (emits to sockets on other nodes) to lose on the way, as a dropped pub/sub message is. */
-  dropBroadcasts: (message: { data?: unknown }) => boolean;
+  /** Messages between nodes (broadcasts, server-side emits) to lose on the way, as a dropped pub/sub message is. */
+  drop: (message: { type: number; data?: unknown }) => boolean;
   /** Cuts a node off from the others for good, as a kill -9 does (its sockets stay, unseen). */
   kill: (nsp: Namespace) => void;
 }
 
-const BROADCAST = 3; // socket.io-adapter's MessageType.BROADCAST
-
 export function createBus(): Bus {
   const members = new Set<ClusterAdapterBase>();
   const dead = new Set<Namespace>();
-  const bus: Bus = { adapter: (nsp) => new BusAdapter(nsp), dropBroadcasts: () => false, kill: (nsp) => void dead.add(nsp) };
+  const bus: Bus = { adapter: (nsp) => new BusAdapter(nsp), drop: () => false, kill: (nsp) => void dead.add(nsp) };
   class BusAdapter extends ClusterAdapterWithHeartbeat {
     constructor(nsp: Namespace) {
       super(nsp, { heartbeatInterval: 200, heartbeatTimeout: 2000 });
@@ -48,8 +46,7 @@ export function createBus(): Bus {
     }
 
     doPublish(message: unknown): Promise<string> {
-      const { type, data } = message as { type: number; data?: unknown };
-      if (dead.has(this.nsp) || (type === BROADCAST && bus.dropBroadcasts({ data }))) return Promise.resolve("");
+      if (dead.has(this.nsp) || bus.drop(message as { type: number; data?: unknown })) return Promise.resolve("");
       for (const member of members) {
         if (member !== this && member.nsp.name === this.nsp.name) setImmediate(() => member.onMessage(message));
       }

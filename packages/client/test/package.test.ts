@@ -27,9 +27,15 @@ describe("@presence/client as shipped", () => {
     expect(readFileSync(entry, "utf8")).not.toMatch(/from\s+["']|require\(/);
   });
 
-  it("speaks the same protocol as @presence/socketio (the two copies of the file are identical)", () => {
-    const client = readFileSync(here("../src/protocol.ts"), "utf8");
-    const server = readFileSync(here("../../socketio/src/sync-protocol.ts"), "utf8");
-    expect(client).toBe(server);
+  it("bundles the protocol from @presence/core, its types included: the types name socket.io-client alone", () => {
+    for (const types of ["../dist/index.d.ts", "../dist/index.d.cts"]) {
+      const text = readFileSync(here(types), "utf8");
+      const imports = [...text.matchAll(/from\s+["']([^"']+)["']/g)].map((match) => match[1]);
+      expect(imports, types).toEqual(["socket.io-client"]);
+      expect(text, types).toMatch(/declare const PROTOCOL_VERSION = 2/);
+    }
+    const manifest = JSON.parse(readFileSync(here("../package.json"), "utf8")) as { dependencies?: object; devDependencies?: object };
+    expect(manifest.dependencies).toBeUndefined();
+    expect(manifest.devDependencies).toHaveProperty("@presence/core");
   });
 });
