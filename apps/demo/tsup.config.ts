@@ -6,4 +6,6 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: "node20",
+  // the Lua scripts are files beside the code that runs them, bundled as text
+  loader: { ".lua": "text" },
 });

@@ -1,13 +1,17 @@
+import cluster from "node:cluster";
 import type { Server as HttpServer } from "node:http";
 import type { PresenceStore } from "@presence/core";
 import { createPresence, type Presence } from "@presence/socketio";
 import type { FastifyInstance } from "fastify";
 import { Server, type ServerOptions } from "socket.io";
+import { sendChannelEvents, tracksChannel } from "./channels";
 import type { DemoConfig } from "./config";
-import { ROOM_NAME, createHttp } from "./http";
+import { connectionLimits, limitHandedConnections, limitServer } from "./connection-limits";
+import { MAX_BODY_BYTES, createHttp } from "./http";
 import type { DemoLimits } from "./limits";
 import { DemoMetrics } from "./metrics";
 import { handleSockets, limitAttempts } from "./sockets";
+import type { TabSlots } from "./tabs";
 import { TokenSigner } from "./token";
 
 export interface DemoApp {
@@ -25,6 +29,8 @@ export interface DemoAppOptions {
   createStore: (io: Server) => PresenceStore;
   serverOptions?: Partial<ServerOptions>;
   limits: DemoLimits;
+  /** The users' tab slots; `undefined` without a cap. */
+  tabs: TabSlots | undefined;
   /** Problems that make this process degraded (Redis lost), for `/api/health`. */
   problems?: () => string[];
   /** Registers a callback for when the link between nodes is back after an outage (see `ModeParts`). */
@@ -39,6 +45,7 @@ export async function createDemoApp({
   createStore,
   serverOptions,
   limits,
+  tabs,
   problems = () => [],
   onRecovered,
   close,
@@ -50,8 +57,12 @@ export async function createDemoApp({
     () => io.of("/").sockets.size,
   );
   const fastify = createHttp({ config, presence: () => presence, signer, limits, metrics, problems });
-  // Socket.IO takes the /socket.io/ requests of Fastify's own server; everything else is Fastify's
-  const io = new Server(fastify.server, serverOptions);
+  // a sticky worker's connections are handed to it by the primary: Node's own limits never see them
+  if (cluster.isWorker) limitHandedConnections(fastify.server, connectionLimits(config));
+  else limitServer(fastify.server, connectionLimits(config));
+  // Socket.IO takes the /socket.io/ requests of Fastify's own server; everything else is Fastify's.
+  // No message may exceed what HTTP bodies may: a token, a channel name and a little info fit many times over.
+  const io = new Server(fastify.server, { maxHttpBufferSize: MAX_BODY_BYTES, ...serverOptions });
   const parts = { io, config, signer, limits, metrics };
 
   limitAttempts(parts);
@@ -59,23 +70,27 @@ export async function createDemoApp({
     presence = createPresence(io, {
       store: metrics.timed(createStore(io)),
       leaveDelayMs: config.leaveDelayMs,
-      rooms: (room) => ROOM_NAME.test(room),
+      rooms: tracksChannel,
+      // every socket is signed in (identify refuses the rest) and the demo's channels are public:
+      // a socket may follow every user, and any channel, a member or not
+      authorize: () => true,
       identify: async (socket) => {
         const claims = await signer.verify(socket.handshake.auth?.token);
         return claims && { id: claims.sub, info: claims.info };
       },
     });
     metrics.observe(presence);
+    sendChannelEvents(io, presence.store, config.mode !== "standalone");
     const tracked = presence;
     // diffs sent while the adapter was down never arrived: this node's clients read their state again,
     // now and once the store has republished what it holds (within two heartbeats)
     onRecovered?.(() => {
-      tracked.sync?.resync({ local: true });
-      setTimeout(() => tracked.sync?.resync({ local: true }), 2 * config.heartbeatMs).unref();
+      tracked.sync?.resync();
+      setTimeout(() => tracked.sync?.resync(), 2 * config.heartbeatMs).unref();
     });
     presence.on("error", (error) => fastify.log.warn({ err: error }, "presence error"));
   }
-  handleSockets({ ...parts, presence });
+  handleSockets({ ...parts, presence, tabs });
   await fastify.ready();
 
   return {

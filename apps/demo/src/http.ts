@@ -3,17 +3,15 @@ import fastifyStatic from "@fastify/static";
 import { PresenceError, assertUserId, serializeUserInfo, type UserInfo, type UserPresence } from "@presence/core";
 import type { Presence } from "@presence/socketio";
 import Fastify, { type FastifyInstance } from "fastify";
+import { CHANNEL_NAME, CHANNEL_NAME_RULE } from "./channels";
+import { clientAddress } from "./client-address";
 import type { DemoConfig } from "./config";
 import type { DemoLimits } from "./limits";
-import { METRICS_CONTENT_TYPE, type DemoMetrics } from "./metrics";
+import type { DemoMetrics } from "./metrics";
 import type { TokenSigner } from "./token";
 
 /** The largest request body: a login is a user id and a little info. */
 export const MAX_BODY_BYTES = 16 * 1024;
-
-/** A room's name in the demo: letters, digits, spaces, `_`, `.` and `-`, up to 64 characters. */
-export const ROOM_NAME = /^[\p{L}\p{N} _.-]{1,64}$/u;
-export const ROOM_NAME_RULE = "a room name is 1 to 64 letters, digits, spaces, _ . or -";
 
 /** An error with the HTTP status to answer it with. */
 export class HttpError extends Error {
@@ -86,12 +84,9 @@ export function createHttp({ config, presence, signer, limits, metrics, problems
   const app = Fastify({
     logger: { level: config.logLevel },
     bodyLimit: MAX_BODY_BYTES,
-    trustProxy: config.trustProxy,
     // answers during a graceful shutdown get `connection: close`
     return503OnClosing: true,
-    // Node's own default, not Fastify's 72 s: behind the sticky primary, a request with a body is
-    // relayed over IPC and the primary holds the client's socket for as long as it is kept alive
-    keepAliveTimeout: 5000,
+    // the timeouts and the connection cap are set on the server once it exists (connection-limits.ts)
   });
 
   // every body is JSON, whatever its content type claims: anything else is a clear 400, never a 415
@@ -131,10 +126,9 @@ export function createHttp({ config, presence, signer, limits, metrics, problems
     return { ok: degraded.length === 0, mode: config.mode, pid: process.pid, ...(degraded.length ? { degraded } : {}) };
   });
 
-  app.get("/metrics", async (_request, reply) => reply.type(METRICS_CONTENT_TYPE).send(await metrics.text()));
-
   app.post("/api/login", { schema: { body: loginBody } }, async (request, reply) => {
-    if (!(await limits.login(request.ip))) {
+    const address = clientAddress(request.raw.socket.remoteAddress, request.headers["x-forwarded-for"], config.trustProxy);
+    if (!(await limits.login(address))) {
       metrics.refused.inc({ reason: "login rate limited" });
       throw new HttpError(429, "too many logins from this address: try again in a minute");
     }
@@ -150,32 +144,45 @@ export function createHttp({ config, presence, signer, limits, metrics, problems
     return binding;
   };
 
-  app.get("/api/presence", async () => {
-    const { users, partial } = await collect(tracked().users({ pageSize: 500 }));
-    return {
-      count: users.length,
-      users: users.map((u) => u.userId),
-      connections: Object.fromEntries(users.map((u) => [u.userId, u.connections])),
-      info: Object.fromEntries(users.flatMap((u) => (u.info ? [[u.userId, u.info]] : []))),
-      ...(partial ? { partial } : {}),
-    };
-  });
+  // any signed-in user may read presence (the demo's channels are public); nobody else
+  app.register(async (routes) => {
+    routes.addHook("onRequest", async (request, reply) => {
+      const token = /^Bearer ([^\s]+)$/i.exec(request.headers.authorization ?? "")?.[1];
+      if (token !== undefined && (await signer.verify(token))) return;
+      return reply
+        .code(401)
+        .header("www-authenticate", 'Bearer realm="presence"')
+        .send({ error: "sign in first: send Authorization: Bearer <token>, with a token from POST /api/login" });
+    });
 
-  app.get<{ Params: { userId: string } }>("/api/presence/:userId", async (request) => {
-    const { userId } = request.params;
-    assertUserId(userId);
-    return { userId, online: await tracked().isUserConnected(userId) };
-  });
+    routes.get("/api/presence", async () => {
+      const { users, partial } = await collect(tracked().users({ pageSize: 500 }));
+      return {
+        count: users.length,
+        users: users.map((u) => u.userId),
+        connections: Object.fromEntries(users.map((u) => [u.userId, u.connections])),
+        info: Object.fromEntries(users.flatMap((u) => (u.info ? [[u.userId, u.info]] : []))),
+        ...(partial ? { partial } : {}),
+      };
+    });
 
-  app.get<{ Params: { room: string } }>("/api/rooms/:room/presence", async (request) => {
-    const { room } = request.params;
-    if (!ROOM_NAME.test(room)) throw new HttpError(400, ROOM_NAME_RULE);
-    const { users, partial } = await collect(tracked().roomUsers(room, { pageSize: 500 }));
-    return {
-      count: users.length,
-      users: users.map(({ userId, info }) => ({ userId, info: info ?? {} })),
-      ...(partial ? { partial } : {}),
-    };
+    routes.get<{ Params: { userId: string } }>("/api/presence/:userId", async (request) => {
+      const { userId } = request.params;
+      assertUserId(userId);
+      return { userId, online: await tracked().isUserConnected(userId) };
+    });
+
+    // a channel by the client's name (presence tracks it so: see channels.ts)
+    routes.get<{ Params: { room: string } }>("/api/rooms/:room/presence", async (request) => {
+      const { room } = request.params;
+      if (!CHANNEL_NAME.test(room)) throw new HttpError(400, CHANNEL_NAME_RULE);
+      const { users, partial } = await collect(tracked().roomUsers(room, { pageSize: 500 }));
+      return {
+        count: users.length,
+        users: users.map(({ userId, info }) => ({ userId, info: info ?? {} })),
+        ...(partial ? { partial } : {}),
+      };
+    });
   });
 
   return app;

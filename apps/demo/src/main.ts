@@ -4,11 +4,14 @@ import { setupPrimary as setupPresencePrimary } from "@presence/cluster";
 import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
 import { setupMaster as setupStickyPrimary, setupWorker as setupStickyWorker } from "@socket.io/sticky";
 import createDebug from "debug";
-import { createDemoApp } from "./app";
+import { createDemoApp, type DemoApp } from "./app";
 import { ConfigError, configToEnv, loadConfig, type DemoConfig } from "./config";
+import { connectionLimits, limitRelay } from "./connection-limits";
 import { createLimits, setupLimitsPrimary } from "./limits";
-import { setupMetricsPrimary, setupMetricsWorker } from "./metrics";
-import { checkRedis, modeParts } from "./stores";
+import { processMetrics, serveMetrics, setupMetricsPrimary, setupMetricsWorker } from "./metrics";
+import { checkRedis } from "./redis";
+import { modeParts } from "./stores";
+import { createTabSlots, setupTabSlotsPrimary } from "./tabs";
 
 const debug = createDebug("presence:demo");
 
@@ -20,9 +23,27 @@ function banner(config: DemoConfig, port: number): string {
   return `presence demo (${config.mode}, ${workers}) listening on http://localhost:${port}`;
 }
 
-async function runStandalone(config: DemoConfig): Promise<void> {
+/** `/metrics` on its own port, when asked for: announced before the banner, so that whoever waits for the banner knows both. */
+async function metricsPort(config: DemoConfig, text: () => Promise<string>): Promise<void> {
+  if (config.metricsPort === undefined) return;
+  const port = await serveMetrics(config.metricsPort, text, connectionLimits(config));
+  console.log(`metrics on http://127.0.0.1:${port}/metrics`);
+}
+
+/** The app of this process (standalone) or of this worker, on the mode's store, adapter and limits. */
+function createApp(config: DemoConfig): Promise<DemoApp> {
   const mode = modeParts(config);
-  const app = await createDemoApp({ config, ...mode, limits: createLimits(config, mode.limits) });
+  return createDemoApp({
+    config,
+    ...mode,
+    limits: createLimits(config, mode.limits),
+    tabs: config.maxConnectionsPerUser > 0 ? createTabSlots(config.maxConnectionsPerUser, mode.limits) : undefined,
+  });
+}
+
+async function runStandalone(config: DemoConfig): Promise<void> {
+  const app = await createApp(config);
+  await metricsPort(config, processMetrics);
   await new Promise<void>((resolve) => app.http.listen(config.port, resolve));
   const address = app.http.address();
   console.log(banner(config, typeof address === "object" && address ? address.port : config.port));
@@ -33,16 +54,18 @@ async function runStandalone(config: DemoConfig): Promise<void> {
   process.once("SIGTERM", stop);
 }
 
-function runPrimary(config: DemoConfig): void {
+async function runPrimary(config: DemoConfig): Promise<void> {
   const http = createServer();
   setupStickyPrimary(http, { loadBalancingMethod: "least-connection" });
+  limitRelay(http, connectionLimits(config));
   if (config.mode !== "redis") {
     setupClusterAdapterPrimary();
     setupLimitsPrimary();
+    if (config.maxConnectionsPerUser > 0) setupTabSlotsPrimary(config.maxConnectionsPerUser);
   }
   // before forking: the workers' stores find the primary's presence through the env it sets
   if (config.mode === "cluster") setupPresencePrimary();
-  setupMetricsPrimary();
+  await metricsPort(config, setupMetricsPrimary());
   cluster.setupPrimary({ serialization: "advanced" });
 
   let stopping = false;
@@ -101,8 +124,7 @@ function runPrimary(config: DemoConfig): void {
 
 async function runWorker(config: DemoConfig): Promise<void> {
   setupMetricsWorker();
-  const mode = modeParts(config);
-  const app = await createDemoApp({ config, ...mode, limits: createLimits(config, mode.limits) });
+  const app = await createApp(config);
   setupStickyWorker(app.io);
   process.on("message", (message: { type?: string }) => {
     if (message?.type !== "presence:shutdown") return;
@@ -119,7 +141,7 @@ try {
   else if (cluster.isPrimary) {
     // fail fast and loud: a wrong --redis-url must not start a demo that never shows anyone
     if (config.mode === "redis") await checkRedis(config.redisUrl);
-    runPrimary(config);
+    await runPrimary(config);
   } else await runWorker(config);
 } catch (error) {
   console.error(`presence demo: ${(error as Error).message}`);

@@ -1,17 +1,16 @@
-import cluster from "node:cluster";
-import { randomUUID } from "node:crypto";
+import { createServer } from "node:http";
 import { toPresenceError, type PresenceStore } from "@presence/core";
 import type { Presence } from "@presence/socketio";
 import { AggregatorRegistry, Counter, Gauge, Histogram, collectDefaultMetrics, register } from "prom-client";
+import { limitServer, type ConnectionLimits } from "./connection-limits";
 
 /**
- * `/metrics` in Prometheus text format. The packages take no metrics
- * dependency: the demo feeds prom-client from what they expose (the
- * binding's events, the store's `onTransition`, and a timing wrapper around
- * the store). In the cluster modes every worker's metrics are summed by the
- * primary (prom-client's AggregatorRegistry), so any worker answers for the
- * whole cluster; gauges that already describe the whole deployment take the
- * max instead of the sum.
+ * `/metrics` in Prometheus text format, served on `--metrics-port` only. The
+ * packages take no metrics dependency: the demo feeds prom-client from what
+ * they expose (the binding's events, the store's `onTransition`, and a
+ * timing wrapper around the store). In the cluster modes the primary serves
+ * every worker's metrics, summed (prom-client's AggregatorRegistry); gauges
+ * that already describe the whole deployment take the max instead of the sum.
  */
 export class DemoMetrics {
   readonly transitions = new Counter({
@@ -39,6 +38,10 @@ export class DemoMetrics {
     name: "presence_refused_connections_total",
     help: "Socket.IO connections refused, by reason.",
     labelNames: ["reason"],
+  });
+  readonly evicted = new Counter({
+    name: "presence_evicted_connections_total",
+    help: "Connections that lost their tab slot to a newer connection of their user (the slot's holder was disconnected, when it was still open).",
   });
 
   constructor(presence: () => Presence | undefined, localConnections: () => number) {
@@ -95,62 +98,43 @@ export class DemoMetrics {
       },
     });
   }
-
-  /** The text to serve: this process's metrics, or the whole cluster's when this is a worker. */
-  async text(): Promise<string> {
-    return cluster.isWorker ? askPrimary() : register.metrics();
-  }
 }
 
 export const METRICS_CONTENT_TYPE = register.contentType;
 
-const REQUEST = "presence-demo:metrics";
-const RESPONSE = "presence-demo:metrics-response";
-type MetricsMessage = { type?: string; id?: string; text?: string; error?: string };
-
-/** In the primary: answers a worker's request with every worker's metrics, aggregated. */
-export function setupMetricsPrimary(): void {
+/** In the primary (before forking): the text of every worker's metrics, aggregated. */
+export function setupMetricsPrimary(): () => Promise<string> {
   const aggregator = new AggregatorRegistry();
-  cluster.on("message", (worker, message: MetricsMessage) => {
-    if (message?.type !== REQUEST) return;
-    aggregator.clusterMetrics().then(
-      (text) => worker.isConnected() && worker.send({ type: RESPONSE, id: message.id, text }),
-      (error: Error) => worker.isConnected() && worker.send({ type: RESPONSE, id: message.id, error: error.message }),
-    );
-  });
-}
-
-const pending = new Map<string, { resolve: (text: string) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
-
-function askPrimary(timeoutMs = 5000): Promise<string> {
-  if (pending.size === 0) process.on("message", onResponse);
-  const id = randomUUID();
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      settle(id);
-      reject(new Error(`the cluster primary did not send the metrics within ${timeoutMs} ms`));
-    }, timeoutMs);
-    pending.set(id, { resolve, reject, timer });
-    process.send?.({ type: REQUEST, id });
-  });
-}
-
-function settle(id: string) {
-  const entry = pending.get(id);
-  pending.delete(id);
-  if (pending.size === 0) process.off("message", onResponse);
-  if (entry) clearTimeout(entry.timer);
-  return entry;
-}
-
-function onResponse(message: MetricsMessage): void {
-  if (message?.type !== RESPONSE || message.id === undefined) return;
-  const entry = settle(message.id);
-  if (message.error !== undefined) entry?.reject(new Error(message.error));
-  else entry?.resolve(message.text ?? "");
+  return () => aggregator.clusterMetrics();
 }
 
 /** In a worker: lets the primary's AggregatorRegistry collect this worker's metrics. */
 export function setupMetricsWorker(): void {
   new AggregatorRegistry();
+}
+
+/** This process's own metrics (standalone). */
+export const processMetrics = (): Promise<string> => register.metrics();
+
+/**
+ * Serves `GET /metrics` on 127.0.0.1 only, never on the public port: metrics
+ * tell who is busy and when, for the operator's scraper alone. Resolves with
+ * the port it listens on (`port` 0 takes a free one).
+ */
+export async function serveMetrics(port: number, text: () => Promise<string>, limits: ConnectionLimits): Promise<number> {
+  const server = createServer((request, response) => {
+    if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
+      return void response.writeHead(404, { "content-type": "text/plain" }).end("not found: GET /metrics\n");
+    }
+    text().then(
+      (body) => response.writeHead(200, { "content-type": METRICS_CONTENT_TYPE }).end(body),
+      (error: Error) => response.writeHead(503, { "content-type": "text/plain" }).end(`metrics unavailable: ${error.message}\n`),
+    );
+  });
+  limitServer(server, limits);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve());
+  });
+  return (server.address() as { port: number }).port;
 }

@@ -1,17 +1,27 @@
 import type { Presence } from "@presence/socketio";
+import createDebug from "debug";
 import type { Server, Socket } from "socket.io";
+import { CHANNEL_NAME, CHANNEL_NAME_RULE, joinChannel, leaveChannel, rejoinChannels } from "./channels";
+import { clientAddress } from "./client-address";
 import type { DemoConfig } from "./config";
-import { ROOM_NAME, ROOM_NAME_RULE, parseInfo } from "./http";
+import { parseInfo } from "./http";
 import type { DemoLimits } from "./limits";
 import type { DemoMetrics } from "./metrics";
+import type { TabSlots } from "./tabs";
 import type { TokenSigner } from "./token";
 
-/** The client's address: the socket's peer, or the first `X-Forwarded-For` hop behind a trusted proxy. */
-export function clientAddress(socket: Socket, trustProxy: boolean): string {
-  const forwarded = socket.handshake.headers["x-forwarded-for"];
-  const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(",")[0]?.trim();
-  return (trustProxy && first) || socket.handshake.address || "unknown";
-}
+const debug = createDebug("presence:demo");
+
+/** Sent to a connection that lost its tab slot to a newer one of its user, just before the server disconnects it. */
+export const EVICTED = "presence:evicted";
+/** Why, in the `EVICTED` event's `{ reason }`. */
+export const EVICTED_REASON = "too many connections";
+/** Between nodes: disconnect this connection, if it is yours. */
+const EVICT = "presence-demo:evict";
+
+/** The client's address, as the limits count it (see `clientAddress`). */
+export const handshakeAddress = (socket: Socket, config: DemoConfig): string =>
+  clientAddress(socket.handshake.address, socket.handshake.headers["x-forwarded-for"], config.trustProxy);
 
 type Ack = (answer: { ok: boolean; error?: string }) => void;
 const reply = (ack: unknown, answer: { ok: boolean; error?: string }) => typeof ack === "function" && (ack as Ack)(answer);
@@ -22,21 +32,23 @@ export interface SocketOptions {
   presence: Presence | undefined;
   signer: TokenSigner;
   limits: DemoLimits;
+  /** The users' tab slots; `undefined` without a cap. */
+  tabs: TabSlots | undefined;
   metrics: DemoMetrics;
 }
 
 /**
  * Middlewares in the order they run: the address's attempt budget, then
  * (presence off) the token check, or (presence on) the binding's identify
- * hook, registered by `createPresence`, and after it the user's tab budget.
+ * hook, registered by `createPresence`.
  */
-export function limitAttempts({ io, config, limits, metrics, signer }: Omit<SocketOptions, "presence">): void {
+export function limitAttempts({ io, config, limits, metrics, signer }: Omit<SocketOptions, "presence" | "tabs">): void {
   const refuse = (reason: string) => {
     metrics.refused.inc({ reason });
     return new Error(reason);
   };
   io.use((socket, next) => {
-    limits.connectionAttempt(clientAddress(socket, config.trustProxy)).then((ok) => next(ok ? undefined : refuse("rate limited")));
+    limits.connectionAttempt(handshakeAddress(socket, config)).then((ok) => next(ok ? undefined : refuse("rate limited")));
   });
   if (!config.presence) {
     // the same app without counting: the benchmarks' baseline
@@ -46,42 +58,62 @@ export function limitAttempts({ io, config, limits, metrics, signer }: Omit<Sock
   }
 }
 
-/** The user's tab budget, and the rooms and info handlers (presence on). */
-export function handleSockets({ io, presence, limits, metrics }: SocketOptions): void {
-  if (!presence) return;
-  const holding = new WeakSet<Socket>();
-  io.use((socket, next) => {
-    const userId = presence.userIdOf(socket);
-    if (userId === undefined) return next();
-    limits.openTab(userId).then((ok) => {
-      if (!ok) {
-        metrics.refused.inc({ reason: "too many connections" });
-        return next(new Error("too many connections"));
-      }
-      holding.add(socket);
-      next();
+/**
+ * Disconnects connections that lost their tab slot, wherever they are: here,
+ * or on another node (told by `serverSideEmit`). Each first hears why, and is
+ * disconnected by the server, so a client does not reconnect on its own.
+ */
+function evictions(io: Server, config: DemoConfig): (connectionId: string) => void {
+  const evictHere = (socket: Socket) => {
+    socket.emit(EVICTED, { reason: EVICTED_REASON });
+    socket.disconnect();
+  };
+  const multiNode = config.mode !== "standalone";
+  if (multiNode) {
+    io.on(EVICT, (connectionId: unknown) => {
+      const socket = typeof connectionId === "string" ? io.of("/").sockets.get(connectionId) : undefined;
+      if (socket) evictHere(socket);
     });
-  });
+  }
+  return (connectionId) => {
+    const socket = io.of("/").sockets.get(connectionId);
+    if (socket) evictHere(socket);
+    else if (multiNode) io.serverSideEmit(EVICT, connectionId);
+  };
+}
+
+/** The users' tab slots, and the channels and info handlers (presence on). */
+export function handleSockets({ io, config, presence, tabs, metrics }: SocketOptions): void {
+  if (!presence) return;
+  const evict = evictions(io, config);
 
   io.on("connection", (socket) => {
     const userId = presence.userIdOf(socket);
     if (userId === undefined) return;
-    if (holding.has(socket)) socket.once("disconnect", () => limits.closeTab(userId));
 
-    const roomRequest = async (room: unknown, ack: unknown, change: "join" | "leave") => {
-      if (typeof room !== "string" || !ROOM_NAME.test(room)) return reply(ack, { ok: false, error: ROOM_NAME_RULE });
-      // a room named like another socket's id would receive that socket's private messages
-      if (change === "join" && (await io.in(room).fetchSockets()).some((other) => other.id === room)) {
-        return reply(ack, { ok: false, error: "that room name is taken" });
-      }
-      await (change === "join" ? socket.join(room) : socket.leave(room));
+    if (tabs) {
+      // taken once the connection is open, given back however it closes: after the take, in that order
+      const taken = tabs.open(userId, socket.id).then(
+        (evicted) => {
+          metrics.evicted.inc(evicted.length);
+          for (const connectionId of evicted) evict(connectionId);
+        },
+        (error: Error) => debug("tab slots unavailable, %s connects uncounted: %s", socket.id, error.message),
+      );
+      socket.once("disconnect", () => void taken.then(() => tabs.close(userId, socket.id)));
+    }
+    if (socket.recovered) rejoinChannels(socket);
+
+    const channelRequest = async (name: unknown, ack: unknown, change: "join" | "leave") => {
+      if (typeof name !== "string" || !CHANNEL_NAME.test(name)) return reply(ack, { ok: false, error: CHANNEL_NAME_RULE });
+      await (change === "join" ? joinChannel(socket, name) : leaveChannel(socket, name));
       reply(ack, { ok: true });
     };
-    socket.on("room:join", (room: unknown, ack: unknown) => {
-      roomRequest(room, ack, "join").catch(() => reply(ack, { ok: false, error: "try again" }));
+    socket.on("room:join", (name: unknown, ack: unknown) => {
+      channelRequest(name, ack, "join").catch(() => reply(ack, { ok: false, error: "try again" }));
     });
-    socket.on("room:leave", (room: unknown, ack: unknown) => {
-      roomRequest(room, ack, "leave").catch(() => reply(ack, { ok: false, error: "try again" }));
+    socket.on("room:leave", (name: unknown, ack: unknown) => {
+      channelRequest(name, ack, "leave").catch(() => reply(ack, { ok: false, error: "try again" }));
     });
     socket.on("user:update", (info: unknown, ack: unknown) => {
       Promise.resolve()

@@ -5,18 +5,16 @@ import { MemoryStore } from "@presence/memory";
 import { RedisStore } from "@presence/redis";
 import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
 import { createAdapter as createRedisAdapter } from "@socket.io/redis-adapter";
-import createDebug from "debug";
-import { Redis } from "ioredis";
 import type { Server, ServerOptions } from "socket.io";
 import type { DemoConfig } from "./config";
 import type { LimitBackend } from "./limits";
-
-const debug = createDebug("presence:demo");
+import { REDIS_PREFIX, connectRedis, parseRedisUrl, type RedisConnection, type RedisTarget } from "./redis";
 
 /** What a mode plugs into the app: where presence is counted, how workers talk, where limits are counted. */
 export interface ModeParts {
   createStore: (io: Server) => PresenceStore;
   serverOptions: Partial<ServerOptions>;
+  /** Where the limits and the tab slots are counted. */
   limits: LimitBackend;
   /** What makes this process degraded right now (Redis lost), for `/api/health`. */
   problems: () => string[];
@@ -36,13 +34,16 @@ const RECOVERY_WINDOW_MS = 2 * 60 * 1000;
 const healthy = () => [];
 const neverLost = () => {};
 
-function redisClient(url: string, name: string, problems: Map<string, string>, recovered: () => void): Redis {
-  const client = new Redis(url, { connectionName: `presence-demo:${name}:${process.pid}` });
+function redisClient(target: RedisTarget, name: string, problems: Map<string, string>, recovered: () => void): RedisConnection {
+  const client = connectRedis(target, name);
   // a lost Redis is logged once per outage and shown by /api/health until it is back
-  client.on("error", (error: Error) => {
+  const lost = (error: Error) => {
     if (!problems.has(name)) console.error(`presence demo: redis (${name}) unreachable: ${error.message}`);
     problems.set(name, `redis (${name}): ${error.message}`);
-  });
+  };
+  client.on("error", lost);
+  // a Redis Cluster reports a node it cannot reach on its own
+  client.on("node error", lost);
   client.on("ready", () => {
     if (!problems.delete(name)) return;
     console.error(`presence demo: redis (${name}) is back`);
@@ -87,16 +88,14 @@ export function modeParts(config: DemoConfig): ModeParts {
       const recovered = () => {
         for (const listener of listeners) listener();
       };
+      // one server or a Redis Cluster: an ioredis `Redis` or `Cluster`, which the store, the adapter and the limiter all take
+      const target = parseRedisUrl(config.redisUrl);
       const [store, pub, sub, limits] = ["store", "pub", "sub", "limits"].map((name) =>
-        redisClient(config.redisUrl, name, problems, name === "pub" || name === "sub" ? recovered : neverLost),
-      ) as [
-        Redis,
-        Redis,
-        Redis,
-        Redis,
-      ];
+        redisClient(target, name, problems, name === "pub" || name === "sub" ? recovered : neverLost),
+      ) as [RedisConnection, RedisConnection, RedisConnection, RedisConnection];
       return {
-        createStore: () => new RedisStore({ redis: store, heartbeatMs: config.heartbeatMs, leaseTimeoutMs: config.leaseTimeoutMs }),
+        createStore: () =>
+          new RedisStore({ redis: store, prefix: REDIS_PREFIX, heartbeatMs: config.heartbeatMs, leaseTimeoutMs: config.leaseTimeoutMs }),
         serverOptions: { adapter: createRedisAdapter(pub, sub) },
         limits: { kind: "redis", client: limits },
         problems: () => [...problems.values()],
@@ -106,26 +105,5 @@ export function modeParts(config: DemoConfig): ModeParts {
         },
       };
     }
-  }
-}
-
-/** Fails fast: resolves when Redis answers PING, rejects with a message saying what was tried. */
-export async function checkRedis(url: string, timeoutMs = 5000): Promise<void> {
-  if (!/^rediss?:\/\//.test(url)) throw new Error(`--redis-url must be a redis:// or rediss:// URL, got ${JSON.stringify(url)}`);
-  const client = new Redis(url, { lazyConnect: true, connectTimeout: timeoutMs, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  let cause: Error | undefined;
-  client.on("error", (error: Error) => {
-    cause = error;
-    debug("redis check: %s", error.message);
-  });
-  try {
-    await Promise.race([
-      client.connect().then(() => client.ping()),
-      new Promise((_, reject) => setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs).unref()),
-    ]);
-  } catch (error) {
-    throw new Error(`cannot reach Redis at ${url}: ${(cause ?? (error as Error)).message}`);
-  } finally {
-    client.disconnect();
   }
 }

@@ -9,7 +9,7 @@ export interface TokenClaims {
 /**
  * Demo tokens are standard JWTs (HS256, with an expiry), so an app can swap
  * in its identity provider's tokens and keep the socket contract
- * (`auth: { token }`): only `verifyToken` changes (RS256 and a JWKS, say).
+ * (`auth: { token }`): only `verify` changes (RS256 and a JWKS, say).
  */
 export class TokenSigner {
   readonly #key: Uint8Array;
@@ -33,11 +33,16 @@ export class TokenSigner {
       .sign(this.#key);
   }
 
-  /** The claims of a valid, unexpired token signed with this secret; `undefined` for anything else. */
+  /** The claims of a valid token signed with this secret, with an expiry not past; `undefined` for anything else. */
   async verify(token: unknown): Promise<TokenClaims | undefined> {
     if (typeof token !== "string" || token.length > 8192) return undefined;
     try {
-      const { payload } = await jwtVerify(token, this.#key, { algorithms: ["HS256"], clockTolerance: this.clockToleranceSeconds });
+      // a token without an expiry would be good forever: refused
+      const { payload } = await jwtVerify(token, this.#key, {
+        algorithms: ["HS256"],
+        clockTolerance: this.clockToleranceSeconds,
+        requiredClaims: ["exp", "sub"],
+      });
       if (typeof payload.sub !== "string") return undefined;
       const info = payload.info;
       return info !== null && typeof info === "object" && !Array.isArray(info)

@@ -2,15 +2,19 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { eventually as poll } from "@presence/core/testing";
 import { io as connect, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
 
 const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
+
+/** A secret as long as the demo requires (32 bytes), for demos whose tokens a test signs itself. */
+export const TEST_SECRET = "test-secret-of-at-least-32-bytes-0123456789";
 
 export interface DemoProcess {
   child: ChildProcess;
   port: number;
   url: string;
+  /** `http://127.0.0.1:<port>/metrics`, when started with `--metrics-port`. */
+  metricsUrl: string | undefined;
   /** Everything the demo printed, for failure messages. */
   output: string[];
   stop(signal?: NodeJS.Signals): Promise<number | null>;
@@ -25,10 +29,13 @@ export async function startDemo(args: string[] = [], env: Record<string, string>
   const output: string[] = [];
   createInterface({ input: child.stderr! }).on("line", (line) => output.push(line));
   const lines = createInterface({ input: child.stdout! });
+  let metricsUrl: string | undefined;
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the demo did not start:\n${output.join("\n")}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`the demo did not start within 20 s:\n${output.join("\n")}`)), 20_000);
     lines.on("line", (line) => {
       output.push(line);
+      // printed before the banner
+      metricsUrl ??= /metrics on (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(line)?.[1];
       const match = /listening on http:\/\/localhost:(\d+)/.exec(line);
       if (match) {
         clearTimeout(timer);
@@ -41,6 +48,7 @@ export async function startDemo(args: string[] = [], env: Record<string, string>
     child,
     port,
     url: `http://127.0.0.1:${port}`,
+    metricsUrl,
     output,
     async stop(signal = "SIGTERM") {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
@@ -51,8 +59,17 @@ export async function startDemo(args: string[] = [], env: Record<string, string>
   };
 }
 
+/** fetch() with a deadline whose error names the request. */
+export async function fetchWithin(url: string, init: RequestInit = {}, ms = 10_000): Promise<Response> {
+  try {
+    return await fetch(url, { ...init, signal: AbortSignal.timeout(ms) });
+  } catch (error) {
+    throw new Error(`${init.method ?? "GET"} ${url} got no answer within ${ms} ms: ${(error as Error).message}`);
+  }
+}
+
 export async function login(url: string, userId: unknown): Promise<string> {
-  const res = await fetch(`${url}/api/login`, {
+  const res = await fetchWithin(`${url}/api/login`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ userId }),
@@ -62,8 +79,28 @@ export async function login(url: string, userId: unknown): Promise<string> {
   return body.token;
 }
 
-export async function getJson<T = Record<string, unknown>>(url: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(url);
+/** The presence routes need a signed-in reader: one login per demo (origin), kept for its later reads. */
+const readers = new Map<string, Promise<string>>();
+function readerToken(url: string): Promise<string> {
+  const { origin } = new URL(url);
+  let token = readers.get(origin);
+  if (!token) {
+    token = login(origin, "presence-reader");
+    readers.set(origin, token);
+    token.catch(() => readers.delete(origin));
+  }
+  return token;
+}
+
+const isPresenceRoute = (url: string) => /^\/api\/(presence|rooms)(\/|$)/.test(new URL(url).pathname);
+
+/**
+ * GET as JSON. The presence routes get a reader's bearer token unless
+ * `token` says which to send (`null`: none); the other routes get none.
+ */
+export async function getJson<T = Record<string, unknown>>(url: string, token?: string | null): Promise<{ status: number; body: T }> {
+  const bearer = token === null ? undefined : (token ?? (isPresenceRoute(url) ? await readerToken(url) : undefined));
+  const res = await fetchWithin(url, bearer === undefined ? {} : { headers: { authorization: `Bearer ${bearer}` } });
   return { status: res.status, body: (await res.json()) as T };
 }
 
@@ -76,7 +113,7 @@ export function connectClient(
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.close();
-      reject(new Error("connect timed out"));
+      reject(new Error(`a Socket.IO client of ${url} did not connect within 10 s`));
     }, 10_000);
     socket.once("connect", () => {
       clearTimeout(timer);
@@ -90,6 +127,17 @@ export function connectClient(
   });
 }
 
-export const eventually = (check: () => unknown, timeoutMs = 10_000) => poll(check, timeoutMs, 50);
+/** Retries `check` until it passes; past the deadline, fails with what was awaited and the last failure. */
+export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = "a condition"): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) throw new Error(`${what} did not hold within ${timeoutMs} ms: ${(error as Error).message}`, { cause: error });
+      await sleep(50);
+    }
+  }
+}
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
