@@ -29,6 +29,7 @@ export default defineConfig({
       project("socketio", "packages/socketio", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("cluster", "packages/cluster", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("client", "packages/client", ["src/**/*.test.ts", "test/**/*.test.ts"]),
+      project("react", "packages/react", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("cluster-query", "packages/cluster-query", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("redis", "packages/redis", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("demo", "apps/demo", ["test/**/*.test.ts"], { exclude: ["test/faults/**"] }),

@@ -113,8 +113,14 @@ export interface PresenceClient<Info extends object = UserInfo> {
   close(): void;
 }
 
-/** The next request number of each socket, shared by every client on it: a state frame names the one client it answers. */
-const requests = new WeakMap<Socket, number>();
+/**
+ * The last request number of each socket, shared by every client on it: a
+ * state frame names the one client it answers. Kept on `globalThis` under a
+ * registered symbol so that two copies of this package in one page (ESM and
+ * CommonJS, or two versions) still number one socket's requests together.
+ */
+const REQUESTS = Symbol.for("@presence/client:requests");
+const requests: WeakMap<Socket, number> = ((globalThis as { [REQUESTS]?: WeakMap<Socket, number> })[REQUESTS] ??= new WeakMap());
 const nextRequest = (socket: Socket) => {
   const number = (requests.get(socket) ?? 0) + 1;
   requests.set(socket, number);

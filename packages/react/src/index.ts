@@ -1,0 +1,2 @@
+export { usePresence, usePresenceCount, type PresenceScope } from "./hooks";
+export type { PresenceUser, UserInfo } from "@presence/client";
