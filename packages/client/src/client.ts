@@ -202,11 +202,12 @@ export function createPresenceClient<Info extends object = UserInfo>(
       else if (change.type !== "count") shown.set(change.userId, { userId: change.userId, info: change.info });
     }
     if (result.changes.length > 0) listed = undefined;
-    if (then) setState(then);
+    // a state's joins and leaves fire before `synced` turns true: a listener can tell the fill-in from live changes
     for (const change of result.changes) {
       if (change.type === "leave") fire("leave", change.userId);
       else if (change.type !== "count") fire(change.type, shown.get(change.userId)!);
     }
+    if (then) setState(then);
     if (result.changes.length > 0) fire("sync");
   }
 
