@@ -32,6 +32,14 @@ export interface MemoryWorkerChannel extends WorkerChannel {
   readonly peer: string;
   /** Makes this worker vanish without a goodbye: nothing more is delivered either way. */
   kill(): void;
+  /**
+   * Stops this worker's traffic as SIGSTOP stops a process: what it is sent
+   * waits, and so does what it sends, until the returned function resumes it
+   * (then both are delivered in order). Its timers run on (one process).
+   * `"inbound"` holds only what it is sent: a blocked event loop whose
+   * requests had already left.
+   */
+  pause(traffic?: "both" | "inbound"): () => void;
 }
 
 /** A primary channel and as many worker channels as wanted, all in one process. */
@@ -50,7 +58,7 @@ export interface MemoryChannel {
 export function createMemoryChannel(): MemoryChannel {
   const toPrimary = new Set<(peer: string, envelope: WorkerEnvelope) => void>();
   const peerGone = new Set<(peer: string) => void>();
-  const workers = new Map<string, { deliver: (envelope: PrimaryEnvelope) => void }>();
+  const workers = new Map<string, { deliver: (envelope: PrimaryEnvelope) => void; later: (delivery: () => void) => void }>();
   let nextPeer = 0;
   let closed = false;
 
@@ -61,7 +69,7 @@ export function createMemoryChannel(): MemoryChannel {
       const worker = workers.get(peer);
       if (!worker || closed) return false;
       const message = copy(envelope);
-      setImmediate(() => worker.deliver(message));
+      worker.later(() => worker.deliver(message));
       return true;
     },
     onMessage: (listener) => void toPrimary.add(listener),
@@ -77,14 +85,19 @@ export function createMemoryChannel(): MemoryChannel {
     const peer = String(++nextPeer);
     const listeners = new Set<(envelope: PrimaryEnvelope) => void>();
     let alive = true;
-    workers.set(peer, { deliver: (envelope) => alive && listeners.forEach((listener) => listener(envelope)) });
+    /** While paused: deliveries held back, in order, and whether what it sends is held too. */
+    let held: Array<() => void> | undefined;
+    let holdsSends = false;
+    const later = (delivery: () => void, send = false) =>
+      setImmediate(() => (held && (holdsSends || !send) ? held.push(delivery) : delivery()));
+    workers.set(peer, { deliver: (envelope) => alive && listeners.forEach((listener) => listener(envelope)), later });
     return {
       peer,
       send(envelope) {
         if (!alive || closed) return false;
         const message = copy(envelope);
         // what was sent before a kill still arrives, before the primary hears of the death (as bytes in a pipe do)
-        setImmediate(() => toPrimary.forEach((listener) => listener(peer, message)));
+        later(() => toPrimary.forEach((listener) => listener(peer, message)), true);
         return true;
       },
       onMessage(listener) {
@@ -96,7 +109,18 @@ export function createMemoryChannel(): MemoryChannel {
         if (!alive) return;
         alive = false;
         workers.delete(peer);
+        // what it sent while paused is lost with it, as a stopped process's unsent writes are
+        held = undefined;
         setImmediate(() => peerGone.forEach((listener) => listener(peer)));
+      },
+      pause(traffic = "both") {
+        held ??= [];
+        holdsSends = traffic === "both";
+        return () => {
+          const deliveries = held ?? [];
+          held = undefined;
+          for (const delivery of deliveries) delivery();
+        };
       },
     };
   };

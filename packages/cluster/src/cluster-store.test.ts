@@ -1,6 +1,7 @@
 import cluster from "node:cluster";
 import {
   ConnectionConflictError,
+  InvalidOptionError,
   InvalidRoomError,
   InvalidUserIdError,
   InvalidUserInfoError,
@@ -9,7 +10,7 @@ import {
 } from "@presence/core";
 import { describe, expect, it } from "vitest";
 import { createMemoryChannel, type WorkerChannel } from "./channel";
-import { ClusterStore } from "./cluster-store";
+import { ClusterStore, createClusterStore, type ClusterStoreOptions } from "./cluster-store";
 import { ClusterSetupError } from "./errors";
 import { PresencePrimary, setupPrimary, type PrimaryOptions } from "./primary";
 
@@ -30,7 +31,8 @@ describe("ClusterStore", () => {
     const before = { ...worker.stats };
     const calls = Array.from({ length: 500 }, (_, i) => worker.connect(`c${i}`, `user${i % 50}`));
     expect((await Promise.all(calls)).filter(Boolean)).toHaveLength(50);
-    expect(worker.stats.messagesSent - before.messagesSent).toBe(1);
+    // the calls, then one acknowledgement of the 50 transitions announced
+    expect(worker.stats.messagesSent - before.messagesSent).toBe(2);
     expect(worker.stats.messagesReceived - before.messagesReceived).toBe(1);
     expect(worker.stats.calls - before.calls).toBe(500);
     expect(primary.stats.calls).toBe(502);
@@ -74,13 +76,30 @@ describe("ClusterStore", () => {
     expect(worker.stats.calls).toBe(0);
   });
 
-  it("validates its options, naming the one that is wrong", () => {
+  it("validates its options, throwing InvalidOptionError that names the one that is wrong", () => {
     const channel = silentChannel();
-    expect(() => new ClusterStore({ channel, timeoutMs: 0 })).toThrow(/timeoutMs/);
-    expect(() => new ClusterStore({ channel, timeoutMs: Number.NaN })).toThrow(TypeError);
-    expect(() => new ClusterStore({ channel, timeoutMs: 2 ** 31 })).toThrow(/timeoutMs/);
-    expect(() => new ClusterStore({ channel, maxUserIdBytes: -1 })).toThrow(/maxUserIdBytes/);
-    expect(() => new ClusterStore({ channel: {} as WorkerChannel })).toThrow(/channel/);
+    const refused = (options: unknown, option: string) => {
+      const error = (() => {
+        try {
+          createClusterStore(options as ClusterStoreOptions);
+        } catch (e) {
+          return e;
+        }
+      })();
+      expect(error, option).toBeInstanceOf(InvalidOptionError);
+      expect(error).toMatchObject({ code: "INVALID_OPTION", option });
+      expect((error as Error).message).toMatch(new RegExp(`^ClusterStore: \`${option}\``));
+    };
+    refused({ channel, timeoutMs: 0 }, "timeoutMs");
+    refused({ channel, timeoutMs: Number.NaN }, "timeoutMs");
+    refused({ channel, timeoutMs: "5000" }, "timeoutMs");
+    refused({ channel, timeoutMs: 2 ** 31 }, "timeoutMs");
+    refused({ channel, maxUserIdBytes: -1 }, "maxUserIdBytes");
+    refused({ channel, maxRoomBytes: 1.5 }, "maxRoomBytes");
+    refused({ channel: {} as WorkerChannel }, "channel");
+    refused({ channel, timeout: 100 }, "timeout");
+    refused({ channel, leaveGraceMs: 100 }, "leaveGraceMs"); // a primary option, not a store's
+    refused([], "options");
   });
 
   it("refuses to start outside a cluster worker, saying what to call", () => {

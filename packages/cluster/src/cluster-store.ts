@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import cluster from "node:cluster";
 import {
-  StoreClosedError,
-  StoreEvents,
+  InvalidOptionError,
+  StoreBase,
   StoreUnavailableError,
   assertConnectionId,
   assertRoom,
@@ -11,11 +11,8 @@ import {
   parseUserInfo,
   resolveLimits,
   serializeUserInfo,
-  type ErrorListener,
   type PresenceLimits,
   type PresenceStore,
-  type Transition,
-  type TransitionListener,
   type UserInfo,
   type UserPresence,
   type UsersPageOptions,
@@ -24,17 +21,22 @@ import createDebug from "debug";
 import type { WorkerChannel } from "./channel";
 import { ClusterSetupError, fromWireError } from "./errors";
 import { clusterWorkerChannel } from "./ipc";
+import { machineTime } from "./machine-time";
 import {
+  DECIDING_CALLS,
   MESSAGE_SOURCE,
   MessageType,
   fromEntry,
-  type DisconnectAnswer,
+  type Ack,
+  type Announce,
   type PrimaryEnvelope,
-  type WorkerEnvelope,
+  type Reply,
   type ReplyValue,
   type Request,
   type UserEntry,
+  type WireError,
 } from "./messages";
+import { assertKnownOptions, definedLimits, durationOption, limitOptions } from "./options";
 import { LIMITS_ENV, PRIMARY_ENV, type ChannelStats } from "./primary";
 
 const debug = createDebug("presence:cluster");
@@ -42,7 +44,8 @@ const debug = createDebug("presence:cluster");
 export interface ClusterStoreOptions extends Partial<PresenceLimits> {
   /**
    * How long a call waits for the primary's answer, in ms, before it rejects
-   * with `StoreUnavailableError`.
+   * with `StoreUnavailableError`. An answer that comes later is still
+   * announced, and the same call made again (the binding's retry) gets it.
    * @default 5000
    */
   timeoutMs?: number;
@@ -54,20 +57,33 @@ export interface ClusterStoreOptions extends Partial<PresenceLimits> {
   channel?: WorkerChannel;
 }
 
+const STORE_OPTIONS = ["timeoutMs", "channel", "maxUserIdBytes", "maxRoomBytes", "maxUserInfoBytes"] as const;
+
+/** How long an answer that came after its caller gave up waits for the same call to be made again. */
+const LATE_ANSWER_MS = 30_000;
+
+/** The most calls kept waiting for an answer after their caller gave up, and the most late answers kept; the oldest go first. */
+const MAX_UNCLAIMED = 10_000;
+
 type RequestBody = Request extends infer R ? (R extends Request ? Omit<R, "id"> : never) : never;
 
 interface Batch {
   timer: NodeJS.Timeout | undefined;
-  /** Calls of this batch still waiting for their reply. */
-  waiting: number;
+  /** Calls of this batch whose callers still wait. */
+  waiting: Set<Call>;
 }
 
-interface PendingCall {
-  /** Set when the call leaves in a batch. */
+interface Call {
+  id: number;
+  body: RequestBody;
+  /** A deciding call's key (its type and arguments): the same call made after its caller gave up reuses its id. */
+  key: string | undefined;
+  /** Its caller, until answered or given up. */
+  waiter: { resolve: (value: ReplyValue) => void; reject: (error: Error) => void } | undefined;
   batch: Batch | undefined;
-  resolve: (value: ReplyValue) => void;
-  reject: (error: Error) => void;
 }
+
+type Answer = { value: ReplyValue } | { error: WireError };
 
 /** The limits `setupPrimary()` published to the workers' environment. */
 function primaryLimits(): Partial<PresenceLimits> {
@@ -76,14 +92,6 @@ function primaryLimits(): Partial<PresenceLimits> {
   } catch {
     return {};
   }
-}
-
-function definedLimits({ maxUserIdBytes, maxRoomBytes, maxUserInfoBytes }: Partial<PresenceLimits>): Partial<PresenceLimits> {
-  const limits: Partial<PresenceLimits> = {};
-  if (maxUserIdBytes !== undefined) limits.maxUserIdBytes = maxUserIdBytes;
-  if (maxRoomBytes !== undefined) limits.maxRoomBytes = maxRoomBytes;
-  if (maxUserInfoBytes !== undefined) limits.maxUserInfoBytes = maxUserInfoBytes;
-  return limits;
 }
 
 /** Where `new ClusterStore()` cannot run, a message that says what to do instead. */
@@ -104,12 +112,18 @@ function defaultChannel(): WorkerChannel {
   );
 }
 
+const unreachable = () => new StoreUnavailableError("the cluster primary cannot be reached (its IPC channel is closed)");
+
 /**
  * A cluster worker's presence store: every call goes to the primary, which
- * keeps the one truth and decides each transition exactly once. Calls made in
- * one event-loop turn travel together in one IPC message, and come back in one.
+ * keeps the one truth and decides each transition exactly once, with its
+ * version. The transitions a call decided come back with its answer and are
+ * announced here (`onTransition`) before the call resolves; those no call's
+ * store could announce (a dead or stalled worker's) are handed to a live
+ * store. Calls made in one event-loop turn travel together in one IPC
+ * message, and come back in one.
  */
-export class ClusterStore implements PresenceStore {
+export class ClusterStore extends StoreBase implements PresenceStore {
   /** This store's id on the primary. */
   readonly id = randomUUID();
   readonly limits: PresenceLimits;
@@ -117,40 +131,38 @@ export class ClusterStore implements PresenceStore {
   readonly stats: ChannelStats = { messagesSent: 0, messagesReceived: 0, calls: 0 };
   readonly #timeoutMs: number;
   readonly #channel: WorkerChannel;
-  readonly #events = new StoreEvents();
-  readonly #pending = new Map<number, PendingCall>();
+  /** Calls sent and not answered yet, by request id: waited for, or given up by their caller. */
+  readonly #calls = new Map<number, Call>();
+  /** Deciding calls given up by their caller, by key: made again, they reuse their id. */
+  readonly #unanswered = new Map<string, Call>();
+  /** Answers that came after their caller gave up, by key, for the same call made again. */
+  readonly #late = new Map<string, { answer: Answer; at: number }>();
   readonly #detach: Array<() => void>;
-  #outbox: Request[] = [];
+  #outbox: Call[] = [];
   #nextId = 0;
-  /** Set once `close()` is called: every later call rejects. */
-  #closed = false;
-  /** Set once CLOSE is queued: later hand-offs go to another store. */
-  #closeSent = false;
   /** Set when the primary cannot be reached any more. */
   #gone = false;
-  #closing: Promise<void> | undefined;
 
   constructor(options: ClusterStoreOptions = {}) {
-    const timeoutMs = options.timeoutMs ?? 5000;
-    // a timer longer than 2^31 - 1 ms would fire at once
-    if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > 2 ** 31 - 1) {
-      throw new TypeError(`ClusterStore: option timeoutMs must be a positive number of ms (at most 2^31 - 1), got ${String(timeoutMs)}`);
+    super();
+    const owner = "ClusterStore";
+    assertKnownOptions(owner, options, STORE_OPTIONS);
+    this.#timeoutMs = durationOption(owner, "timeoutMs", options.timeoutMs, 5000);
+    const { channel } = options;
+    if (channel !== undefined && (typeof channel !== "object" || channel === null || typeof channel.send !== "function" || typeof channel.onMessage !== "function" || typeof channel.onGone !== "function")) {
+      throw new InvalidOptionError(owner, "channel", "must be a WorkerChannel (send, onMessage, onGone)");
     }
-    if (options.channel !== undefined && (typeof options.channel !== "object" || typeof options.channel.send !== "function")) {
-      throw new TypeError("ClusterStore: option channel must be a WorkerChannel (send, onMessage, onGone)");
-    }
-    this.#timeoutMs = timeoutMs;
-    this.#channel = options.channel ?? defaultChannel();
-    this.limits = resolveLimits({ ...(options.channel ? {} : primaryLimits()), ...definedLimits(options) });
+    this.#channel = channel ?? defaultChannel();
+    this.limits = resolveLimits({ ...(channel ? {} : primaryLimits()), ...limitOptions(owner, options) });
     this.#detach = [
       this.#channel.onMessage((envelope) => this.#receive(envelope)),
       this.#channel.onGone(() => this.#primaryGone()),
     ];
-    this.#call({ type: MessageType.OPEN }).catch((error: unknown) => this.#events.error(error));
+    this.#call({ type: MessageType.OPEN }).catch((error: unknown) => this.events.error(error));
   }
 
   async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     assertConnectionId(connectionId);
     assertUserId(userId, this.limits.maxUserIdBytes);
     // a copy taken now: the caller may change its object before the batch leaves
@@ -159,208 +171,239 @@ export class ClusterStore implements PresenceStore {
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
-    this.#assertOpen();
-    const { offline, left } = (await this.#call({ type: MessageType.DISCONNECT, connectionId })) as DisconnectAnswer;
-    for (const transition of left) this.#events.announce(transition);
-    return offline;
+    this.assertOpen();
+    return (await this.#call({ type: MessageType.DISCONNECT, connectionId })) as boolean;
   }
 
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     assertUserId(userId, this.limits.maxUserIdBytes);
     const copy = parseUserInfo(serializeUserInfo(info, this.limits.maxUserInfoBytes));
     return (await this.#call({ type: MessageType.UPDATE_INFO, userId, info: copy })) as boolean;
   }
 
   async userInfo(userId: string): Promise<UserInfo | undefined> {
-    this.#assertOpen();
+    this.assertOpen();
     return ((await this.#call({ type: MessageType.USER_INFO, userId })) as UserInfo | null) ?? undefined;
   }
 
   async join(connectionId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     assertRoom(room, this.limits.maxRoomBytes);
     return (await this.#call({ type: MessageType.JOIN, connectionId, room })) as boolean;
   }
 
   async leave(connectionId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     assertRoom(room, this.limits.maxRoomBytes);
     return (await this.#call({ type: MessageType.LEAVE, connectionId, room })) as boolean;
   }
 
   async isUserInRoom(userId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     return (await this.#call({ type: MessageType.IS_USER_IN_ROOM, userId, room })) as boolean;
   }
 
   async roomUsersCount(room: string): Promise<number> {
-    this.#assertOpen();
+    this.assertOpen();
     return (await this.#call({ type: MessageType.ROOM_USERS_COUNT, room })) as number;
   }
 
   async *roomUsers(room: string, options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
-    this.#assertOpen();
+    this.assertOpen();
     const entries = (await this.#call({ type: MessageType.ROOM_USERS, room })) as UserEntry[];
     yield* inPages(entries.map(fromEntry), options.pageSize);
   }
 
   async isUserConnected(userId: string): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     return (await this.#call({ type: MessageType.IS_USER_CONNECTED, userId })) as boolean;
   }
 
   async usersCount(): Promise<number> {
-    this.#assertOpen();
+    this.assertOpen();
     return (await this.#call({ type: MessageType.USERS_COUNT })) as number;
   }
 
   async usersList(): Promise<string[]> {
-    this.#assertOpen();
+    this.assertOpen();
     return ((await this.#call({ type: MessageType.USERS })) as UserEntry[]).map(([userId]) => userId);
   }
 
   async *users(options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
-    this.#assertOpen();
+    this.assertOpen();
     const entries = (await this.#call({ type: MessageType.USERS })) as UserEntry[];
     yield* inPages(entries.map(fromEntry), options.pageSize);
   }
 
-  onTransition(listener: TransitionListener): () => void {
-    return this.#events.onTransition(listener);
-  }
-
-  onError(listener: ErrorListener): () => void {
-    return this.#events.onError(listener);
-  }
-
   /**
-   * Removes this store's connections on the primary and announces, here, the
-   * room leaves and offline users this causes. Rejects with
-   * `StoreUnavailableError` (after releasing everything) if the primary does not answer.
+   * Tells the primary this store is done. When it is the last store, its
+   * connections are removed at once and the room leaves and offline users
+   * this causes are announced here before `close()` resolves; otherwise they
+   * stay counted for the primary's leave grace, and another store announces
+   * those still offline when it ends. Rejects with `StoreUnavailableError`
+   * (after releasing everything) if the primary does not answer.
    */
-  close(): Promise<void> {
-    this.#closing ??= this.#close();
-    return this.#closing;
-  }
-
-  async #close(): Promise<void> {
-    let transitions: Transition[] = [];
-    let failure: unknown;
+  protected async shutdown(): Promise<void> {
     try {
-      if (!this.#gone) {
-        const closed = this.#call({ type: MessageType.CLOSE });
-        this.#closeSent = true;
-        this.#closed = true;
-        transitions = (await closed) as Transition[];
-      }
-    } catch (error) {
-      failure = error;
+      if (!this.#gone) await this.#call({ type: MessageType.CLOSE });
     } finally {
-      this.#closed = true;
+      for (const detach of this.#detach) detach();
     }
-    for (const transition of transitions) this.#events.announce(transition);
-    for (const detach of this.#detach) detach();
-    this.#events.clear();
-    if (failure !== undefined) throw failure;
   }
 
-  /** Queues a call for this turn's batch and waits for its reply; the batch leaves once the turn ends. */
+  /** Queues a call for this turn's batch and waits for its answer; the batch leaves once the turn ends. */
   #call(body: RequestBody): Promise<ReplyValue> {
-    if (this.#gone) return Promise.reject(new StoreUnavailableError("the cluster primary cannot be reached (its IPC channel is closed)"));
-    const id = this.#enqueue(body);
-    return new Promise((resolve, reject) => this.#pending.set(id, { batch: undefined, resolve, reject }));
-  }
-
-  /** Queues a request for this turn's batch. */
-  #enqueue(body: RequestBody): number {
-    const id = ++this.#nextId;
-    if (this.#outbox.length === 0) setImmediate(() => this.#flush());
-    this.#outbox.push({ ...body, id } as Request);
-    return id;
+    if (this.#gone) return Promise.reject(unreachable());
+    const key = DECIDING_CALLS.has(body.type) ? JSON.stringify(body) : undefined;
+    if (key !== undefined) {
+      const late = this.#late.get(key);
+      if (late) {
+        this.#late.delete(key);
+        if (machineTime() - late.at < LATE_ANSWER_MS) {
+          debug("a call made again gets the answer that came after its first caller gave up");
+          return "error" in late.answer ? Promise.reject(fromWireError(late.answer.error)) : Promise.resolve(late.answer.value);
+        }
+      }
+    }
+    // made again while its first try is unanswered: the same id, so that the primary answers from its record
+    const again = key === undefined ? undefined : this.#unanswered.get(key);
+    if (again) this.#unanswered.delete(key!);
+    const call: Call = again ?? { id: ++this.#nextId, body, key, waiter: undefined, batch: undefined };
+    this.#calls.set(call.id, call);
+    return new Promise((resolve, reject) => {
+      call.waiter = { resolve, reject };
+      if (this.#outbox.length === 0) setImmediate(() => this.#flush());
+      this.#outbox.push(call);
+    });
   }
 
   /** Sends what this turn queued, in one envelope, with one deadline for all of it. */
   #flush(): void {
-    const requests = this.#outbox;
+    const calls = this.#outbox;
     this.#outbox = [];
-    if (requests.length === 0) return;
-    const batch: Batch = { timer: undefined, waiting: 0 };
-    for (const request of requests) {
-      const pending = this.#pending.get(request.id);
-      if (pending) {
-        pending.batch = batch;
-        batch.waiting++;
-      }
-    }
-    this.stats.calls += requests.length;
-    const sent = this.#channel.send({ source: MESSAGE_SOURCE, store: this.id, requests });
-    if (!sent) {
-      this.#failBatch(batch, new StoreUnavailableError("the cluster primary cannot be reached (its IPC channel is closed)"));
+    if (calls.length === 0) return;
+    const batch: Batch = { timer: undefined, waiting: new Set(calls) };
+    for (const call of calls) call.batch = batch;
+    this.stats.calls += calls.length;
+    const requests = calls.map((call) => ({ ...call.body, id: call.id }) as Request);
+    if (!this.#channel.send({ source: MESSAGE_SOURCE, store: this.id, requests })) {
+      for (const call of calls) this.#calls.delete(call.id);
+      this.#fail(batch, unreachable(), false);
       return;
     }
     this.stats.messagesSent++;
-    if (batch.waiting > 0) {
-      batch.timer = setTimeout(() => {
-        debug("%d call(s) got no answer within %d ms", batch.waiting, this.#timeoutMs);
-        this.#failBatch(
-          batch,
-          new StoreUnavailableError(`the cluster primary did not answer within ${this.#timeoutMs} ms (is setupPrimary() from @presence/cluster running?)`),
-        );
-      }, this.#timeoutMs);
-    }
+    batch.timer = setTimeout(() => {
+      // after the channel is read: an answer that is already here is no timeout, however late this timer ran
+      setImmediate(() => {
+        if (batch.waiting.size === 0) return;
+        debug("%d call(s) got no answer within %d ms", batch.waiting.size, this.#timeoutMs);
+        const error = new StoreUnavailableError(`the cluster primary did not answer within ${this.#timeoutMs} ms (is setupPrimary() from @presence/cluster running?)`);
+        this.#fail(batch, error, true);
+      });
+    }, this.#timeoutMs);
   }
 
-  #failBatch(batch: Batch, error: Error): void {
+  /** Rejects the callers still waiting in a batch; with `keep`, their deciding calls wait on for an answer (announced when it comes). */
+  #fail(batch: Batch, error: Error, keep: boolean): void {
     clearTimeout(batch.timer);
-    for (const [id, pending] of this.#pending) {
-      if (pending.batch !== batch) continue;
-      this.#pending.delete(id);
-      pending.reject(error);
+    for (const call of batch.waiting) {
+      const waiter = call.waiter;
+      call.waiter = undefined;
+      call.batch = undefined;
+      if (keep && call.key !== undefined) this.#keepUnanswered(call);
+      else this.#calls.delete(call.id);
+      waiter?.reject(error);
     }
-    batch.waiting = 0;
+    batch.waiting.clear();
+  }
+
+  #keepUnanswered(call: Call): void {
+    this.#unanswered.set(call.key!, call);
+    if (this.#unanswered.size > MAX_UNCLAIMED) {
+      const [key, oldest] = this.#unanswered.entries().next().value!;
+      this.#unanswered.delete(key);
+      this.#calls.delete(oldest.id);
+    }
   }
 
   #receive(envelope: PrimaryEnvelope): void {
     if (envelope.store !== this.id) return; // another store of this worker
     this.stats.messagesReceived++;
+    // past the deadline the primary hands these to another store: announcing them here too would announce them twice
+    const { deadline } = envelope;
+    const inTime = () => deadline === undefined || machineTime() < deadline;
+    const acks: Ack[] = [];
     for (const message of envelope.messages) {
-      if (message.type === MessageType.ANNOUNCE) {
-        // once CLOSE is on its way the primary gives unacknowledged hand-offs to another store
-        if (this.#closeSent) continue;
-        debug("announcing %d transition(s) left by a dead worker", message.transitions.length);
-        for (const transition of message.transitions) this.#events.announce(transition);
-        // acknowledged at once, not with the next batch: right behind the broadcasts the announcing
-        // just sent on the same channel, so a death loses both or neither (no second announcement)
-        const ack = { source: MESSAGE_SOURCE, store: this.id, requests: [{ id: ++this.#nextId, type: MessageType.ANNOUNCED, handoffId: message.handoffId }] };
-        if (this.#channel.send(ack as WorkerEnvelope)) this.stats.messagesSent++;
-        this.stats.calls++;
-        continue;
-      }
-      const pending = this.#pending.get(message.id);
-      if (!pending) continue; // answered after its deadline: already rejected
-      this.#pending.delete(message.id);
-      if (pending.batch && --pending.batch.waiting === 0) clearTimeout(pending.batch.timer);
-      if ("error" in message) pending.reject(fromWireError(message.error));
-      else pending.resolve(message.value);
+      if (message.type === MessageType.ANNOUNCE) this.#announceHanded(message, inTime);
+      else this.#answer(message, inTime, acks);
     }
+    // the callers resume after this (their promises settle in a later microtask): the acknowledgement leaves first
+    if (acks.length > 0) this.#acknowledge(acks);
+  }
+
+  /** A call's answer, with the transitions it decided: announced, then the caller resumes. */
+  #answer(reply: Reply, inTime: () => boolean, acks: Ack[]): void {
+    let announced = true;
+    if (reply.assignment !== undefined) {
+      const transitions = reply.transitions ?? [];
+      announced = inTime();
+      if (announced) for (const transition of transitions) this.events.announce(transition);
+      acks.push({ assignment: reply.assignment, announced: announced ? transitions.length : 0, final: true });
+    }
+    const call = this.#calls.get(reply.id);
+    if (!call) return; // a second answer to a call made again: the first settled it
+    this.#calls.delete(call.id);
+    if (call.key !== undefined && this.#unanswered.get(call.key) === call) this.#unanswered.delete(call.key);
+    call.batch?.waiting.delete(call);
+    if (call.batch?.waiting.size === 0) clearTimeout(call.batch.timer);
+    const answer: Answer = "error" in reply ? { error: reply.error } : { value: reply.value };
+    const waiter = call.waiter;
+    if (waiter && announced) {
+      if ("error" in answer) waiter.reject(fromWireError(answer.error));
+      else waiter.resolve(answer.value);
+      return;
+    }
+    if (call.key !== undefined) {
+      // nobody waits for it (or its transitions go through another store): kept for the same call made again
+      this.#late.set(call.key, { answer, at: machineTime() });
+      if (this.#late.size > MAX_UNCLAIMED) this.#late.delete(this.#late.keys().next().value!);
+    }
+    waiter?.reject(new StoreUnavailableError("the cluster primary's answer came after its deadline to announce it (this worker was stalled)"));
+  }
+
+  /** Transitions handed to this store: each announced, then acknowledged at once, so a death midway hands on only the rest. */
+  #announceHanded(message: Announce, inTime: () => boolean): void {
+    const { assignment, transitions } = message;
+    debug("announcing %d transition(s) handed over by the primary", transitions.length);
+    for (let i = 0; i < transitions.length; i++) {
+      if (!inTime()) {
+        this.#acknowledge([{ assignment, announced: i, final: true }]);
+        return;
+      }
+      this.events.announce(transitions[i]!);
+      // right behind the broadcasts the announcing sent on the same channel: a death loses both or neither
+      this.#acknowledge([{ assignment, announced: i + 1, final: i + 1 === transitions.length }]);
+    }
+  }
+
+  #acknowledge(acks: Ack[]): void {
+    if (this.#channel.send({ source: MESSAGE_SOURCE, store: this.id, requests: [], acks })) this.stats.messagesSent++;
   }
 
   #primaryGone(): void {
     if (this.#gone) return;
     this.#gone = true;
-    const error = new StoreUnavailableError("the cluster primary cannot be reached (its IPC channel is closed)");
-    debug("the primary is gone: %d call(s) fail", this.#pending.size);
-    for (const pending of this.#pending.values()) {
-      clearTimeout(pending.batch?.timer);
-      pending.reject(error);
+    const error = unreachable();
+    debug("the primary is gone: %d call(s) fail", this.#calls.size);
+    for (const call of this.#calls.values()) {
+      clearTimeout(call.batch?.timer);
+      call.waiter?.reject(error);
     }
-    this.#pending.clear();
-    this.#events.error(error);
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new StoreClosedError();
+    this.#calls.clear();
+    this.#unanswered.clear();
+    this.#late.clear();
+    this.events.error(error);
   }
 }
 

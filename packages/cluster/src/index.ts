@@ -5,8 +5,9 @@ export { clusterPrimaryChannel, clusterWorkerChannel } from "./ipc";
 export {
   MESSAGE_SOURCE,
   MessageType,
+  type Ack,
   type Announce,
-  type DisconnectAnswer,
+  type Assigned,
   type PrimaryEnvelope,
   type Reply,
   type Request,
@@ -14,4 +15,14 @@ export {
   type WireError,
   type WorkerEnvelope,
 } from "./messages";
-export { LIMITS_ENV, PRIMARY_ENV, PresencePrimary, setupPrimary, type ChannelStats, type PrimaryOptions } from "./primary";
+export { machineTime } from "./machine-time";
+export {
+  DEFAULT_ANNOUNCE_TIMEOUT_MS,
+  DEFAULT_LEAVE_GRACE_MS,
+  LIMITS_ENV,
+  PRIMARY_ENV,
+  PresencePrimary,
+  setupPrimary,
+  type ChannelStats,
+  type PrimaryOptions,
+} from "./primary";

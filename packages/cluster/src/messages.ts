@@ -9,9 +9,9 @@ export const MESSAGE_SOURCE = "_presence_cluster";
 
 /** What a worker's store asks the primary (1-49), and what the primary sends back (50+). */
 export enum MessageType {
-  /** A store starts: the primary may now hand it the transitions of dead workers. */
+  /** A store starts: the primary may now hand it transitions to announce. */
   OPEN = 1,
-  /** A store closes: its connections are removed, the transitions this makes come back. */
+  /** A store closes: its connections go after the leave grace (at once if it is the last store). */
   CLOSE = 2,
   CONNECT = 3,
   DISCONNECT = 4,
@@ -25,16 +25,18 @@ export enum MessageType {
   IS_USER_IN_ROOM = 12,
   ROOM_USERS_COUNT = 13,
   ROOM_USERS = 14,
-  /** The store announced a hand-off: the primary forgets it (no reply). */
-  ANNOUNCED = 15,
 
-  /** The answer to one request, matched by its id. */
+  /** The answer to one request, matched by its id; with the transitions it decided, for the asker to announce. */
   REPLY = 50,
-  /** Transitions left by a dead (or closed) worker, for this store to announce once. */
+  /** Transitions for this store to announce once: a dead or closed store's leaves, or a slow store's. */
   ANNOUNCE = 51,
 }
 
-/** One call from a store, with its request id (unique per store). */
+/**
+ * One call from a store, with its request id (unique per store). A call
+ * made again after its caller timed out carries the same id, so the primary
+ * answers it from its record instead of applying it twice.
+ */
 export type Request = { id: number } & (
   | { type: MessageType.OPEN }
   | { type: MessageType.CLOSE }
@@ -50,17 +52,19 @@ export type Request = { id: number } & (
   | { type: MessageType.IS_USER_IN_ROOM; userId: string; room: string }
   | { type: MessageType.ROOM_USERS_COUNT; room: string }
   | { type: MessageType.ROOM_USERS; room: string }
-  | { type: MessageType.ANNOUNCED; handoffId: number }
 );
+
+/** The calls that decide transitions: the primary records their answers, and a retry reuses their id. */
+export const DECIDING_CALLS: ReadonlySet<MessageType> = new Set([
+  MessageType.CONNECT,
+  MessageType.DISCONNECT,
+  MessageType.JOIN,
+  MessageType.LEAVE,
+  MessageType.UPDATE_INFO,
+]);
 
 /** `[userId, connections, info?]`: compact on the wire. */
 export type UserEntry = [string, number, UserInfo?];
-
-/** What a DISCONNECT answers: whether the user went offline, and the room leaves it made. */
-export interface DisconnectAnswer {
-  offline: boolean;
-  left: Transition[];
-}
 
 /** A typed error, flattened for IPC (json serialization drops an Error's fields). */
 export interface WireError {
@@ -72,31 +76,53 @@ export interface WireError {
   existingUserId?: string;
 }
 
-export type ReplyValue = boolean | number | UserEntry[] | UserInfo | DisconnectAnswer | Transition[] | null;
+export type ReplyValue = boolean | number | UserEntry[] | UserInfo | null;
 
-export type Reply =
-  | { type: MessageType.REPLY; id: number; value: ReplyValue }
-  | { type: MessageType.REPLY; id: number; error: WireError };
-
-export interface Announce {
-  type: MessageType.ANNOUNCE;
-  handoffId: number;
+/** What the store is handed to announce, under one assignment id (a new one each time it is handed out). */
+export interface Assigned {
+  assignment: number;
+  /** In the decider's order (ascending versions). */
   transitions: Transition[];
 }
 
-/** Worker -> primary: every call one store made in one event-loop turn. */
+export type Reply = ({ type: MessageType.REPLY; id: number; value: ReplyValue } | { type: MessageType.REPLY; id: number; error: WireError }) &
+  Partial<Assigned>;
+
+export interface Announce extends Assigned {
+  type: MessageType.ANNOUNCE;
+}
+
+/**
+ * The store's word on one assignment: it announced the first `announced`
+ * transitions; `final` once it will announce no more of them (all done, or
+ * its deadline passed first: then the primary hands the rest to another store).
+ */
+export interface Ack {
+  assignment: number;
+  announced: number;
+  final: boolean;
+}
+
+/** Worker -> primary: every call one store made in one event-loop turn, and what it announced. */
 export interface WorkerEnvelope {
   source: typeof MESSAGE_SOURCE;
   /** The sending store's id (a worker may hold several stores). */
   store: string;
   requests: Request[];
+  acks?: Ack[];
 }
 
-/** Primary -> worker: the replies to one batch, or a hand-off. */
+/** Primary -> worker: the replies to one batch, and what to announce. */
 export interface PrimaryEnvelope {
   source: typeof MESSAGE_SOURCE;
   /** The store these are for. */
   store: string;
+  /**
+   * When the assignments in here are handed to another store, on the machine
+   * clock (`machineTime()`): a store that reads them later announces none of
+   * them, so that nothing is announced twice.
+   */
+  deadline?: number;
   messages: Array<Reply | Announce>;
 }
 
