@@ -1,8 +1,15 @@
+import type { Operation, OperationKind, OperationOutcome } from "./operations";
+
 /**
- * The encodings the Lua scripts share (src/scripts/includes/pack.lua), in
- * TypeScript: two strings in one as "<byte length of a>:<a><b>". Lengths
- * count UTF-8 bytes, as Lua's `#` does, so connection ids, user ids and room
- * names of any content split back apart on both sides.
+ * The script boundary, in TypeScript: how operations, results, outbox
+ * entries, known fields and fences look to the Lua scripts. Each encoding
+ * is written once here and once in Lua (src/scripts/includes/).
+ */
+
+/**
+ * Two strings in one as "<byte length of a>:<a><b>" (includes/pack.lua).
+ * Lengths count UTF-8 bytes, as Lua's `#` does, so connection ids, user ids
+ * and room names of any content split back apart on both sides.
  */
 export function pack(a: string, b: string): string {
   return `${Buffer.byteLength(a, "utf8")}:${a}${b}`;
@@ -12,6 +19,7 @@ export function pack(a: string, b: string): string {
 export function unpackPair(packed: string): [string, string] {
   const colon = packed.indexOf(":");
   const length = Number(packed.slice(0, colon));
+  if (colon < 1 || !Number.isSafeInteger(length)) throw new Error(`not a packed pair: ${JSON.stringify(packed.slice(0, 32))}`);
   const rest = Buffer.from(packed.slice(colon + 1), "utf8");
   return [rest.subarray(0, length).toString("utf8"), rest.subarray(length).toString("utf8")];
 }
@@ -25,19 +33,110 @@ export function roomOfMembership(field: string): { connectionId: string; room: s
   return { connectionId, room };
 }
 
-/** A leave a cleanup recorded in its cleaner's outbox: "<id>|" + pack(room or "", user). */
+/** The letter apply.lua knows each operation by. */
+export const OPERATION_LETTERS: Readonly<Record<OperationKind, string>> = {
+  connect: "c",
+  republish: "r",
+  disconnect: "d",
+  join: "j",
+  leave: "l",
+  update: "u",
+};
+
+/**
+ * apply.lua's four arguments for one operation; `roomKeyIndex` gives the
+ * KEYS index of a room's key (join and leave).
+ */
+export function operationArguments(operation: Operation, roomKeyIndex: (room: string) => number): [string, string, string, string] {
+  const letter = OPERATION_LETTERS[operation.kind];
+  switch (operation.kind) {
+    case "connect":
+    case "republish":
+      return [letter, operation.connectionId, operation.userId, operation.info];
+    case "disconnect":
+      return [letter, operation.connectionId, operation.userId, ""];
+    case "update":
+      return [letter, operation.userId, operation.info, ""];
+    case "join":
+    case "leave":
+      return [letter, operation.connectionId, operation.room, String(roomKeyIndex(operation.room))];
+  }
+}
+
+/** One of apply.lua's results: 0, -1, a version, or `[version, info JSON]` for a join that was a transition. */
+export function decodeOutcome(raw: unknown): OperationOutcome {
+  if (Array.isArray(raw)) {
+    const [version, info] = raw as unknown[];
+    const outcome = decodeOutcome(version);
+    if (outcome.type !== "transition" || (info !== undefined && info !== null && typeof info !== "string")) throw new Error(`malformed apply result: ${JSON.stringify(raw)}`);
+    return typeof info === "string" ? { ...outcome, info } : outcome;
+  }
+  const value = typeof raw === "string" ? Number(raw) : raw;
+  if (value === 0) return { type: "unchanged" };
+  if (value === -1) return { type: "conflict" };
+  if (typeof value === "number" && Number.isSafeInteger(value) && value > 0) return { type: "transition", version: value };
+  throw new Error(`malformed apply result: ${JSON.stringify(raw)}`);
+}
+
+/** A leave a cleanup recorded in its cleaner's outbox (includes/outbox.lua): "<id>|<version>|" + pack(room or "", user). */
 export interface OutboxEntry {
   id: number;
+  /** The leave's version, given by the cleanup that decided it. */
+  version: number;
   /** undefined: the user went offline; otherwise the room the user left. */
   room: string | undefined;
   userId: string;
 }
 
 export function parseOutboxEntry(entry: string): OutboxEntry {
-  const bar = entry.indexOf("|");
-  const [room, userId] = unpackPair(entry.slice(bar + 1));
-  return { id: Number(entry.slice(0, bar)), room: room === "" ? undefined : room, userId };
+  const match = /^(\d+)\|(\d+)\|/.exec(entry);
+  if (!match) throw new Error(`malformed outbox entry: ${JSON.stringify(entry.slice(0, 64))}`);
+  const [room, userId] = unpackPair(entry.slice(match[0].length));
+  return { id: Number(match[1]), version: Number(match[2]), room: room === "" ? undefined : room, userId };
 }
 
-/** apply.lua's per-operation results. */
-export type OperationResult = 1 | 0 | -1;
+/**
+ * A field of the known hash (after a data loss): a user announced online
+ * (`u:` + user id) or a user announced in a room (`r:` + pack(room, user)).
+ * The prefixes keep a user id from ever reading as a room member.
+ */
+export type Known = { userId: string; room?: string };
+
+export function knownField({ userId, room }: Known): string {
+  return room === undefined ? `u:${userId}` : `r:${pack(room, userId)}`;
+}
+
+export function parseKnownField(field: string): Known {
+  if (field.startsWith("u:")) return { userId: field.slice(2) };
+  if (field.startsWith("r:")) {
+    const [room, userId] = unpackPair(field.slice(2));
+    return { userId, room };
+  }
+  throw new Error(`malformed known field: ${JSON.stringify(field.slice(0, 64))}`);
+}
+
+/** Why Redis refused a process (its write, renewal or cleanup). */
+export enum FenceReason {
+  /** Not registered: declared dead and cleaned up, or Redis lost its data. */
+  Gone = "gone",
+  /** Redis's record of it is older than what it saw applied: a restore from an older snapshot, a lagging replica. */
+  Behind = "behind",
+}
+
+/** The codes of includes/fences.lua. */
+const FENCE_CODES: ReadonlyMap<number, FenceReason> = new Map([
+  [-1, FenceReason.Gone],
+  [-2, FenceReason.Behind],
+]);
+
+/**
+ * The one mapping of a script's reply to a fence: a fence code (an integer
+ * reply where a script answers with an array otherwise) gives its reason,
+ * anything else `undefined`.
+ */
+export function fenceOf(reply: unknown): FenceReason | undefined {
+  if (typeof reply !== "number") return undefined;
+  const reason = FENCE_CODES.get(reply);
+  if (reason === undefined) throw new Error(`unknown fence code from a presence script: ${reply}`);
+  return reason;
+}

@@ -1,5 +1,7 @@
 export { presenceKeys, type PresenceKeys } from "./keys";
-export { FencedError, InvalidOptionError } from "./errors";
+export { FenceReason } from "./encoding";
+export { FencedError } from "./errors";
+export type { Phase } from "./lifecycle";
 export type { NodeRedisClient, RedisClient } from "./client";
 export type { RedisStoreOptions } from "./options";
 export { RedisStore, createRedisStore } from "./redis-store";

@@ -14,10 +14,12 @@ export interface PresenceKeys {
   cleanups: string;
   /** string: the last id given to an outbox entry */
   outboxIds: string;
+  /** string: the deployment's version counter, the decider's order of every transition (scripts/includes/version.lua) */
+  version: string;
   /**
-   * hash, after a data loss: who was announced online before it (user id, or
-   * "r:" + pack(room, user) for a room member), as the recovering processes
-   * had counted; a leave is announced by whoever deletes the field
+   * hash, after a data loss: who was announced online before it (see
+   * `knownField` in encoding.ts), as the recovering processes had counted;
+   * a leave is announced by whoever deletes the field
    */
   known: string;
   /** hash: user id -> open connections across the deployment */
@@ -30,8 +32,8 @@ export interface PresenceKeys {
   memberships(processId: string): string;
   /** hash per process: `seq` (its last batch applied) and `reply` (that batch's results) */
   record(processId: string): string;
-  /** list per store (cleaner): the leaves its cleanups found, until announced */
-  outbox(storeId: string): string;
+  /** list per process (as a cleaner): the leaves its cleanups found, until announced; moved to its own cleaner's when it dies */
+  outbox(processId: string): string;
   /** hash per room: user id -> connections in the room */
   room(room: string): string;
 }
@@ -45,13 +47,14 @@ export function presenceKeys(prefix: string): PresenceKeys {
     processes: `${tag}:processes`,
     cleanups: `${tag}:cleanups`,
     outboxIds: `${tag}:outbox-ids`,
+    version: `${tag}:version`,
     known: `${tag}:known`,
     users: `${tag}:users`,
     info: `${tag}:info`,
     connections: (processId) => `${tag}:connections:${processId}`,
     memberships: (processId) => `${tag}:memberships:${processId}`,
     record: (processId) => `${tag}:process:${processId}`,
-    outbox: (storeId) => `${tag}:outbox:${storeId}`,
+    outbox: (processId) => `${tag}:outbox:${processId}`,
     room: (room) => `${tag}:room:${createHash("sha1").update(room, "utf8").digest("hex")}`,
   };
 }

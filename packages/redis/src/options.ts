@@ -1,6 +1,5 @@
-import { DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_USER_ID_BYTES, DEFAULT_MAX_USER_INFO_BYTES } from "@presence/core";
+import { DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_USER_ID_BYTES, DEFAULT_MAX_USER_INFO_BYTES, InvalidOptionError, assertKnownOptions } from "@presence/core";
 import type { RedisClient } from "./client";
-import { InvalidOptionError } from "./errors";
 
 export interface RedisStoreOptions {
   /**
@@ -66,6 +65,8 @@ export interface RedisStoreOptions {
 
 export type ResolvedOptions = Required<RedisStoreOptions>;
 
+const OWNER = "RedisStore";
+
 const DEFAULTS = {
   prefix: "presence",
   heartbeatMs: 5000,
@@ -78,22 +79,31 @@ const DEFAULTS = {
   maxUserInfoBytes: DEFAULT_MAX_USER_INFO_BYTES,
 } satisfies Omit<ResolvedOptions, "redis">;
 
+/** Every option's name: anything else is a typo, refused with the closest name. */
+export const OPTION_NAMES = ["redis", ...Object.keys(DEFAULTS)] as const;
+
 type NumericOption = Exclude<keyof typeof DEFAULTS, "prefix">;
 
 function positiveInteger(options: Partial<RedisStoreOptions>, name: NumericOption): number {
-  const value = options[name] ?? DEFAULTS[name];
+  const value = options[name];
+  if (value === undefined) return DEFAULTS[name];
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidOptionError(name, `must be a positive integer, got ${String(value)}`);
+    throw new InvalidOptionError(OWNER, name, `must be a positive integer, got ${JSON.stringify(value) ?? String(value)}`);
   }
   return value;
 }
 
-/** Merges the defaults once and checks every option, throwing an `InvalidOptionError` that names the first bad one. */
+/**
+ * Merges the defaults once and checks every option: an unknown name (with
+ * the closest known one suggested) or a bad value throws core's
+ * `InvalidOptionError` naming the option.
+ */
 export function resolveOptions(options: RedisStoreOptions): ResolvedOptions {
-  if (options === null || typeof options !== "object") throw new InvalidOptionError("options", "must be an object");
+  if (options === null || typeof options !== "object") throw new InvalidOptionError(OWNER, "options", `must be an object, got ${options === null ? "null" : typeof options}`);
+  assertKnownOptions(OWNER, options, OPTION_NAMES);
   const prefix = options.prefix ?? DEFAULTS.prefix;
   if (typeof prefix !== "string" || prefix.length === 0 || /[{}]/.test(prefix)) {
-    throw new InvalidOptionError("prefix", `must be a non-empty string free of braces, got ${JSON.stringify(prefix)}`);
+    throw new InvalidOptionError(OWNER, "prefix", `must be a non-empty string free of braces, got ${JSON.stringify(prefix)}`);
   }
   const resolved: ResolvedOptions = {
     redis: options.redis,
@@ -108,7 +118,7 @@ export function resolveOptions(options: RedisStoreOptions): ResolvedOptions {
     maxUserInfoBytes: positiveInteger(options, "maxUserInfoBytes"),
   };
   if (resolved.leaseTimeoutMs <= resolved.heartbeatMs) {
-    throw new InvalidOptionError("leaseTimeoutMs", `(${resolved.leaseTimeoutMs}) must be longer than heartbeatMs (${resolved.heartbeatMs})`);
+    throw new InvalidOptionError(OWNER, "leaseTimeoutMs", `(${resolved.leaseTimeoutMs}) must be longer than heartbeatMs (${resolved.heartbeatMs})`);
   }
   return resolved;
 }

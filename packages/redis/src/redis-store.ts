@@ -1,17 +1,14 @@
 import { randomUUID } from "node:crypto";
 import {
   ConnectionConflictError,
+  LocalPresence,
+  StoreBase,
   StoreClosedError,
-  StoreEvents,
-  assertConnectionId,
-  assertRoom,
   assertUserId,
   parseUserInfo,
   serializeUserInfo,
-  type ErrorListener,
   type PresenceLimits,
   type PresenceStore,
-  type TransitionListener,
   type UserInfo,
   type UserPresence,
   type UsersPageOptions,
@@ -19,154 +16,154 @@ import {
 import createDebug from "debug";
 import { Cleaner } from "./cleaner";
 import { assertRedisClient, connect } from "./client";
-import type { FencedError } from "./errors";
+import { Heartbeat } from "./heartbeat";
 import { presenceKeys, type PresenceKeys } from "./keys";
-import { Lease } from "./lease";
-import { LocalTruth } from "./local-truth";
+import { Ledger } from "./ledger";
+import { Lifecycle, type Phase } from "./lifecycle";
+import { transitionOf, type Operation } from "./operations";
 import { resolveOptions, type RedisStoreOptions, type ResolvedOptions } from "./options";
 import { Recovery } from "./recovery";
-import { PresenceScripts, transitionOf, type Op } from "./scripts";
+import { PresenceScripts } from "./scripts";
 import { WriteQueue } from "./write-queue";
 
 const debug = createDebug("presence:redis");
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Exact all-users presence on Redis, for every process of every host that
  * shares one Redis (or Redis Cluster), with rooms and user info.
  *
- * Each process keeps the truth of its own open connections in memory and
- * projects it onto Redis through the write queue (numbered batches, settled
- * from Redis's record when a reply is lost). A process holds a lease it
- * renews on every heartbeat; when it dies, the cleaner of another process
- * removes its connections in bounded chunks and announces, from its outbox
- * in Redis, the users this leaves offline. A process that finds it was
- * fenced (declared dead, or Redis lost or rolled back its data) takes a new
- * process id and republishes its connections: presence converges to the
+ * Each process keeps the truth of its own open connections in core's
+ * `LocalPresence` and projects it onto Redis through the write queue
+ * (numbered batches, settled from Redis's record when a reply is lost).
+ * Redis decides every transition and gives it a version; the store
+ * announces each one through `onTransition`, before the call that made it
+ * resolves. A process holds a lease it renews on every heartbeat; when it
+ * dies, the cleaner of another process removes its connections in bounded
+ * chunks and announces, from its outbox in Redis, the users this leaves
+ * offline. A process that finds it was fenced (declared dead, or Redis lost
+ * or rolled back its data) recovers under a new process id and republishes
+ * its connections (lifecycle.ts, recovery.ts): presence converges to the
  * connections that are really open.
  */
-export class RedisStore implements PresenceStore {
+export class RedisStore extends StoreBase implements PresenceStore {
   readonly keys: PresenceKeys;
-  /** This store's identity as a cleaner: stable across its process ids. */
+  /** This store's identity: stable across its process ids. */
   readonly id = randomUUID();
-  readonly limits: Readonly<PresenceLimits>;
 
   readonly #options: ResolvedOptions;
+  readonly #local: LocalPresence;
+  readonly #ledger = new Ledger();
   readonly #scripts: PresenceScripts;
   readonly #queue: WriteQueue;
   readonly #cleaner: Cleaner;
+  readonly #lifecycle: Lifecycle;
   readonly #recovery: Recovery;
-  readonly #lease: Lease;
-  readonly #events = new StoreEvents();
-  readonly #truth = new LocalTruth();
-  #recovering: Promise<void> | undefined;
-  #needsRecovery = true;
-  #fence: FencedError | undefined;
-  #closed = false;
-  #closing: Promise<void> | undefined;
+  readonly #heartbeat: Heartbeat;
 
   constructor(options: RedisStoreOptions) {
-    assertRedisClient(options?.redis);
+    super();
     this.#options = resolveOptions(options);
-    const { maxUserIdBytes, maxRoomBytes, maxUserInfoBytes, commandTimeoutMs, leaseTimeoutMs, maxBatchSize, cleanupChunkSize } = this.#options;
-    this.limits = Object.freeze({ maxUserIdBytes, maxRoomBytes, maxUserInfoBytes });
+    assertRedisClient(this.#options.redis);
+    const { maxUserIdBytes, maxRoomBytes, maxUserInfoBytes, commandTimeoutMs, leaseTimeoutMs, maxBatchSize, cleanupChunkSize, heartbeatMs } = this.#options;
+    this.#local = new LocalPresence({ maxUserIdBytes, maxRoomBytes, maxUserInfoBytes });
     this.keys = presenceKeys(this.#options.prefix);
-    this.#scripts = new PresenceScripts(connect(this.#options.redis, commandTimeoutMs, `presence:${this.id}`), this.keys, commandTimeoutMs);
-    this.#queue = new WriteQueue(this.#scripts, { leaseTimeoutMs, maxBatchSize, commandTimeoutMs }, (fence) => void this.#recover(fence));
-    this.#cleaner = new Cleaner(this.#scripts, { storeId: this.id, leaseTimeoutMs, cleanupChunkSize }, (t) => this.#events.announce(t));
-    const parts = { storeId: this.id, leaseTimeoutMs, keys: this.keys, scripts: this.#scripts, queue: this.#queue, cleaner: this.#cleaner };
-    this.#recovery = new Recovery({ ...parts, truth: this.#truth, events: this.#events, closed: () => this.#closed });
-    this.#lease = new Lease({
-      ...parts,
-      heartbeatMs: this.#options.heartbeatMs,
-      retired: this.#recovery.retired,
-      recover: (fence) => this.#recover(fence),
-      needsRecovery: () => this.#needsRecovery,
-      error: (error) => this.#events.error(error),
-    });
-    this.#lease.start();
-    void this.#recover();
+    const scripts = (this.#scripts = new PresenceScripts(connect(this.#options.redis, commandTimeoutMs, `presence:${this.id}`), this.keys, { commandTimeoutMs, leaseTimeoutMs }));
+    const lifecycle = (this.#lifecycle = new Lifecycle({
+      run: (plan) => this.#recovery.run(plan),
+      entered: (phase) => {
+        if (phase === "fenced") this.#queue.hold();
+      },
+      error: (error) => this.events.error(error),
+    }));
+    const queue = (this.#queue = new WriteQueue(scripts, { maxBatchSize, commandTimeoutMs }, (fence) => {
+      lifecycle.fence(fence);
+      void lifecycle.recover();
+    }));
+    const cleaner = (this.#cleaner = new Cleaner({
+      scripts,
+      cleanupChunkSize,
+      cleanerId: () => lifecycle.processId,
+      leaseHolds: () => lifecycle.leaseHolds,
+      announce: (transition) => this.events.announce(transition),
+    }));
+    this.#recovery = new Recovery({ storeId: this.id, leaseTimeoutMs, scripts, queue, cleaner, local: this.#local, ledger: this.#ledger, lifecycle, events: this.events });
+    this.#heartbeat = new Heartbeat({ heartbeatMs, leaseTimeoutMs, scripts, queue, cleaner, lifecycle, error: (error) => this.events.error(error) });
+    this.#heartbeat.start();
+    void lifecycle.recover();
+  }
+
+  get limits(): Readonly<PresenceLimits> {
+    return this.#local.limits;
   }
 
   /** The process id this store currently writes under (changes after a fence). */
   get processId(): string | undefined {
-    return this.#queue.processId;
+    return this.#lifecycle.processId;
+  }
+
+  /** Where the store is in its lifecycle on Redis (see lifecycle.ts). */
+  get phase(): Phase {
+    return this.#lifecycle.phase;
   }
 
   async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
-    this.#assertOpen();
-    assertConnectionId(connectionId);
-    assertUserId(userId, this.limits.maxUserIdBytes);
+    this.assertOpen();
+    const repeat = this.#local.userOf(connectionId) !== undefined;
+    this.#local.connect(connectionId, userId, info); // checks the input and the owner first
+    if (repeat && info === undefined) return false; // a repeat brings nothing to send
     const json = info === undefined ? "" : serializeUserInfo(info, this.limits.maxUserInfoBytes);
-    const owner = this.#truth.connections.userOf(connectionId);
-    if (owner !== undefined) {
-      if (owner !== userId) throw new ConnectionConflictError(connectionId, userId, owner);
-      return false; // a repeat: nothing to send
-    }
-    this.#truth.connections.connect(connectionId, userId);
-    if (json !== "") this.#truth.info.set(userId, json);
-    return this.#write({ op: "c", connectionId, userId, info: json });
+    return this.#write({ kind: "connect", connectionId, userId, info: json });
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
-    this.#assertOpen();
-    const userId = this.#truth.connections.userOf(connectionId);
+    this.assertOpen();
+    const rooms = this.#local.roomsOf(connectionId);
+    const { userId } = this.#local.disconnect(connectionId);
     if (userId === undefined) return false;
-    // the rooms a disconnect leaves implicitly are announced, not answered
-    for (const room of this.#truth.rooms.get(connectionId) ?? []) {
-      this.#write({ op: "l", connectionId, userId, room }).then(
-        (left) => left && this.#events.announce({ type: "left", room, userId }),
-        () => {}, // announced when Redis's record settles it
-      );
-    }
-    this.#truth.rooms.delete(connectionId);
-    if (this.#truth.connections.disconnect(connectionId) !== undefined) this.#truth.info.delete(userId);
-    return this.#write({ op: "d", connectionId, userId });
+    // the rooms it leaves are announced as they are decided, before the disconnect resolves
+    for (const room of rooms) this.#write({ kind: "leave", connectionId, userId, room }).catch(() => {});
+    return this.#write({ kind: "disconnect", connectionId, userId });
   }
 
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
-    this.#assertOpen();
-    assertUserId(userId, this.limits.maxUserIdBytes);
-    const json = serializeUserInfo(info, this.limits.maxUserInfoBytes);
-    if (this.#truth.connections.isOnline(userId)) this.#truth.info.set(userId, json);
-    return this.#write({ op: "u", userId, info: json });
+    this.assertOpen();
+    this.#local.updateInfo(userId, info); // checks the input; kept locally while the user is online here
+    return this.#write({ kind: "update", userId, info: serializeUserInfo(info, this.limits.maxUserInfoBytes) });
   }
 
   async userInfo(userId: string): Promise<UserInfo | undefined> {
-    this.#assertOpen();
+    this.assertOpen();
     const json = await this.#scripts.command<string | null>("HGET info", ["HGET", this.keys.info, userId]);
-    return json === null ? undefined : parseUserInfo(json);
+    return json === null || json === undefined ? undefined : parseUserInfo(json);
   }
 
   async join(connectionId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
-    assertRoom(room, this.limits.maxRoomBytes);
-    const userId = this.#truth.connections.userOf(connectionId);
-    if (userId === undefined) return false;
-    let rooms = this.#truth.rooms.get(connectionId);
-    if (rooms?.has(room)) return false; // a repeat
-    if (!rooms) this.#truth.rooms.set(connectionId, (rooms = new Set()));
-    rooms.add(room);
-    return this.#write({ op: "j", connectionId, userId, room });
+    this.assertOpen();
+    const member = this.#local.roomsOf(connectionId).includes(room);
+    this.#local.join(connectionId, room); // checks the room; ignores an unknown connection
+    const userId = this.#local.userOf(connectionId);
+    if (userId === undefined || member) return false;
+    return this.#write({ kind: "join", connectionId, userId, room });
   }
 
   async leave(connectionId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
-    assertRoom(room, this.limits.maxRoomBytes);
-    const userId = this.#truth.connections.userOf(connectionId);
-    const rooms = this.#truth.rooms.get(connectionId);
-    if (userId === undefined || !rooms?.delete(room)) return false;
-    if (rooms.size === 0) this.#truth.rooms.delete(connectionId);
-    return this.#write({ op: "l", connectionId, userId, room });
+    this.assertOpen();
+    const member = this.#local.roomsOf(connectionId).includes(room);
+    this.#local.leave(connectionId, room); // checks the room
+    const userId = this.#local.userOf(connectionId);
+    if (userId === undefined || !member) return false;
+    return this.#write({ kind: "leave", connectionId, userId, room });
   }
 
   async isUserConnected(userId: string): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     assertUserId(userId, this.limits.maxUserIdBytes);
     return (await this.#scripts.command<number>("HEXISTS", ["HEXISTS", this.keys.users, userId])) === 1;
   }
 
   async usersCount(): Promise<number> {
-    this.#assertOpen();
+    this.assertOpen();
     return this.#scripts.command<number>("HLEN", ["HLEN", this.keys.users]);
   }
 
@@ -178,43 +175,33 @@ export class RedisStore implements PresenceStore {
 
   /** Online users in pages, streamed with HSCAN: never one giant reply. */
   users(options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
-    this.#assertOpen();
+    this.assertOpen();
     return this.#scan(this.keys.users, options.pageSize);
   }
 
   async isUserInRoom(userId: string, room: string): Promise<boolean> {
-    this.#assertOpen();
+    this.assertOpen();
     return (await this.#scripts.command<number>("HEXISTS", ["HEXISTS", this.keys.room(room), userId])) === 1;
   }
 
   async roomUsersCount(room: string): Promise<number> {
-    this.#assertOpen();
+    this.assertOpen();
     return this.#scripts.command<number>("HLEN", ["HLEN", this.keys.room(room)]);
   }
 
   /** A room's users in pages, streamed with HSCAN of that room's hash alone. */
   roomUsers(room: string, options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
-    this.#assertOpen();
+    this.assertOpen();
     return this.#scan(this.keys.room(room), options.pageSize);
   }
 
   /**
-   * Resolves once nothing this store was asked to write is queued, in
-   * flight, in doubt or being republished: every outcome is known and
-   * reported. Waits as long as Redis is away; bound it yourself.
+   * Resolves once the store is live and nothing it was asked to write is
+   * queued, in flight or in doubt: every outcome is known and announced.
+   * Waits as long as Redis is away; bound it yourself.
    */
   async settled(): Promise<void> {
-    while (!this.#closed && (this.#recovering || this.#needsRecovery || this.#queue.busy || this.#queue.queued().length > 0)) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
-  }
-
-  onTransition(listener: TransitionListener): () => void {
-    return this.#events.onTransition(listener);
-  }
-
-  onError(listener: ErrorListener): () => void {
-    return this.#events.onError(listener);
+    while (!this.closed && !(this.#lifecycle.phase === "live" && this.#queue.idle)) await sleep(10);
   }
 
   /**
@@ -222,82 +209,62 @@ export class RedisStore implements PresenceStore {
    * at once (announcing the room leaves and offline users this causes) and
    * closes the store's Redis connection. Your own client is left open.
    */
-  close(): Promise<void> {
-    this.#closing ??= this.#close();
-    return this.#closing;
-  }
-
-  async #close(): Promise<void> {
-    this.#closed = true;
-    this.#lease.stop();
+  protected async shutdown(): Promise<void> {
+    this.#heartbeat.stop();
+    const phase = this.#lifecycle.close();
     try {
-      await this.#recovering;
-      const deadline = Date.now() + this.#options.commandTimeoutMs;
-      while ((this.#queue.queued().length > 0 || this.#queue.busy) && Date.now() < deadline && !this.#needsRecovery) {
-        if (this.#queue.inDoubt()) await this.#queue.settle();
-        await this.#queue.idle();
-        await new Promise((resolve) => setTimeout(resolve, 5));
+      await this.#lifecycle.running;
+      if (phase === "live") {
+        const deadline = Date.now() + this.#options.commandTimeoutMs;
+        while (!this.#queue.idle && Date.now() < deadline) {
+          if (this.#queue.inDoubt()) await this.#queue.settle();
+          await this.#queue.drained();
+          await sleep(5);
+        }
       }
-      const processId = this.#queue.processId;
-      if (processId !== undefined) this.#recovery.retired.add(processId);
       this.#queue.hold();
-      await this.#recovery.cleanRetired();
+      await this.#recovery.cleanRetired(false);
+      const processId = this.#lifecycle.processId;
+      if (processId !== undefined) {
+        // the goodbye: this store cleans itself, announcing from its own outbox
+        await this.#cleaner.clean(processId, "retire", this.#cleaner.announcedThrough);
+        await this.#scripts.forget([processId]);
+      }
     } catch (error) {
-      this.#events.error(error as Error);
+      this.events.error(error);
     } finally {
       this.#queue.close(new StoreClosedError());
-      this.#truth.clear();
-      this.#events.clear();
+      this.#local.clear();
       this.#scripts.close();
+      this.#lifecycle.closed();
     }
   }
 
   // -- writes --
 
-  #write(op: Op): Promise<boolean> {
+  /** Queues an operation; its transition, if Redis decides one, is announced before the returned promise resolves. */
+  #write(operation: Operation): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       this.#queue.push({
-        op,
+        operation,
         queuedAt: Date.now(),
-        deliver: (result, late) => {
-          this.#truth.noteCounted(op, result);
-          if (result === -1) {
-            // another process counted this connection id for another user: ours stays local only
-            if (!late) reject(new ConnectionConflictError((op as { connectionId: string }).connectionId, op.userId, "(unknown)"));
-          } else if (!late) resolve(result === 1);
-          else if (result === 1) this.#events.announce(transitionOf(op));
+        deliver: (outcome, processId, late) => {
+          this.#ledger.note(processId, operation, outcome);
+          if (outcome.type === "conflict") {
+            // unreachable while this process's connections in Redis follow its own writes: keep them apart
+            const { connectionId, userId } = operation as Extract<Operation, { connectionId: string }>;
+            debug("connection %s is counted for another user under %s", connectionId, processId);
+            if (operation.kind === "connect" && this.#local.userOf(connectionId) === userId) this.#local.disconnect(connectionId);
+            if (!late) reject(new ConnectionConflictError(connectionId, userId, "(another user)"));
+            return;
+          }
+          if (outcome.type === "transition") this.events.announce(transitionOf(operation, outcome.version, outcome.info));
+          if (!late) resolve(outcome.type === "transition");
         },
         fail: reject,
         drop: () => resolve(false), // never called: a caller's operation is kept through a fence
       });
     });
-  }
-
-  // -- fencing and recovery --
-
-  /** Runs a recovery (one at a time); a fence met meanwhile makes the next heartbeat run another. */
-  #recover(fence?: FencedError): Promise<void> {
-    if (fence) {
-      debug("fenced: %s", fence.message);
-      this.#fence = fence;
-      this.#needsRecovery = true;
-    }
-    this.#recovering ??= (async () => {
-      if (this.#closed || !this.#needsRecovery) return;
-      this.#needsRecovery = false;
-      const owed = this.#fence;
-      this.#fence = undefined;
-      if (!(await this.#recovery.run(owed))) this.#needsRecovery = true;
-    })()
-      .catch((error: unknown) => {
-        this.#needsRecovery = true;
-        debug("recovery failed, the next heartbeat retries: %s", (error as Error).message);
-        this.#events.error(error as Error);
-      })
-      .finally(() => {
-        this.#recovering = undefined;
-      });
-    return this.#recovering;
   }
 
   // -- reads --
@@ -309,7 +276,7 @@ export class RedisStore implements PresenceStore {
     let cursor = "0";
     do {
       const [next, entries] = await this.#scripts.command<[string, string[]]>("HSCAN", ["HSCAN", key, cursor, "COUNT", String(count)]);
-      cursor = next;
+      cursor = String(next);
       const page: UserPresence[] = [];
       for (let i = 0; i + 1 < entries.length; i += 2) {
         const userId = entries[i]!;
@@ -326,12 +293,7 @@ export class RedisStore implements PresenceStore {
       yield page;
     } while (cursor !== "0");
   }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new StoreClosedError();
-  }
 }
-
 
 /** Factory form, in the style of Socket.IO's `createAdapter()`. */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {

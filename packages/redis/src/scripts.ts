@@ -1,100 +1,96 @@
-import { StoreUnavailableError, parseUserInfo, type Transition } from "@presence/core";
+import { StoreUnavailableError } from "@presence/core";
 import { createHash } from "node:crypto";
 import { withTimeout, type Connection } from "./client";
-import { parseOutboxEntry, type OperationResult, type OutboxEntry } from "./encoding";
+import { decodeOutcome, fenceOf, knownField, operationArguments, parseOutboxEntry, type Known, type OutboxEntry } from "./encoding";
 import { FencedError } from "./errors";
 import type { PresenceKeys } from "./keys";
 import { resolveIncludes } from "./lua-includes";
+import type { Operation, OperationOutcome } from "./operations";
 import applySource from "./scripts/apply.lua";
 import cleanupRoomsSource from "./scripts/cleanup-rooms.lua";
 import cleanupSource from "./scripts/cleanup.lua";
 import heartbeatSource from "./scripts/heartbeat.lua";
 import clock from "./scripts/includes/clock.lua";
+import fences from "./scripts/includes/fences.lua";
 import outbox from "./scripts/includes/outbox.lua";
 import pack from "./scripts/includes/pack.lua";
+import version from "./scripts/includes/version.lua";
+import knownSource from "./scripts/known.lua";
 
-const INCLUDES = { "includes/clock.lua": clock, "includes/pack.lua": pack, "includes/outbox.lua": outbox };
+const INCLUDES = {
+  "includes/clock.lua": clock,
+  "includes/fences.lua": fences,
+  "includes/pack.lua": pack,
+  "includes/outbox.lua": outbox,
+  "includes/version.lua": version,
+};
 
 /** A script with its includes resolved, and its SHA-1 for EVALSHA. */
 interface Script {
+  name: string;
   source: string;
   sha: string;
 }
 
 function script(name: string, source: string): Script {
   const resolved = resolveIncludes(name, source, INCLUDES);
-  return { source: resolved, sha: createHash("sha1").update(resolved).digest("hex") };
+  return { name, source: resolved, sha: createHash("sha1").update(resolved).digest("hex") };
 }
 
-const SCRIPTS = {
+export const SCRIPTS = {
   apply: script("apply.lua", applySource),
   heartbeat: script("heartbeat.lua", heartbeatSource),
   cleanup: script("cleanup.lua", cleanupSource),
   cleanupRooms: script("cleanup-rooms.lua", cleanupRoomsSource),
+  known: script("known.lua", knownSource),
 };
-
-/** One operation of apply.lua; `info` is JSON ("" for none). `r` republishes a connection after a fence. */
-export type Op =
-  | { op: "c" | "r"; connectionId: string; userId: string; info: string }
-  | { op: "d"; connectionId: string; userId: string }
-  | { op: "j" | "l"; connectionId: string; userId: string; room: string }
-  | { op: "u"; userId: string; info: string };
-
-/** The transition an operation made, when apply.lua answered 1. */
-export function transitionOf(op: Op): Transition {
-  switch (op.op) {
-    case "c":
-    case "r":
-      return op.info === "" ? { type: "connected", userId: op.userId } : { type: "connected", userId: op.userId, info: parseUserInfo(op.info) };
-    case "d":
-      return { type: "disconnected", userId: op.userId };
-    case "j":
-      return { type: "joined", room: op.room, userId: op.userId };
-    case "l":
-      return { type: "left", room: op.room, userId: op.userId };
-    case "u":
-      return { type: "updated", userId: op.userId, info: parseUserInfo(op.info) };
-  }
-}
 
 export type ClaimStatus = "claimed" | "alive" | "busy" | "gone";
 export type ChunkStatus = "more" | "done" | "alive" | "busy" | "gone";
 
-/** What a cleanup call answered: its status and every outbox entry not yet dropped. */
+/**
+ * How a cleanup treats the process it removes: `expired`, only once its
+ * lease ran out; `retire`, an older id of this store (or this store saying
+ * goodbye), live or not; `retire-quietly`, the same without writing leaves
+ * (after a data loss, the recovery settles them from the known accounts).
+ */
+export type CleanupMode = "expired" | "retire" | "retire-quietly";
+
+/** What a cleanup call answered: its status and every entry of the cleaner's outbox not yet dropped. */
 export interface CleanupReply<S extends string> {
   status: S;
   outbox: OutboxEntry[];
 }
 
 /** What a heartbeat answered: dead processes to clean, and the outbox entries not yet announced. */
-export interface Heartbeat {
+export interface HeartbeatReply {
   dead: string[];
   outbox: OutboxEntry[];
 }
 
-/** What Redis keeps of a process's writes: the last batch applied and its results. */
-export interface ProcessRecord {
-  seq: number;
-  results: OperationResult[];
+export interface ScriptOptions {
+  /** Bounds every call. */
+  commandTimeoutMs: number;
+  /** A process's lease, and a cleaner's claim. */
+  leaseTimeoutMs: number;
 }
-
-const isFenced = (error: unknown): error is Error => error instanceof Error && error.message.startsWith("FENCED");
 
 /**
  * The typed script layer: one method per script, building its keys and
- * arguments, every call bounded by the command timeout, `FENCED` replies
- * turned into a {@link FencedError}, and anything else that went wrong into
- * a `StoreUnavailableError` (the call may or may not have run).
+ * arguments, every call bounded by the command timeout, fence codes turned
+ * into a {@link FencedError} (by `fenceOf`, the one mapping), and anything
+ * else that went wrong into a `StoreUnavailableError` (the call may or may
+ * not have run).
  */
 export class PresenceScripts {
   readonly #connection: Connection;
   readonly #keys: PresenceKeys;
-  readonly #timeoutMs: number;
+  readonly #options: ScriptOptions;
 
-  constructor(connection: Connection, keys: PresenceKeys, timeoutMs: number) {
+  constructor(connection: Connection, keys: PresenceKeys, options: ScriptOptions) {
     this.#connection = connection;
     this.#keys = keys;
-    this.#timeoutMs = timeoutMs;
+    this.#options = options;
   }
 
   close(): void {
@@ -103,111 +99,86 @@ export class PresenceScripts {
 
   /** One command, bounded and normalized like every call (a read, or a write whose loss is harmless). */
   command<T>(what: string, args: readonly string[]): Promise<T> {
-    return this.call(what, () => this.#connection.send(args) as Promise<T>);
-  }
-
-  /** EVALSHA, falling back to EVAL when Redis does not know the script (a restart, SCRIPT FLUSH). */
-  async #eval<T>(which: Script, keys: readonly string[], args: readonly string[]): Promise<T> {
-    const rest = [String(keys.length), ...keys, ...args];
-    try {
-      return (await this.#connection.send(["EVALSHA", which.sha, ...rest])) as T;
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
-      return (await this.#connection.send(["EVAL", which.source, ...rest])) as T;
-    }
-  }
-
-  /** Runs one call under the timeout, with errors normalized (see the class comment). */
-  async call<T>(what: string, call: () => Promise<T>, processId?: string): Promise<T> {
-    try {
-      return await withTimeout(call(), this.#timeoutMs, what);
-    } catch (error) {
-      if (processId !== undefined && isFenced(error)) throw new FencedError(processId, error.message.includes("behind") ? "behind" : "gone");
-      if (error instanceof StoreUnavailableError) throw error;
-      throw new StoreUnavailableError(`Redis did not answer ${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
-    }
+    return this.#bounded(what, () => this.#connection.send(args) as Promise<T>);
   }
 
   /** Batch `seq` of a process's operations (apply.lua). */
-  apply(processId: string, leaseMs: number, seq: number, ops: readonly Op[]): Promise<OperationResult[]> {
+  async apply(processId: string, seq: number, operations: readonly Operation[]): Promise<OperationOutcome[]> {
     const keys = this.#keys;
-    const keyList = [keys.processes, keys.users, keys.connections(processId), keys.memberships(processId), keys.info, keys.record(processId)];
+    const keyList = [keys.processes, keys.users, keys.connections(processId), keys.memberships(processId), keys.info, keys.record(processId), keys.version];
     const roomIndex = new Map<string, number>();
-    const args: string[] = [processId, String(leaseMs), String(seq)];
-    for (const op of ops) {
-      switch (op.op) {
-        case "c":
-        case "r":
-          args.push(op.op, op.connectionId, op.userId, op.info);
-          break;
-        case "d":
-          args.push("d", op.connectionId, "", "");
-          break;
-        case "u":
-          args.push("u", op.userId, op.info, "");
-          break;
-        default: {
-          let index = roomIndex.get(op.room);
-          if (index === undefined) {
-            keyList.push(keys.room(op.room));
-            roomIndex.set(op.room, (index = keyList.length));
-          }
-          args.push(op.op, op.connectionId, op.room, String(index));
-        }
+    const indexOf = (room: string) => {
+      let index = roomIndex.get(room);
+      if (index === undefined) {
+        keyList.push(keys.room(room));
+        roomIndex.set(room, (index = keyList.length));
       }
-    }
-    return this.call("apply", () => this.#eval<OperationResult[]>(SCRIPTS.apply, keyList, args), processId);
+      return index;
+    };
+    const args = [processId, String(this.#options.leaseTimeoutMs), String(seq)];
+    for (const operation of operations) args.push(...operationArguments(operation, indexOf));
+    const reply = await this.#fenced(SCRIPTS.apply, keyList, args, processId);
+    if (!Array.isArray(reply) || reply.length !== operations.length) throw new Error(`apply.lua answered ${reply === null ? "null" : typeof reply} for ${operations.length} operations`);
+    return reply.map(decodeOutcome);
   }
 
-  /** Registers a new process id (heartbeat.lua "register"); resolves with the dead processes to clean and the outbox. */
-  register(processId: string, leaseMs: number, storeId: string, announcedThrough: number): Promise<Heartbeat> {
-    return this.#heartbeat(processId, leaseMs, "register", 0, storeId, announcedThrough);
+  /** Registers a new process id (heartbeat.lua "register"); resolves with the dead processes to clean. */
+  register(processId: string): Promise<HeartbeatReply> {
+    return this.#heartbeat(processId, "register", 0, 0);
   }
 
   /** Renews the lease (heartbeat.lua "renew"); `acked` is the last batch this process saw applied. */
-  renew(processId: string, leaseMs: number, acked: number, storeId: string, announcedThrough: number): Promise<Heartbeat> {
-    return this.#heartbeat(processId, leaseMs, "renew", acked, storeId, announcedThrough);
+  renew(processId: string, acked: number, announcedThrough: number): Promise<HeartbeatReply> {
+    return this.#heartbeat(processId, "renew", acked, announcedThrough);
   }
 
-  async #heartbeat(processId: string, leaseMs: number, mode: "register" | "renew", acked: number, storeId: string, through: number): Promise<Heartbeat> {
+  async #heartbeat(processId: string, mode: "register" | "renew", acked: number, through: number): Promise<HeartbeatReply> {
     const keys = this.#keys;
-    const [dead, outbox] = await this.call(
-      "heartbeat",
-      () =>
-        this.#eval<[string[], string[]]>(
-          SCRIPTS.heartbeat,
-          [keys.processes, keys.cleanups, keys.record(processId), keys.outbox(storeId)],
-          [processId, String(leaseMs), mode, "16", String(acked), String(through)],
-        ),
+    const [dead, outbox] = (await this.#fenced(
+      SCRIPTS.heartbeat,
+      [keys.processes, keys.cleanups, keys.record(processId), keys.outbox(processId)],
+      [processId, String(this.#options.leaseTimeoutMs), mode, "16", String(acked), String(through)],
       processId,
-    );
+    )) as [string[], string[]];
     return { dead, outbox: outbox.map(parseOutboxEntry) };
   }
 
-  /** Redis's record of a process's writes, or undefined when it has none (never registered here, or lost). */
-  async record(processId: string): Promise<ProcessRecord | undefined> {
-    const [seq, reply] = await this.command<Array<string | null>>("HMGET record", ["HMGET", this.#keys.record(processId), "seq", "reply"]);
-    if (seq === null || seq === undefined) return undefined;
-    return { seq: Number(seq), results: [...(reply ?? "")].map((c) => (c === "x" ? -1 : Number(c) as 0 | 1)) };
+  /** Whether Redis keeps a record of a process's writes (not, when it never registered here or lost its data). */
+  async hasRecord(processId: string): Promise<boolean> {
+    return (await this.command<number>("EXISTS record", ["EXISTS", this.#keys.record(processId)])) === 1;
   }
 
-  /** Claims a dead process (chunk 0) or removes one chunk of its connections (cleanup.lua). */
+  /**
+   * Claims a dead process (chunk 0) or removes one chunk of its connections
+   * (cleanup.lua), as cleaner `cleanerId`; `retiredThrough`, in the retire
+   * modes, is the last entry of the dead process's outbox this store announced.
+   */
   async cleanup<S extends ClaimStatus | ChunkStatus>(
     processId: string,
-    storeId: string,
-    claimMs: number,
+    cleanerId: string,
     chunk: number,
-    mode: "expired" | "force",
+    mode: CleanupMode,
     announcedThrough: number,
+    retiredThrough = 0,
   ): Promise<CleanupReply<S>> {
     const keys = this.#keys;
-    const [status, ...entries] = await this.call("cleanup", () =>
-      this.#eval<string[]>(
-        SCRIPTS.cleanup,
-        [keys.processes, keys.cleanups, keys.users, keys.connections(processId), keys.info, keys.record(processId), keys.outbox(storeId), keys.outboxIds],
-        [processId, storeId, String(claimMs), String(chunk), mode, String(announcedThrough)],
-      ),
-    );
+    const [status, ...entries] = (await this.#fenced(
+      SCRIPTS.cleanup,
+      [
+        keys.processes,
+        keys.cleanups,
+        keys.users,
+        keys.connections(processId),
+        keys.info,
+        keys.record(processId),
+        keys.outbox(cleanerId),
+        keys.outboxIds,
+        keys.version,
+        keys.outbox(processId),
+      ],
+      [processId, cleanerId, String(this.#options.leaseTimeoutMs), String(chunk), mode, String(announcedThrough), String(retiredThrough)],
+      cleanerId,
+    )) as string[];
     return { status: status as S, outbox: entries.map(parseOutboxEntry) };
   }
 
@@ -222,12 +193,18 @@ export class PresenceScripts {
     return (await this.command<number>("EXISTS", ["EXISTS", this.#keys.memberships(processId)])) === 1;
   }
 
-  /** Takes the given memberships of a dead process out of their rooms (cleanup-rooms.lua). */
-  async cleanupRooms(processId: string, storeId: string, fields: readonly { field: string; room: string }[], announcedThrough: number): Promise<CleanupReply<"ok" | "alive">> {
+  /** Takes the given memberships of a dead process out of their rooms (cleanup-rooms.lua), as cleaner `cleanerId`. */
+  async cleanupRooms(
+    processId: string,
+    cleanerId: string,
+    fields: readonly { field: string; room: string }[],
+    announcedThrough: number,
+    quiet: boolean,
+  ): Promise<CleanupReply<"ok" | "alive">> {
     const keys = this.#keys;
-    const keyList = [keys.processes, keys.memberships(processId), keys.outbox(storeId), keys.outboxIds];
+    const keyList = [keys.processes, keys.memberships(processId), keys.outbox(cleanerId), keys.outboxIds, keys.version];
     const roomIndex = new Map<string, number>();
-    const args = [processId, String(announcedThrough)];
+    const args = [processId, cleanerId, String(announcedThrough), quiet ? "quiet" : ""];
     for (const { field, room } of fields) {
       let index = roomIndex.get(room);
       if (index === undefined) {
@@ -236,32 +213,75 @@ export class PresenceScripts {
       }
       args.push(field, String(index));
     }
-    const [status, ...entries] = await this.call("cleanup-rooms", () => this.#eval<string[]>(SCRIPTS.cleanupRooms, keyList, args));
+    const [status, ...entries] = (await this.#fenced(SCRIPTS.cleanupRooms, keyList, args, cleanerId)) as string[];
     return { status: status as "ok" | "alive", outbox: entries.map(parseOutboxEntry) };
   }
 
-  /** After a data loss: records who was announced online through this process before it (kept `ttlMs`). */
+  /** After a data loss: records who was announced online through this process before it (known.lua "mark", kept `ttlMs`). */
   async markKnown(fields: readonly string[], ttlMs: number): Promise<void> {
     for (let i = 0; i < fields.length; i += 1000) {
-      const chunk = fields.slice(i, i + 1000).flatMap((field) => [field, "1"]);
-      await this.command("HSET known", ["HSET", this.#keys.known, ...chunk]);
+      await this.#bounded("known", () => this.#eval(SCRIPTS.known, [this.#keys.known], ["mark", String(ttlMs), ...fields.slice(i, i + 1000)]));
     }
-    if (fields.length > 0) await this.command("PEXPIRE known", ["PEXPIRE", this.#keys.known, String(ttlMs)]);
   }
 
-  /** Whether `field` was announced online before the data loss (by any process's account). */
-  async isKnown(field: string): Promise<boolean> {
-    return (await this.command<number>("HEXISTS known", ["HEXISTS", this.#keys.known, field])) === 1;
+  /** Whether a user (or room member) was announced online before the data loss, by any process's account, and not yet decided gone. */
+  async isKnown(known: Known): Promise<boolean> {
+    return (await this.command<string | null>("HGET known", ["HGET", this.#keys.known, knownField(known)])) === "1";
   }
 
-  /** Takes `field` out of the known ones: true for exactly one caller, who announces its leave. */
-  async claimKnown(field: string): Promise<boolean> {
-    return (await this.command<number>("HDEL known", ["HDEL", this.#keys.known, field])) === 1;
+  /** Whether a user is online (in the room, for a room member), as Redis counts it now. */
+  async isPresent({ userId, room }: Known): Promise<boolean> {
+    const key = room === undefined ? this.#keys.users : this.#keys.room(room);
+    return (await this.command<number>("HEXISTS", ["HEXISTS", key, userId])) === 1;
+  }
+
+  /**
+   * Decides the leave of a known user (or room member) nobody brought back
+   * (known.lua "leave"): its version for exactly one store, `decider`, who
+   * announces it; `undefined` for everyone else, or when the user is back.
+   */
+  async knownLeave(known: Known, decider: string): Promise<number | undefined> {
+    const keys = this.#keys;
+    const presence = known.room === undefined ? keys.users : keys.room(known.room);
+    const version = await this.#bounded("known", () =>
+      this.#eval(SCRIPTS.known, [keys.known, presence, keys.version], ["leave", knownField(known), known.userId, decider]),
+    );
+    return typeof version === "number" && version > 0 ? version : undefined;
   }
 
   /** Drops what is left of old process records once they have been settled. */
   async forget(processIds: readonly string[]): Promise<void> {
     if (processIds.length === 0) return;
     await this.command("DEL records", ["DEL", ...processIds.map((id) => this.#keys.record(id))]);
+  }
+
+  /** A script that may refuse `processId` with a fence code: the one place a code becomes a {@link FencedError}. */
+  async #fenced(which: Script, keys: readonly string[], args: readonly string[], processId: string): Promise<unknown> {
+    const reply = await this.#bounded(which.name, () => this.#eval(which, keys, args));
+    const reason = fenceOf(reply);
+    if (reason !== undefined) throw new FencedError(processId, reason);
+    return reply;
+  }
+
+  /** EVALSHA, falling back to EVAL when Redis does not know the script (a restart, SCRIPT FLUSH). */
+  async #eval(which: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {
+    const rest = [String(keys.length), ...keys, ...args];
+    try {
+      return await this.#connection.send(["EVALSHA", which.sha, ...rest]);
+    } catch (error) {
+      // Redis's own error code, the first word of its error reply
+      if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
+      return await this.#connection.send(["EVAL", which.source, ...rest]);
+    }
+  }
+
+  /** Runs one call under the timeout; whatever fails becomes a `StoreUnavailableError` (see the class comment). */
+  async #bounded<T>(what: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await withTimeout(call(), this.#options.commandTimeoutMs, what);
+    } catch (error) {
+      if (error instanceof StoreUnavailableError) throw error;
+      throw new StoreUnavailableError(`Redis did not answer ${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+    }
   }
 }

@@ -1,20 +1,19 @@
 import { StoreUnavailableError } from "@presence/core";
 import createDebug from "debug";
-import type { OperationResult } from "./encoding";
 import { FencedError } from "./errors";
-import type { Op, PresenceScripts } from "./scripts";
+import type { Operation, OperationOutcome } from "./operations";
 
 const debug = createDebug("presence:redis:writes");
 
 /**
- * An operation and whoever waits for its result. `deliver` is called exactly
- * once with what Redis did, when that is known: at once from the reply, or
- * later from Redis's record of the batch when the reply was lost. `late` says
- * the caller was already answered (`fail`), so a transition must be announced.
+ * An operation and whoever waits for its outcome. `deliver` is called
+ * exactly once with what Redis did, when that is known: at once from the
+ * reply, or later when the batch whose reply was lost is settled. `late`
+ * says the caller was already answered (`fail`).
  */
-export interface Operation {
-  op: Op;
-  deliver(result: OperationResult, late: boolean): void;
+export interface PendingWrite {
+  operation: Operation;
+  deliver(outcome: OperationOutcome, processId: string, late: boolean): void;
   /** The caller gives up (timeout, in doubt): the operation itself stays, and is delivered late. */
   fail(error: Error): void;
   /** A republished operation refused (fenced): the next recovery makes it anew. */
@@ -25,39 +24,46 @@ export interface Operation {
   failed?: boolean;
 }
 
+/** What the queue needs of Redis: apply.lua (`PresenceScripts.apply`), which throws `FencedError` when it refuses. */
+export interface BatchApplier {
+  apply(processId: string, seq: number, operations: readonly Operation[]): Promise<OperationOutcome[]>;
+}
+
 interface Batch {
   processId: string;
   seq: number;
-  operations: Operation[];
+  writes: PendingWrite[];
 }
 
 export interface WriteQueueOptions {
-  leaseTimeoutMs: number;
   maxBatchSize: number;
   commandTimeoutMs: number;
+  /** How long to wait before settling a batch in doubt again when Redis did not answer. */
+  settleRetryMs?: number;
 }
 
 /**
  * The write path. Operations are coalesced into batches, and one batch per
  * process is in flight at a time, numbered 1, 2, ... under the process id.
  * apply.lua records the number and the results of the last batch in the
- * process's record, so a batch whose reply was lost is settled from that
- * record (one read for the whole batch) or sent again unchanged under the
- * same number, which apply.lua answers from the record if it ran meanwhile:
- * every operation is applied once and its result is known, whatever was lost.
+ * process's record, so a batch whose reply was lost is sent again unchanged
+ * under the same number and answered from that record if it ran: every
+ * operation is applied once and its outcome is known, whatever was lost.
+ * Nothing is sent while the queue is held (before the store is registered,
+ * and while it is fenced or recovering: see lifecycle.ts).
  */
 export class WriteQueue {
-  readonly #scripts: PresenceScripts;
+  readonly #scripts: BatchApplier;
   readonly #options: WriteQueueOptions;
   readonly #fenced: (error: FencedError) => void;
-  readonly #queue: Operation[] = [];
+  readonly #queue: PendingWrite[] = [];
   #processId: string | undefined;
   /** The number of the last batch sent under the current process id. */
   #seq = 0;
   /** The number of the last batch known applied: what the heartbeat checks Redis has not lost. */
   #acked = 0;
   #inFlight: Promise<void> | undefined;
-  /** A batch whose reply was lost, until Redis's record settles it. */
+  /** A batch whose reply was lost, until it is settled. */
   #doubt: Batch | undefined;
   #settleTimer: NodeJS.Timeout | undefined;
   #expiryTimer: NodeJS.Timeout | undefined;
@@ -67,12 +73,13 @@ export class WriteQueue {
   #republishOnly = false;
   #closed = false;
 
-  constructor(scripts: PresenceScripts, options: WriteQueueOptions, fenced: (error: FencedError) => void) {
+  constructor(scripts: BatchApplier, options: WriteQueueOptions, fenced: (error: FencedError) => void) {
     this.#scripts = scripts;
     this.#options = options;
     this.#fenced = fenced;
   }
 
+  /** The process id batches are sent under. */
   get processId(): string | undefined {
     return this.#processId;
   }
@@ -86,47 +93,51 @@ export class WriteQueue {
     return this.#inFlight !== undefined || this.#doubt !== undefined;
   }
 
+  /** Whether nothing is queued, in flight or in doubt. */
+  get idle(): boolean {
+    return !this.busy && this.#queue.length === 0;
+  }
+
   /** What is queued and not sent yet. */
-  queued(): readonly Operation[] {
+  queued(): readonly PendingWrite[] {
     return this.#queue;
   }
 
-  push(operation: Operation, front = false): void {
-    if (front) this.#queue.unshift(operation);
-    else this.#queue.push(operation);
+  push(write: PendingWrite, front = false): void {
+    if (front) this.#queue.unshift(write);
+    else this.#queue.push(write);
     this.#scheduleFlush();
   }
 
-  /** Stops sending (a recovery holds the queue); what is in flight finishes. */
+  /** Stops sending; what is in flight finishes. */
   hold(): void {
     this.#held = true;
   }
 
   /**
    * Sends under a new process id, from batch 1; with `republishOnly`, only
-   * the republishing operations at the front until {@link resume}.
+   * the republishing operations at the front until {@link release}.
    */
   start(processId: string, republishOnly = false): void {
     this.#processId = processId;
     this.#seq = 0;
     this.#acked = 0;
+    this.release(republishOnly);
+  }
+
+  /** Sends again under the same process id: everything, or with `republishOnly` only the republishing operations at the front. */
+  release(republishOnly: boolean): void {
     this.#held = false;
     this.#republishOnly = republishOnly;
     this.#scheduleFlush();
   }
 
-  /** Sends everything again after `start(processId, true)`. */
-  resume(): void {
-    this.#republishOnly = false;
-    this.#scheduleFlush();
-  }
-
   /** Resolves once nothing is in flight (a batch in doubt stays in doubt). */
-  async idle(): Promise<void> {
+  async drained(): Promise<void> {
     while (this.#inFlight) await this.#inFlight;
   }
 
-  /** Whether a batch in doubt under `processId` awaits settling. */
+  /** The batch whose reply was lost, until it is settled. */
   inDoubt(): Batch | undefined {
     return this.#doubt;
   }
@@ -135,8 +146,8 @@ export class WriteQueue {
     this.#closed = true;
     clearTimeout(this.#settleTimer);
     clearTimeout(this.#expiryTimer);
-    for (const operation of this.#queue.splice(0)) if (!operation.failed) operation.fail(error);
-    for (const operation of this.#doubt?.operations.splice(0) ?? []) if (!operation.failed) operation.fail(error);
+    for (const write of this.#queue.splice(0)) if (!write.failed) write.fail(error);
+    for (const write of this.#doubt?.writes.splice(0) ?? []) if (!write.failed) write.fail(error);
     this.#doubt = undefined;
   }
 
@@ -156,11 +167,11 @@ export class WriteQueue {
     if (this.#held || processId === undefined || this.#inFlight || this.#doubt) return this.#armExpiry();
     let size = Math.min(this.#options.maxBatchSize, this.#queue.length);
     if (this.#republishOnly) {
-      size = this.#queue.findIndex((operation, i) => i >= size || !operation.republish);
-      if (size === -1) size = Math.min(this.#options.maxBatchSize, this.#queue.length);
+      const end = this.#queue.findIndex((write, i) => i >= size || !write.republish);
+      if (end !== -1) size = end;
       if (size === 0) return this.#armExpiry();
     }
-    const batch: Batch = { processId, seq: ++this.#seq, operations: this.#queue.splice(0, size) };
+    const batch: Batch = { processId, seq: ++this.#seq, writes: this.#queue.splice(0, size) };
     this.#inFlight = this.#send(batch).finally(() => {
       this.#inFlight = undefined;
       this.flush();
@@ -170,16 +181,16 @@ export class WriteQueue {
   /** Answers the callers that waited longer than the command timeout; their operations stay queued. */
   #armExpiry(): void {
     if (this.#expiryTimer || this.#closed) return;
-    const oldest = this.#queue.find((operation) => !operation.failed);
+    const oldest = this.#queue.find((write) => !write.failed);
     if (!oldest) return;
     const wait = Math.max(0, oldest.queuedAt + this.#options.commandTimeoutMs - Date.now());
     this.#expiryTimer = setTimeout(() => {
       this.#expiryTimer = undefined;
       const deadline = Date.now() - this.#options.commandTimeoutMs;
-      for (const operation of this.#queue) {
-        if (!operation.failed && operation.queuedAt <= deadline) {
-          operation.failed = true;
-          operation.fail(new StoreUnavailableError("Redis is unavailable: the operation waited too long (it is kept, and its outcome announced)"));
+      for (const write of this.#queue) {
+        if (!write.failed && write.queuedAt <= deadline) {
+          write.failed = true;
+          write.fail(new StoreUnavailableError("Redis is unavailable: the operation waited too long (it is kept, and its outcome announced)"));
         }
       }
       this.#armExpiry();
@@ -187,16 +198,16 @@ export class WriteQueue {
   }
 
   async #send(batch: Batch): Promise<void> {
-    let results: OperationResult[];
+    let outcomes: OperationOutcome[];
     try {
-      results = await this.#scripts.apply(batch.processId, this.#options.leaseTimeoutMs, batch.seq, batch.operations.map((o) => o.op));
+      outcomes = await this.#scripts.apply(batch.processId, batch.seq, batch.writes.map((write) => write.operation));
     } catch (error) {
       if (error instanceof FencedError) return this.#refused(batch, error);
       // in doubt: the batch may or may not have run. Its callers are answered now, its outcome later.
-      for (const operation of batch.operations) {
-        if (!operation.failed) {
-          operation.failed = true;
-          operation.fail(error as Error);
+      for (const write of batch.writes) {
+        if (!write.failed) {
+          write.failed = true;
+          write.fail(error as Error);
         }
       }
       this.#doubt = batch;
@@ -204,12 +215,12 @@ export class WriteQueue {
       this.#scheduleSettle(0);
       return;
     }
-    this.#applied(batch, results);
+    this.#applied(batch, outcomes);
   }
 
-  #applied(batch: Batch, results: readonly OperationResult[]): void {
+  #applied(batch: Batch, outcomes: readonly OperationOutcome[]): void {
     this.#acked = batch.seq;
-    batch.operations.forEach((operation, i) => operation.deliver(results[i] ?? 0, operation.failed === true));
+    batch.writes.forEach((write, i) => write.deliver(outcomes[i] ?? { type: "unchanged" }, batch.processId, write.failed === true));
   }
 
   /** Nothing of the batch was applied: the process must move to a new id (the store's recovery). */
@@ -217,21 +228,23 @@ export class WriteQueue {
     debug("batch %d of %s refused: %s", batch.seq, batch.processId, error.message);
     this.#held = true;
     // the callers' operations are sent again under the next process id, first; republished ones are made anew then
-    this.#queue.unshift(...batch.operations);
+    this.#queue.unshift(...batch.writes);
     for (let i = this.#queue.length - 1; i >= 0; i--) if (this.#queue[i]!.republish) this.#queue.splice(i, 1)[0]!.drop();
     this.#fenced(error);
   }
 
   #scheduleSettle(delayMs: number): void {
     clearTimeout(this.#settleTimer);
+    if (this.#closed) return;
     this.#settleTimer = setTimeout(() => void this.settle(), delayMs).unref();
   }
 
   /**
-   * Settles the batch in doubt from Redis's record: applied (deliver the
-   * recorded results), not applied (send it again, unchanged, under the same
-   * number), or the record is gone or behind (Redis lost data: fenced).
-   * Retries until Redis answers; resolves true once settled.
+   * Settles the batch in doubt: sends it again, unchanged, under the same
+   * number. apply.lua answers from its record if the batch ran, applies it
+   * if it did not, and refuses it (fenced: applied nowhere) when the process
+   * is gone or Redis lost data. Retries until Redis answers; resolves true
+   * once settled.
    */
   async settle(): Promise<boolean> {
     const batch = this.#doubt;
@@ -239,38 +252,20 @@ export class WriteQueue {
     if (this.#settling) return false;
     this.#settling = true;
     try {
-      const record = await this.#scripts.record(batch.processId);
+      const outcomes = await this.#scripts.apply(batch.processId, batch.seq, batch.writes.map((write) => write.operation));
       if (this.#doubt !== batch) return true;
-      if (record === undefined || record.seq < batch.seq - 1) {
-        this.#doubt = undefined;
-        this.#refused(batch, new FencedError(batch.processId, record === undefined ? "gone" : "behind"));
-        return true;
-      }
-      let results: OperationResult[] = record.results;
-      if (record.seq !== batch.seq) {
-        try {
-          results = await this.#scripts.apply(batch.processId, this.#options.leaseTimeoutMs, batch.seq, batch.operations.map((o) => o.op));
-        } catch (error) {
-          if (!(error instanceof FencedError)) throw error;
-          // refused now; but it may have run before the process was fenced, while its reply was lost
-          const again = await this.#scripts.record(batch.processId);
-          this.#doubt = undefined;
-          if (again?.seq === batch.seq) {
-            this.#applied(batch, again.results);
-            this.#refused({ ...batch, operations: [] }, error);
-          } else {
-            this.#refused(batch, error);
-          }
-          return true;
-        }
-      }
       this.#doubt = undefined;
-      this.#applied(batch, results);
+      this.#applied(batch, outcomes);
       this.#scheduleFlush();
       return true;
     } catch (error) {
+      if (error instanceof FencedError && this.#doubt === batch) {
+        this.#doubt = undefined;
+        this.#refused(batch, error);
+        return true;
+      }
       debug("settling batch %d of %s failed, retrying: %s", batch.seq, batch.processId, (error as Error).message);
-      this.#scheduleSettle(Math.min(250, this.#options.commandTimeoutMs));
+      this.#scheduleSettle(this.#options.settleRetryMs ?? Math.min(250, this.#options.commandTimeoutMs));
       return false;
     } finally {
       this.#settling = false;

@@ -92,15 +92,12 @@ describe("fencing and recovery on real Redis", () => {
     expect(await redis.admin.zscore(survivor.keys.processes, paused.processId)).toBeNull();
     expect(await redis.admin.exists(survivor.keys.connections(paused.processId))).toBe(0);
     // the resumed process announced carol's return; bob, whose tab closed meanwhile, stays gone
-    const announced = paused.lines.filter((l) => l.transition).map((l) => l.transition);
-    expect(announced).toEqual(
-      expect.arrayContaining([
-        { type: "connected", userId: "carol" },
-        { type: "joined", room: "lobby", userId: "alice" },
-        { type: "joined", room: "lobby", userId: "carol" },
-      ]),
-    );
-    expect(announced).toHaveLength(3);
+    const announced = paused.lines.filter((l) => l.transition).map((l) => l.transition as Transition);
+    expect(announced.map(({ version, ...rest }) => (expect(version).toBeTypeOf("number"), rest))).toEqual([
+      { type: "joined", room: "lobby", userId: "alice" },
+      { type: "connected", userId: "carol" },
+      { type: "joined", room: "lobby", userId: "carol" },
+    ]); // republished in the order the connections were opened (h1, h3)
     // the room came back with the connections: bob, whose tab closed while paused, is not in it
     expect((await redis.admin.hgetall(survivor.keys.room("lobby")))).toEqual({ alice: "1", carol: "1" });
   });

@@ -28,8 +28,9 @@ export interface ProxiedStore {
 
 /**
  * Stores of one deployment, each behind a TCP proxy of its own (to lose its
- * replies or cut it off), every transition any of them reports recorded in
- * one log, in the order reported: announcements and `true` answers alike.
+ * replies or cut it off), every transition any of them announces recorded
+ * in one log, in the order announced (a call's own transitions are
+ * announced through `onTransition` too, before it resolves).
  */
 export function deployment(redisPort: number, options: Partial<RedisStoreOptions>) {
   const prefix = `x-${randomUUID()}`;
@@ -58,13 +59,18 @@ export function deployment(redisPort: number, options: Partial<RedisStoreOptions
       made.push(entry);
       return entry;
     },
-    /** A call whose `true` answer is a reported transition, recorded like an announcement. */
+    /**
+     * Awaits a call, checking that a `true` answer was announced before it
+     * resolved (as the last entry of its kind for its user); returns the
+     * answer or the error.
+     */
     async call(t: Transition, work: Promise<boolean>): Promise<boolean | Error> {
       try {
         const answer = await work;
-        if (answer) log.push(show(t));
+        if (answer && !log.includes(show(t))) throw new Error(`${show(t)} was answered true but not announced before the call resolved`);
         return answer;
       } catch (error) {
+        if (error instanceof Error && error.message.includes("not announced before")) throw error;
         return error as Error;
       }
     },

@@ -1,6 +1,7 @@
+import { InvalidOptionError } from "@presence/core";
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
-import { InvalidOptionError, RedisStore, type RedisStoreOptions } from "../src";
+import { RedisStore, type RedisStoreOptions } from "../src";
 
 // never connects: options are checked before the store makes its connection
 const redis = new Redis({ lazyConnect: true });
@@ -22,6 +23,26 @@ describe("RedisStore options", () => {
     const make = () => new RedisStore({ redis, [option]: value } as unknown as RedisStoreOptions);
     expect(make).toThrow(InvalidOptionError);
     expect(make).toThrow(expect.objectContaining({ code: "INVALID_OPTION", option }));
+  });
+
+  it.each([
+    ["heartbeatMS", "heartbeatMs"],
+    ["leaseTimeout", "leaseTimeoutMs"],
+    ["prefx", "prefix"],
+    ["cleanupChunk", "cleanupChunkSize"],
+  ])("refuses the unknown option %s, suggesting %s", (option, suggestion) => {
+    const make = () => new RedisStore({ redis, [option]: 1 } as unknown as RedisStoreOptions);
+    expect(make).toThrow(InvalidOptionError);
+    expect(make).toThrow(expect.objectContaining({ code: "INVALID_OPTION", option }));
+    expect(make).toThrow(`did you mean \`${suggestion}\`?`);
+  });
+
+  it("refuses an unknown option with nothing close, listing the known ones", () => {
+    expect(() => new RedisStore({ redis, zzzzzzzz: 1 } as unknown as RedisStoreOptions)).toThrow(/`zzzzzzzz` is not an option \(known: redis, prefix, heartbeatMs/);
+  });
+
+  it("names the option and the value it refuses", () => {
+    expect(() => new RedisStore({ redis, heartbeatMs: -1 })).toThrow("RedisStore: `heartbeatMs` must be a positive integer, got -1");
   });
 
   it.each([[undefined], [{}], [{ get: () => {} }], ["redis://127.0.0.1:6379"]])("refuses a client of another kind (%s) with a TypeError saying what is accepted", (client) => {

@@ -3,58 +3,90 @@
 -- stalls Redis however many connections the process held.
 --
 -- KEYS[1] the process registry (zset: process id -> lease expiry, ms)
--- KEYS[2] cleanups in progress (hash: process id -> "cursor|claim expiry|cleaner id")
+-- KEYS[2] cleanups in progress (hash: process id -> "cursor|claim expiry|cleaner process id")
 -- KEYS[3] the users hash (user id -> open connections)
 -- KEYS[4] the dead process's connections (hash: connection id -> user id)
 -- KEYS[5] the info hash (user id -> JSON, while online)
--- KEYS[6] the dead process's record (kept a day: a fenced process reads it)
+-- KEYS[6] the dead process's record (kept a day: a fenced process settles from it)
 -- KEYS[7] the cleaner's outbox (list), KEYS[8] the outbox entry id counter
--- ARGV[1] dead process id, ARGV[2] cleaner id, ARGV[3] claim duration in ms,
--- ARGV[4] chunk size (0: only claim), ARGV[5] "force" to remove a live
--- process (its own goodbye, or an old epoch of the cleaner), ARGV[6] the last
--- outbox entry the cleaner announced.
+-- KEYS[9] the version counter, KEYS[10] the dead process's outbox
+-- ARGV[1] dead process id, ARGV[2] the cleaner's process id, ARGV[3] claim
+-- duration in ms, ARGV[4] chunk size (0: only claim), ARGV[5] the mode,
+-- ARGV[6] the last outbox entry the cleaner announced, ARGV[7] in the
+-- retire modes, the last entry of the dead process's outbox its store announced.
+-- Modes: "expired" (only once its lease ran out), "retire" (an older id of
+-- the cleaner's own store, or the cleaner itself saying goodbye: removed
+-- live or not), "retire-quietly" (as "retire", writing no leaves: after a
+-- data loss the recovering processes settle them from their accounts).
 --
 -- The claim moves the process out of the registry into the cleanups,
--- atomically; a claim whose cleaner went silent can be taken over. Each chunk
--- takes the connections one HSCAN step returns and deletes them. The stored
--- cursor is only a hint: after a restart or a failover of Redis it may mean
--- nothing, so the cleanup is "done" only once the hash is empty, and a scan
--- that came round to 0 with connections left starts again from 0. Each
--- connection is removed once (HDEL decides), and each user it leaves offline
--- goes to the cleaner's outbox in the same step.
+-- atomically, and moves its outbox (the leaves it had found as a cleaner and
+-- not announced) to the cleaner's; a claim whose cleaner went silent can be
+-- taken over. Each chunk takes the connections one HSCAN step returns and
+-- deletes them. The stored cursor is only a hint: after a restart or a
+-- failover of Redis it may mean nothing, so the cleanup is "done" only once
+-- the hash is empty, and a scan that came round to 0 with connections left
+-- starts again from 0. Each connection is removed once (HDEL decides), and
+-- each user it leaves offline goes to the cleaner's outbox, with its
+-- version, in the same step. A cleaner writes only while its own lease holds.
 --
--- Returns { status, outbox entries... } where status is "claimed", "more",
--- "done", "alive" (the lease was renewed meanwhile), "busy" (another cleaner
--- holds the claim) or "gone" (nothing left to clean).
+-- Returns { status, the cleaner's outbox entries... } where status is
+-- "claimed", "more", "done", "alive" (the lease was renewed meanwhile),
+-- "busy" (another cleaner holds the claim) or "gone" (nothing left to
+-- clean); or FENCE_GONE (includes/fences.lua) when the cleaner's own lease
+-- does not hold.
 
+--- @include "includes/fences.lua"
 --- @include "includes/clock.lua"
 --- @include "includes/pack.lua"
+--- @include "includes/version.lua"
 --- @include "includes/outbox.lua"
 
-local pid, cleaner = ARGV[1], ARGV[2]
-local claim_ms, chunk, through = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6])
-if not claim_ms or not chunk or chunk < 0 or not through then
+local pid, cleaner, mode = ARGV[1], ARGV[2], ARGV[5]
+local claim_ms, chunk, through, announced = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if not claim_ms or not chunk or chunk < 0 or not through or not announced or (mode ~= 'expired' and mode ~= 'retire' and mode ~= 'retire-quietly') then
   return redis.error_reply('ERR presence cleanup: malformed arguments')
 end
+local now = now_ms()
+local goodbye = pid == cleaner
+if not goodbye then
+  local lease = redis.call('ZSCORE', KEYS[1], cleaner)
+  if not lease or tonumber(lease) < now then return FENCE_GONE end
+end
+local quiet = mode == 'retire-quietly'
 outbox_trim(KEYS[7], through)
 
-local now = now_ms()
+local function reply(status)
+  local result = outbox_read(KEYS[7])
+  table.insert(result, 1, status)
+  return result
+end
+
+-- the dead process's own outbox, now the cleaner's to announce
+local function take_outbox(already_announced)
+  if goodbye then return end
+  if quiet then redis.call('DEL', KEYS[10]) else outbox_move(KEYS[10], KEYS[7], KEYS[8], already_announced) end
+end
+
 local cursor = '0'
 local lease = redis.call('ZSCORE', KEYS[1], pid)
 if lease then
-  if tonumber(lease) >= now and ARGV[5] ~= 'force' then return { 'alive' } end
+  if tonumber(lease) >= now and mode == 'expired' then return reply('alive') end
   redis.call('ZREM', KEYS[1], pid)
+  take_outbox(mode == 'expired' and 0 or announced)
 else
   local claim = redis.call('HGET', KEYS[2], pid)
-  if not claim then return { 'gone' } end
+  if not claim then return reply('gone') end
   local claimed_cursor, expiry, owner = string.match(claim, '^([^|]*)|(%d+)|(.*)$')
-  if owner ~= cleaner and tonumber(expiry) > now then return { 'busy' } end
+  if owner ~= cleaner and tonumber(expiry) > now then return reply('busy') end
+  -- a process that died saying goodbye held its own leaves
+  if owner == pid then take_outbox(0) end
   cursor = claimed_cursor
 end
 redis.call('PEXPIRE', KEYS[6], 86400000)
 if chunk == 0 then
   redis.call('HSET', KEYS[2], pid, cursor .. '|' .. (now + claim_ms) .. '|' .. cleaner)
-  return { 'claimed' }
+  return reply('claimed')
 end
 
 local scan = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', chunk)
@@ -65,7 +97,7 @@ for i = 1, #entries, 2 do
     if redis.call('HINCRBY', KEYS[3], user, -1) <= 0 then
       redis.call('HDEL', KEYS[3], user)
       redis.call('HDEL', KEYS[5], user)
-      outbox_push(KEYS[7], KEYS[8], '', user)
+      if not quiet then outbox_push(KEYS[7], KEYS[8], next_version(KEYS[9]), '', user) end
     end
   end
 end
@@ -77,6 +109,4 @@ if redis.call('EXISTS', KEYS[4]) == 0 then
 else
   redis.call('HSET', KEYS[2], pid, scan[1] .. '|' .. (now + claim_ms) .. '|' .. cleaner)
 end
-local result = outbox_read(KEYS[7])
-table.insert(result, 1, status)
-return result
+return reply(status)

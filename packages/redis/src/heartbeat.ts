@@ -1,0 +1,77 @@
+import createDebug from "debug";
+import type { Cleaner } from "./cleaner";
+import { FencedError } from "./errors";
+import type { Lifecycle } from "./lifecycle";
+import type { PresenceScripts } from "./scripts";
+import type { WriteQueue } from "./write-queue";
+
+const debug = createDebug("presence:redis:heartbeat");
+
+export interface HeartbeatParts {
+  heartbeatMs: number;
+  leaseTimeoutMs: number;
+  scripts: PresenceScripts;
+  queue: WriteQueue;
+  cleaner: Cleaner;
+  lifecycle: Lifecycle;
+  error(error: Error): void;
+}
+
+/**
+ * The heartbeat, every `heartbeatMs`: while a registration or a recovery is
+ * owed, it runs one (see lifecycle.ts); while live, it settles a batch still
+ * in doubt, renews the lease (which checks Redis did not go back in time:
+ * its record of the process must not be behind the last batch seen
+ * applied), announces what the outbox still holds, and cleans the dead
+ * processes Redis lists.
+ */
+export class Heartbeat {
+  readonly #parts: HeartbeatParts;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking = false;
+
+  constructor(parts: HeartbeatParts) {
+    this.#parts = parts;
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => void this.tick(), this.#parts.heartbeatMs).unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  async tick(): Promise<void> {
+    const { lifecycle, queue, scripts, cleaner, leaseTimeoutMs } = this.#parts;
+    if (this.#ticking || this.#timer === undefined) return;
+    if (lifecycle.phase === "registering" || lifecycle.phase === "fenced") return lifecycle.recover();
+    const processId = lifecycle.processId;
+    if (lifecycle.phase !== "live" || processId === undefined) return;
+    this.#ticking = true;
+    try {
+      if (queue.inDoubt()) await queue.settle();
+      const sentAt = Date.now();
+      const { dead, outbox } = await scripts.renew(processId, queue.acked, cleaner.announcedThrough);
+      lifecycle.renewed(processId, sentAt, leaseTimeoutMs);
+      cleaner.deliver(outbox);
+      for (const id of dead) {
+        if (this.#timer === undefined || id === lifecycle.processId) continue;
+        const retired = lifecycle.retired.get(id);
+        const status = await cleaner.clean(id, retired === undefined ? "expired" : "retire", retired);
+        if (retired !== undefined && status !== "busy" && status !== "alive") lifecycle.retired.delete(id);
+      }
+    } catch (error) {
+      if (error instanceof FencedError && error.processId === lifecycle.processId) {
+        debug("heartbeat: %s; recovering", error.message);
+        lifecycle.fence(error);
+        this.#ticking = false;
+        return lifecycle.recover();
+      }
+      this.#parts.error(error as Error);
+    } finally {
+      this.#ticking = false;
+    }
+  }
+}
