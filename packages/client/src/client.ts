@@ -233,7 +233,8 @@ export function createPresenceClient<Info extends object = UserInfo>(
     socket
       .timeout(timeoutMs)
       .emit(SUBSCRIBE, { v: PROTOCOL_VERSION, scope, request: number }, (timedOut: Error | null, reply: SubscribeReply) => {
-        if (state === "closed" || number !== request) return;
+        // a late ack of a request whose state was read already changes nothing
+        if (state === "closed" || number !== request || (timedOut && state === "subscribed")) return;
         if (timedOut) fail(new PresenceClientError("TIMEOUT", "timeout", `the server did not answer the subscribe within ${timeoutMs} ms`));
         else if (!reply.ok) fail(new PresenceClientError(reply.error.code as PresenceErrorCode, reply.error.reason, reply.error.message));
       });
