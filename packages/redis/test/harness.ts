@@ -15,6 +15,19 @@ export async function waitFor(what: string, check: () => boolean | Promise<boole
   }
 }
 
+/** Awaits `work`, failing with `what` after `timeoutMs`. */
+export async function within<T>(what: string, work: Promise<T>, timeoutMs = 10_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`waited ${timeoutMs} ms for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** A transition as a short string: "+u", "-u", "room>u" (joined), "room<u" (left), "~u" (updated). */
 export const show = (t: Transition) =>
   t.type === "connected" ? `+${t.userId}` : t.type === "disconnected" ? `-${t.userId}` : t.type === "joined" ? `${t.room}>${t.userId}` : t.type === "left" ? `${t.room}<${t.userId}` : `~${t.userId}`;
