@@ -4,12 +4,13 @@ import type { PresenceStore } from "@presence/core";
 import { createPresence, type Presence } from "@presence/socketio";
 import type { FastifyInstance } from "fastify";
 import { Server, type ServerOptions } from "socket.io";
-import { sendChannelEvents, tracksChannel } from "./channels";
+import { tracksChannel } from "./channels";
 import type { DemoConfig } from "./config";
 import { connectionLimits, limitHandedConnections, limitServer } from "./connection-limits";
 import { MAX_BODY_BYTES, createHttp } from "./http";
 import type { DemoLimits } from "./limits";
 import { DemoMetrics } from "./metrics";
+import { sendPresenceEvents } from "./presence-events";
 import { handleSockets, limitAttempts } from "./sockets";
 import type { TabSlots } from "./tabs";
 import { TokenSigner } from "./token";
@@ -57,12 +58,13 @@ export async function createDemoApp({
     () => io.of("/").sockets.size,
   );
   const fastify = createHttp({ config, presence: () => presence, signer, limits, metrics, problems });
-  // a sticky worker's connections are handed to it by the primary: Node's own limits never see them
-  if (cluster.isWorker) limitHandedConnections(fastify.server, connectionLimits(config));
-  else limitServer(fastify.server, connectionLimits(config));
   // Socket.IO takes the /socket.io/ requests of Fastify's own server; everything else is Fastify's.
   // No message may exceed what HTTP bodies may: a token, a channel name and a little info fit many times over.
   const io = new Server(fastify.server, { maxHttpBufferSize: MAX_BODY_BYTES, ...serverOptions });
+  // after Socket.IO: it takes over the server's request listeners, calling the earlier ones for other paths only.
+  // A sticky worker's connections are handed to it by the primary, which Node's own limits never see.
+  if (cluster.isWorker) limitHandedConnections(fastify.server, connectionLimits(config));
+  else limitServer(fastify.server, connectionLimits(config));
   const parts = { io, config, signer, limits, metrics };
 
   limitAttempts(parts);
@@ -71,6 +73,8 @@ export async function createDemoApp({
       store: metrics.timed(createStore(io)),
       leaveDelayMs: config.leaveDelayMs,
       rooms: tracksChannel,
+      // the demo sends the per-user events itself, a channel's to its members (see channels.ts)
+      events: false,
       // every socket is signed in (identify refuses the rest) and the demo's channels are public:
       // a socket may follow every user, and any channel, a member or not
       authorize: () => true,
@@ -80,7 +84,7 @@ export async function createDemoApp({
       },
     });
     metrics.observe(presence);
-    sendChannelEvents(io, presence.store, config.mode !== "standalone");
+    sendPresenceEvents(io, presence.store, config.mode !== "standalone");
     const tracked = presence;
     // diffs sent while the adapter was down never arrived: this node's clients read their state again,
     // now and once the store has republished what it holds (within two heartbeats)

@@ -1,6 +1,6 @@
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { connectClient, eventually, getJson, login, sleep, startDemo, type DemoProcess } from "./demo-process";
+import { TEST_SECRET, connectClient, eventually, getJson, login, sleep, startDemo, type DemoProcess } from "./demo-process";
 
 describe("the demo in cluster mode (2 workers, sticky sessions, cluster adapter)", () => {
   let demo: DemoProcess;
@@ -99,7 +99,7 @@ describe("the demo in cluster mode (2 workers, sticky sessions, cluster adapter)
 
 describe("the demo in standalone mode", () => {
   it("runs one process with the memory store, configured by env alone", async () => {
-    const demo = await startDemo([], { PRESENCE_MODE: "standalone", PRESENCE_SECRET: "s3cret" });
+    const demo = await startDemo([], { PRESENCE_MODE: "standalone", PRESENCE_SECRET: TEST_SECRET });
     try {
       const { body } = await getJson<{ mode: string; pid: number }>(`${demo.url}/api/health`);
       expect(body.mode).toBe("standalone");

@@ -2,7 +2,7 @@ import { execFileSync } from "node:child_process";
 import { startRedisServer, type RedisServer } from "@presence/redis/testing";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectClient, eventually, getJson, login, sleep, startDemo, type DemoProcess } from "./demo-process";
+import { TEST_SECRET, connectClient, eventually, getJson, login, sleep, startDemo, type DemoProcess } from "./demo-process";
 
 /** The pids of a demo instance: its primary and its workers. */
 export function instancePids(demo: DemoProcess): number[] {
@@ -19,7 +19,7 @@ describe("the demo in redis mode: two instances, one deployment", () => {
   let b: DemoProcess;
   const clients: ClientSocket[] = [];
   const flags = (url: string) => [
-    "--mode", "redis", "--workers", "2", "--redis-url", url, "--secret", "shared-secret",
+    "--mode", "redis", "--workers", "2", "--redis-url", url, "--secret", TEST_SECRET,
     "--heartbeat-ms", "250", "--lease-timeout-ms", "1000",
   ];
 

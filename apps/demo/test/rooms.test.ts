@@ -1,10 +1,10 @@
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRedisServer, type RedisServer } from "@presence/redis/testing";
-import { connectClient, eventually, getJson, sleep, startDemo, type DemoProcess } from "./demo-process";
+import { TEST_SECRET, connectClient, eventually, fetchWithin, getJson, sleep, startDemo, type DemoProcess } from "./demo-process";
 
 async function loginWithInfo(url: string, userId: string, info?: unknown) {
-  const res = await fetch(`${url}/api/login`, { method: "POST", body: JSON.stringify({ userId, info }) });
+  const res = await fetchWithin(`${url}/api/login`, { method: "POST", body: JSON.stringify({ userId, info }) });
   return { status: res.status, body: (await res.json()) as { token?: string; error?: string } };
 }
 
@@ -31,7 +31,7 @@ for (const mode of ["cluster", "redis"] as const) {
       (await getJson<{ count: number; users: Row[] }>(`${demo.url}/api/rooms/${encodeURIComponent(room)}/presence`)).body;
 
     beforeAll(async () => {
-      const flags = ["--mode", mode, "--workers", "2"];
+      const flags = ["--mode", mode, "--workers", "2", "--secret", TEST_SECRET];
       if (mode === "redis") {
         redis = await startRedisServer();
         flags.push("--redis-url", redis.url);
@@ -50,7 +50,8 @@ for (const mode of ["cluster", "redis"] as const) {
       expect((await loginWithInfo(demo.url, "x", "not an object")).status).toBe(400);
       const observer = await open("observer");
       const seen: unknown[][] = [];
-      observer.on("user has connected", (...args: unknown[]) => args[0] === "alice" && seen.push(args));
+      // (userId, info, then the change's version)
+      observer.on("user has connected", (...args: unknown[]) => args[0] === "alice" && seen.push(args.slice(0, 2)));
       await open("alice", { name: "Alice", status: "writing" }, ["polling"]);
       await eventually(() => expect(seen).toEqual([["alice", { name: "Alice", status: "writing" }]]));
       const { body } = await getJson<{ info: Record<string, unknown> }>(`${demo.url}/api/presence`);
@@ -69,7 +70,6 @@ for (const mode of ["cluster", "redis"] as const) {
       expect((await carol.emitWithAck("room:join", "")).ok).toBe(false);
       expect((await carol.emitWithAck("room:join", "x".repeat(65))).ok).toBe(false);
       expect((await carol.emitWithAck("room:join", { not: "a string" })).ok).toBe(false);
-      expect((await carol.emitWithAck("room:join", carol.id)).ok).toBe(false); // another socket's private room
 
       await eventually(() => expect(events.filter((e) => e.endsWith("carol"))).toEqual(["+general:carol"]));
       await eventually(async () =>
@@ -92,10 +92,35 @@ for (const mode of ["cluster", "redis"] as const) {
       expect((await roomPresence("random")).count).toBe(1);
     });
 
+    it("keeps channels in rooms of their own: a name is never a socket's own room or an internal one", async () => {
+      const erin = await open("erin");
+      const frank = await open("frank", undefined, ["polling"]);
+      const frankId = frank.id!;
+      const gina = await open("gina");
+      const ginaSees = roomEvents(gina);
+      const frankSees = roomEvents(frank);
+      // a channel named like frank's socket: joined as a channel, never as frank's private room
+      expect(await gina.emitWithAck("room:join", frankId)).toEqual({ ok: true });
+      expect(await erin.emitWithAck("room:join", frankId)).toEqual({ ok: true });
+      await eventually(() => expect(ginaSees).toContain(`+${frankId}:erin`), 10_000, "erin's join event, in the channel");
+      expect((await roomPresence(frankId)).users.map((u) => u.userId).sort()).toEqual(["erin", "gina"]);
+      // the binding's internal rooms have a colon, which no channel name has
+      for (const internal of ["presence:sync:all", "presence:sync:events", "channel:general"]) {
+        expect((await erin.emitWithAck("room:join", internal)).ok, internal).toBe(false);
+      }
+      expect(await erin.emitWithAck("room:leave", frankId)).toEqual({ ok: true });
+      await eventually(() => expect(ginaSees).toContain(`-${frankId}:erin`), 10_000, "erin's leave event, in the channel");
+      expect(await gina.emitWithAck("room:leave", frankId)).toEqual({ ok: true });
+      await eventually(async () => expect(await roomPresence(frankId)).toEqual({ count: 0, users: [] }), 10_000, "the channel empty");
+      await sleep(200);
+      // frank heard nothing of a channel he is not in, named like him or not
+      expect(frankSees).toEqual([]);
+    });
+
     it("updates a user's info for everyone", async () => {
       const observer = await open("watcher");
       const updates: unknown[][] = [];
-      observer.on("user has updated", (...args: unknown[]) => updates.push(args));
+      observer.on("user has updated", (...args: unknown[]) => updates.push(args.slice(0, 2)));
       const dave = await open("dave", { name: "Dave", status: "here" });
       expect(await dave.emitWithAck("user:update", { name: "Dave", status: "lunch" })).toEqual({ ok: true });
       await eventually(() => expect(updates).toEqual([["dave", { name: "Dave", status: "lunch" }]]));

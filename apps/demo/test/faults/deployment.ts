@@ -3,7 +3,7 @@ import { readdirSync } from "node:fs";
 import { startRedisServer, type RedisServer } from "@presence/redis/testing";
 import { io as connect, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
 import { expect } from "vitest";
-import { getJson, login, sleep, startDemo, type DemoProcess } from "../demo-process";
+import { TEST_SECRET, getJson, login, sleep, startDemo, type DemoProcess } from "../demo-process";
 
 export const TIMING = { heartbeatMs: 250, leaseTimeoutMs: 1000 };
 
@@ -36,7 +36,7 @@ export class Deployment {
     const deployment = new Deployment();
     deployment.redis = await startRedisServer();
     const flags = [
-      "--mode", "redis", "--workers", "2", "--redis-url", deployment.redis.url, "--secret", "fault-secret",
+      "--mode", "redis", "--workers", "2", "--redis-url", deployment.redis.url, "--secret", TEST_SECRET,
       "--heartbeat-ms", String(TIMING.heartbeatMs), "--lease-timeout-ms", String(TIMING.leaseTimeoutMs),
       "--rate-limit", "0", "--login-rate-limit", "0", "--max-connections-per-user", "0", ...extraFlags,
     ];
@@ -83,7 +83,7 @@ export class Deployment {
     this.#userOf.set(socket, userId);
     this.clients.add(socket);
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error("connect timed out")), 10_000);
+      const timer = setTimeout(() => reject(new Error(`${userId}'s connection to ${instance.url} did not connect within 10 s`)), 10_000);
       socket.once("connect", () => {
         clearTimeout(timer);
         resolve();
