@@ -100,7 +100,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
       namespace,
       {
         deliver: (transition) => this.#deliver(transition),
-        lost: () => this.sync?.resync(),
+        lost: () => this.#lost(),
       },
       sync === false ? DEFAULT_SYNC_OPTIONS.nodeHeartbeatMs : sync.nodeHeartbeatMs,
     );
@@ -389,6 +389,13 @@ export class Presence extends EventEmitter<PresenceEvents> {
     const allowed = await this.#clientUpdates(socket, copy);
     if (allowed === false) throw new SyncScopeError("forbidden", "the server refused this info");
     await this.#call("updateInfo", () => this.store.updateInfo(userId, allowed === true ? copy : allowed));
+  }
+
+  /** Transitions were lost on their way here: views read their state again, and the per-user events are corrected. */
+  #lost(): void {
+    this.sync?.resync();
+    const version = this.#relay.seen;
+    this.#userEvents?.reconcile(this.store, version).catch((error: unknown) => this.#fail(error));
   }
 
   /** A transition this node's store announced: every node hears it, this one first. */

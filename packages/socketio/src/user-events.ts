@@ -1,4 +1,4 @@
-import type { Transition } from "@presence/core";
+import type { PresenceStore, Transition, UserInfo } from "@presence/core";
 import type { Namespace } from "socket.io";
 
 /** The names of the per-user events. */
@@ -29,8 +29,8 @@ const REMEMBERED = 100_000;
 export class UserEvents {
   readonly #namespace: Namespace;
   readonly #names: TransitionEventNames;
-  /** The last version sent per user (`u:<id>`) and per room member (`r:<room> <id>`), oldest first. */
-  readonly #last = new Map<string, number>();
+  /** The last change sent per user (`u:<id>`) and per room member (`r:<room> <id>`): its version and whether it said "in", oldest first. */
+  readonly #last = new Map<string, { version: number | null; present: boolean }>();
 
   constructor(namespace: Namespace, names: TransitionEventNames) {
     this.#namespace = namespace;
@@ -38,16 +38,12 @@ export class UserEvents {
   }
 
   send(transition: Transition): void {
-    const { version } = transition;
+    const version = transition.version ?? null;
     const key = "room" in transition ? `r:${transition.room} ${transition.userId}` : `u:${transition.userId}`;
-    if (version !== undefined) {
-      const last = this.#last.get(key);
-      if (last !== undefined && last >= version) return;
-      this.#last.delete(key); // re-inserted last: the map stays ordered oldest first
-      this.#last.set(key, version);
-      if (this.#last.size > REMEMBERED) this.#last.delete(this.#last.keys().next().value!);
-    }
-    const tail = version === undefined ? [] : [version];
+    const last = this.#last.get(key);
+    if (version !== null && last?.version != null && last.version >= version) return;
+    if (transition.type !== "updated") this.#remember(key, version, transition.type === "connected" || transition.type === "joined");
+    const tail = version === null ? [] : [version];
     const names = this.#names;
     const local = this.#namespace.local;
     switch (transition.type) {
@@ -63,5 +59,33 @@ export class UserEvents {
       case "left":
         return void local.to(transition.room).emit(names.left, transition.room, transition.userId, ...tail);
     }
+  }
+
+  /**
+   * After transitions were lost on their way here (a dropped relay, a node
+   * gone silent), reads who is online and sends each user whose last event
+   * here is no longer the truth a corrective one, versioned `version` (what
+   * this node had heard when the read started): a user whose last event
+   * here is newer than the read keeps it. Room events are not corrected.
+   */
+  async reconcile(store: PresenceStore, version: number | null): Promise<void> {
+    const online = new Map<string, UserInfo | undefined>();
+    for await (const page of store.users()) for (const user of page) online.set(user.userId, user.info);
+    const stale = (last: { version: number | null } | undefined) => version !== null && last?.version != null && last.version > version;
+    for (const [userId, info] of online) {
+      const last = this.#last.get(`u:${userId}`);
+      if (last?.present || stale(last)) continue;
+      this.send({ type: "connected", userId, ...(info === undefined ? {} : { info }), ...(version === null ? {} : { version }) });
+    }
+    for (const [key, last] of [...this.#last]) {
+      if (!key.startsWith("u:") || !last.present || online.has(key.slice(2)) || stale(last)) continue;
+      this.send({ type: "disconnected", userId: key.slice(2), ...(version === null ? {} : { version }) });
+    }
+  }
+
+  #remember(key: string, version: number | null, present: boolean): void {
+    this.#last.delete(key); // re-inserted last: the map stays ordered oldest first
+    this.#last.set(key, { version, present });
+    if (this.#last.size > REMEMBERED) this.#last.delete(this.#last.keys().next().value!);
   }
 }

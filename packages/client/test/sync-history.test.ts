@@ -1,0 +1,300 @@
+import { createRequire } from "node:module";
+import { LocalPresence, LocalStore, type Transition, type UserInfo } from "@presence/core";
+import fc from "fast-check";
+import type { Namespace } from "socket.io";
+import type { Socket as ClientSocket } from "socket.io-client";
+import { afterEach, describe, expect, it } from "vitest";
+import { createPresenceClient, type PresenceClient } from "../src";
+import { connectClient, sleep, sorted, startNode, waitFor, type TestNode } from "./harness";
+
+/**
+ * The sync layer's randomized history test, in the shape of the Redis one:
+ * three nodes behind one decider, random joins, leaves, reconnects, room
+ * changes and scope changes, announcements that reach the binding late and
+ * out of order across nodes, nodes whose inbound messages stall, and relayed
+ * transitions dropped on the way. At quiescence every view (all users, a
+ * room, a user list, the count) and every observer's last per-user event
+ * equals the test's own record of which tabs are open.
+ *
+ * `SYNC_HISTORY_SEEDS=200` runs 200 seeds; CI runs 3. Each seed prints what it did.
+ */
+const SEEDS = Number(process.env.SYNC_HISTORY_SEEDS ?? 3);
+const FIRST_SEED = Number(process.env.SYNC_HISTORY_SEED ?? 1);
+const USERS = ["u0", "u1", "u2", "u3", "u4", "u5"];
+const FRIENDS = ["u1", "u2", "u4"];
+const ROOM = "room-a";
+
+/** One decider (a LocalPresence) shared by every node's store; each node's announcements reach its binding after a random delay. */
+class Backend {
+  readonly presence = new LocalPresence();
+  delay: () => number = () => 0;
+}
+
+class DelayedStore extends LocalStore {
+  readonly #backend: Backend;
+
+  constructor(backend: Backend) {
+    super(backend.presence);
+    this.#backend = backend;
+  }
+
+  /** Announces after a delay (a slow node, a late reply), then answers: still before the call resolves, as the contract says. */
+  protected override announce(transitions: Transition[], type?: Transition["type"]): boolean {
+    const made = type !== undefined && transitions.some((transition) => transition.type === type);
+    if (transitions.length === 0) return made;
+    const wait = this.#backend.delay();
+    this.pending = this.pending.then(() => sleep(wait)).then(() => void super.announce(transitions));
+    return made;
+  }
+
+  pending: Promise<void> = Promise.resolve();
+
+  override async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
+    const made = await super.connect(connectionId, userId, info);
+    await this.pending;
+    return made;
+  }
+
+  override async disconnect(connectionId: string): Promise<boolean> {
+    const made = await super.disconnect(connectionId);
+    await this.pending;
+    return made;
+  }
+
+  override async join(connectionId: string, room: string): Promise<boolean> {
+    const made = await super.join(connectionId, room);
+    await this.pending;
+    return made;
+  }
+
+  override async leave(connectionId: string, room: string): Promise<boolean> {
+    const made = await super.leave(connectionId, room);
+    await this.pending;
+    return made;
+  }
+
+  /** The nodes share the decider: a node closing takes nothing from it here (its tabs are closed first). */
+  protected override async shutdown(): Promise<void> {}
+}
+
+/** socket.io-adapter's ClusterAdapterWithHeartbeat over an in-memory bus that can drop relayed transitions and stall a node's inbound. */
+interface ClusterAdapterBase {
+  readonly uid: string;
+  readonly nsp: Namespace;
+  init(): void;
+  onMessage(message: unknown): void;
+  onResponse(response: unknown): void;
+  close(): void;
+}
+type ClusterAdapterClass = new (nsp: Namespace, options: { heartbeatInterval: number; heartbeatTimeout: number }) => ClusterAdapterBase;
+const fromSocketIo = createRequire(createRequire(import.meta.url).resolve("socket.io"));
+const { ClusterAdapterWithHeartbeat } = fromSocketIo("socket.io-adapter") as { ClusterAdapterWithHeartbeat: ClusterAdapterClass };
+const SERVER_SIDE_EMIT = 9;
+
+class FaultyBus {
+  readonly members = new Set<ClusterAdapterBase>();
+  /** Whether to drop a relayed transition (a server-side emit). */
+  drop: () => boolean = () => false;
+  /** Per node (its namespace): until when its inbound messages are held, in order. */
+  readonly stalled = new Map<Namespace, Promise<void>>();
+  dropped = 0;
+
+  adapter(): (nsp: Namespace) => ClusterAdapterBase {
+    const bus = this;
+    class Adapter extends ClusterAdapterWithHeartbeat {
+      constructor(nsp: Namespace) {
+        super(nsp, { heartbeatInterval: 200, heartbeatTimeout: 2000 });
+        bus.members.add(this);
+        this.init();
+      }
+      doPublish(message: unknown): Promise<string> {
+        const { type } = message as { type: number };
+        if (type === SERVER_SIDE_EMIT && bus.drop()) {
+          bus.dropped++;
+          return Promise.resolve("");
+        }
+        for (const member of bus.members) {
+          if (member === this) continue;
+          const held = bus.stalled.get(member.nsp) ?? Promise.resolve();
+          void held.then(() => setImmediate(() => member.onMessage(message)));
+        }
+        return Promise.resolve("");
+      }
+      doPublishResponse(requesterUid: string, response: unknown): Promise<void> {
+        for (const member of bus.members) if (member.uid === requesterUid) setImmediate(() => member.onResponse(response));
+        return Promise.resolve();
+      }
+      override close(): void {
+        bus.members.delete(this);
+        super.close();
+      }
+    }
+    return function (nsp: Namespace) {
+      return new Adapter(nsp);
+    } as never;
+  }
+}
+
+type Op =
+  | { op: "open"; user: number; node: number }
+  | { op: "close"; tab: number }
+  | { op: "reconnect"; tab: number; node: number }
+  | { op: "join"; tab: number }
+  | { op: "leave"; tab: number }
+  | { op: "stall"; node: number; ms: number }
+  | { op: "resubscribe"; viewer: number };
+
+const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
+  { weight: 4, arbitrary: fc.record({ op: fc.constant("open" as const), user: fc.nat(USERS.length - 1), node: fc.nat(2) }) },
+  { weight: 3, arbitrary: fc.record({ op: fc.constant("close" as const), tab: fc.nat(40) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant("reconnect" as const), tab: fc.nat(40), node: fc.nat(2) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant("join" as const), tab: fc.nat(40) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("leave" as const), tab: fc.nat(40) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("stall" as const), node: fc.nat(2), ms: fc.integer({ min: 50, max: 400 }) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant("resubscribe" as const), viewer: fc.nat(7) }) },
+);
+
+interface Tab {
+  user: string;
+  socket: ClientSocket;
+  inRoom: boolean;
+  open: boolean;
+}
+
+describe("sync history: views and event streams end at the truth", { timeout: 120_000 }, () => {
+  const cleanup: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const step of cleanup.splice(0).reverse()) await step();
+  });
+
+  for (let seed = FIRST_SEED; seed < FIRST_SEED + SEEDS; seed++) {
+    it(`seed ${seed}`, async () => {
+      const [ops] = fc.sample(fc.array(opArbitrary, { minLength: 40, maxLength: 80 }), { seed, numRuns: 1 });
+      let random = seed * 7919;
+      const next = () => ((random = (random * 48271) % 2147483647) / 2147483647);
+      const backend = new Backend();
+      backend.delay = () => (next() < 0.3 ? Math.floor(next() * 60) : 0);
+      const bus = new FaultyBus();
+      bus.drop = () => next() < 0.05;
+      const nodes: TestNode[] = [];
+      for (let i = 0; i < 3; i++) {
+        nodes.push(await startNode({ store: new DelayedStore(backend), sync: { tickMs: 50, nodeHeartbeatMs: 300 } }, { adapter: bus.adapter() as never }));
+      }
+      cleanup.push(async () => {
+        for (const node of nodes) await node.close();
+      });
+      const join = (socket: ClientSocket) => socket.timeout(5000).emitWithAck("join", ROOM);
+      for (const node of nodes) {
+        node.io.on("connection", (socket) => {
+          socket.on("join", (room: string, ack: () => void) => {
+            void socket.join(room);
+            ack();
+          });
+          socket.on("leave", (room: string, ack: () => void) => {
+            void socket.leave(room);
+            ack();
+          });
+        });
+      }
+
+      // viewers and observers, two per node: each holds four views and records the per-user events
+      type Viewer = { socket: ClientSocket; views: { all: PresenceClient; room: PresenceClient; friends: PresenceClient; count: PresenceClient }; last: Map<string, boolean> };
+      const viewers: Viewer[] = [];
+      for (let i = 0; i < 6; i++) {
+        const socket = await connectClient(nodes[i % 3]!.port, { userId: `viewer-${i}` });
+        await join(socket);
+        const last = new Map<string, boolean>();
+        socket.on("user has connected", (userId: string) => last.set(userId, true));
+        socket.on("user has disconnected", (userId: string) => last.set(userId, false));
+        viewers.push({
+          socket,
+          last,
+          views: {
+            all: createPresenceClient(socket),
+            room: createPresenceClient(socket, { room: ROOM }),
+            friends: createPresenceClient(socket, { userIds: FRIENDS }),
+            count: createPresenceClient(socket, { countOnly: true }),
+          },
+        });
+      }
+      cleanup.push(() => viewers.forEach((viewer) => viewer.socket.close()));
+
+      const tabs: Tab[] = [];
+      cleanup.push(() => tabs.forEach((tab) => tab.socket.close()));
+      const log: string[] = [];
+      for (const op of ops!) {
+        const tab = "tab" in op ? tabs[op.tab % Math.max(1, tabs.length)] : undefined;
+        switch (op.op) {
+          case "open": {
+            const user = USERS[op.user]!;
+            tabs.push({ user, socket: await connectClient(nodes[op.node]!.port, { userId: user }), inRoom: false, open: true });
+            log.push(`open ${user}@${op.node}`);
+            break;
+          }
+          case "close":
+            if (!tab?.open) break;
+            tab.open = false;
+            tab.inRoom = false;
+            tab.socket.close();
+            log.push(`close ${tab.user}`);
+            break;
+          case "reconnect":
+            // the tab drops and comes back on another node: a new socket
+            if (!tab?.open) break;
+            tab.socket.close();
+            tab.socket = await connectClient(nodes[op.node]!.port, { userId: tab.user });
+            tab.inRoom = false;
+            log.push(`reconnect ${tab.user}@${op.node}`);
+            break;
+          case "join":
+            if (!tab?.open || tab.inRoom) break;
+            await join(tab.socket);
+            tab.inRoom = true;
+            log.push(`join ${tab.user}`);
+            break;
+          case "leave":
+            if (!tab?.open || !tab.inRoom) break;
+            await tab.socket.timeout(5000).emitWithAck("leave", ROOM);
+            tab.inRoom = false;
+            log.push(`leave ${tab.user}`);
+            break;
+          case "stall": {
+            const node = nodes[op.node]!;
+            const nsp = node.io.of("/");
+            bus.stalled.set(nsp, sleep(op.ms).then(() => {}));
+            setTimeout(() => bus.stalled.delete(nsp), op.ms);
+            log.push(`stall node ${op.node} ${op.ms}ms`);
+            break;
+          }
+          case "resubscribe":
+            viewers[op.viewer % viewers.length]!.views.friends.resync();
+            log.push(`resync viewer ${op.viewer % viewers.length}`);
+            break;
+        }
+        if (next() < 0.3) await sleep(Math.floor(next() * 40));
+      }
+      console.log(`seed ${seed}: ${log.length} steps, ${bus.dropped} relayed transitions dropped: ${log.join(", ")}`);
+
+      // quiescence: the truth is the test's own record of open tabs
+      const viewerIds = viewers.map((_, i) => `viewer-${i}`);
+      const online = new Set([...tabs.filter((tab) => tab.open).map((tab) => tab.user), ...viewerIds]);
+      const inRoom = new Set([...tabs.filter((tab) => tab.open && tab.inRoom).map((tab) => tab.user), ...viewerIds]);
+      const ids = (client: PresenceClient) => sorted(client.list().map((user) => user.userId));
+      await waitFor(`seed ${seed}: every view at the truth`, () => {
+        for (const [i, viewer] of viewers.entries()) {
+          expect(ids(viewer.views.all), `viewer ${i} all`).toEqual(sorted(online));
+          expect(ids(viewer.views.room), `viewer ${i} room`).toEqual(sorted(inRoom));
+          expect(ids(viewer.views.friends), `viewer ${i} friends`).toEqual(sorted(FRIENDS.filter((user) => online.has(user))));
+          expect(viewer.views.count.count, `viewer ${i} count`).toBe(online.size);
+          for (const user of USERS) {
+            // an observer's last event about a user is the truth (users never seen have no event)
+            if (viewer.last.has(user) || online.has(user)) expect(viewer.last.get(user), `viewer ${i}: last event about ${user}`).toBe(online.has(user));
+          }
+        }
+      }, 20_000);
+      // and it stays there through a quiet period
+      await sleep(500);
+      for (const viewer of viewers) expect(ids(viewer.views.all)).toEqual(sorted(online));
+    });
+  }
+});
