@@ -62,11 +62,17 @@ export class Announcements {
   /** Fires at the earliest deadline still out (plus the margin). */
   #timer: NodeJS.Timeout | undefined;
   #nextAssignment = 0;
+  #reassigned = 0;
   #closed = false;
 
   constructor(host: AnnouncementHost, timeoutMs: number) {
     this.#host = host;
     this.#timeoutMs = timeoutMs;
+  }
+
+  /** Transitions given to another store because the store they were handed to died, or let its deadline pass. */
+  get reassigned(): number {
+    return this.#reassigned;
   }
 
   /** Transitions not yet announced (replies waiting to leave included). */
@@ -201,6 +207,7 @@ export class Announcements {
       return;
     }
     debug("%d transition(s) handed to store %s go to another store", pending.transitions.length, out.store);
+    this.#reassigned += pending.transitions.length;
     pending.users = usersOf(pending.transitions);
     pending.target = undefined;
     pending.reply = undefined;

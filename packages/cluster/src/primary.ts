@@ -133,6 +133,11 @@ export class PresencePrimary {
     return this.#announcements.size;
   }
 
+  /** Transitions given to another store to announce because the store they were handed to died, or let its deadline pass. */
+  get reassigned(): number {
+    return this.#announcements.reassigned;
+  }
+
   /** Stores (closed, or of dead workers) whose connections are still counted, waiting out the leave grace. */
   get storesInGrace(): number {
     let waiting = 0;

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import type { Transition } from "@presence/core";
 import { io as connect, type Socket as ClientSocket } from "socket.io-client";
 
 const fixture = fileURLToPath(new URL("./fixtures/cluster.mjs", import.meta.url));
@@ -13,6 +14,35 @@ export interface FixtureEvent {
   port?: number;
   code?: string;
   message?: string;
+}
+
+export interface WorkerInfo {
+  id: number;
+  pid: number;
+  port: number;
+}
+
+/** What the primary reports (through any worker): announcements not yet made, stores waiting out the grace. */
+export interface PrimaryState {
+  pendingAnnouncements: number;
+  storesInGrace: number;
+  reassigned: number;
+  connections: number;
+}
+
+/** Polls `check` until it stops throwing; fails after `timeoutMs` saying what it waited for, with the last error. */
+export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (error) {
+      if (Date.now() > deadline) {
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${(error as Error).message}`, { cause: error });
+      }
+      await sleep(intervalMs);
+    }
+  }
 }
 
 /** A forked Node cluster (test/fixtures/cluster.mjs) and the events its primary prints. */
@@ -38,6 +68,11 @@ export class ClusterFixture {
     return new ClusterFixture(primary);
   }
 
+  /** The primary's pid, to stop it (SIGSTOP) as a slow primary. */
+  get primaryPid(): number {
+    return this.#primary.pid!;
+  }
+
   /** Waits until `count` events match `predicate`, failing after `timeoutMs` with what was awaited. */
   async waitFor(what: string, predicate: (event: FixtureEvent) => boolean, count = 1, timeoutMs = 20_000): Promise<FixtureEvent[]> {
     const deadline = Date.now() + timeoutMs;
@@ -59,14 +94,15 @@ export class ClusterFixture {
   }
 
   /** The first `count` workers that listened (restarts come later in `events`). */
-  async workers(count: number): Promise<Array<{ id: number; pid: number; port: number }>> {
+  async workers(count: number): Promise<WorkerInfo[]> {
     const listening = await this.waitFor(`${count} workers listening`, (e) => e.event === "listening", count);
-    return listening.map(({ id, pid, port }) => ({ id: id!, pid: pid!, port: port! }));
+    return listening.slice(0, count).map(({ id, pid, port }) => ({ id: id!, pid: pid!, port: port! }));
   }
 
   async stop(): Promise<void> {
     if (this.#primary.exitCode !== null || this.#primary.signalCode !== null) return;
     const exited = once(this.#primary, "exit");
+    this.#primary.kill("SIGCONT"); // in case a test left it stopped
     this.#primary.kill("SIGTERM");
     await exited;
   }
@@ -76,6 +112,8 @@ export async function getJson(port: number, path: string): Promise<{ status: num
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(10_000) });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
+
+export const primaryState = async (port: number) => (await getJson(port, "/primary")).body as unknown as PrimaryState;
 
 /** A real socket.io-client over WebSocket; rejects on connect_error or after 10 s. */
 export function connectClient(port: number, userId: string, clients: ClientSocket[]): Promise<ClientSocket> {
@@ -94,13 +132,46 @@ export function connectClient(port: number, userId: string, clients: ClientSocke
   });
 }
 
-/** Counts the "user has connected" / "user has disconnected" events one client receives, per user. */
+/** Every transition one client is told of, per user, in the order received: "connected", "joined:room:lobby", ... with versions. */
 export function recordTransitions(socket: ClientSocket) {
-  const joins = new Map<string, number>();
-  const leaves = new Map<string, number>();
-  socket.on("user has connected", (userId: string) => joins.set(userId, (joins.get(userId) ?? 0) + 1));
-  socket.on("user has disconnected", (userId: string) => leaves.set(userId, (leaves.get(userId) ?? 0) + 1));
-  return { joins, leaves };
+  const byUser = new Map<string, Transition[]>();
+  socket.on("presence:transition", (transition: Transition) => {
+    const log = byUser.get(transition.userId) ?? [];
+    log.push(transition);
+    byUser.set(transition.userId, log);
+  });
+  const kinds = (userId: string) => (byUser.get(userId) ?? []).map((t) => (t.type === "joined" || t.type === "left" ? `${t.type}:${t.room}` : t.type));
+  const versions = (userId: string) => (byUser.get(userId) ?? []).map((t) => t.version!);
+  const count = (type: Transition["type"], prefix = "") =>
+    [...byUser.values()].flat().filter((t) => t.type === type && t.userId.startsWith(prefix)).length;
+  return { byUser, kinds, versions, count };
+}
+
+export type Recorder = ReturnType<typeof recordTransitions>;
+
+/** Strictly increasing: the order the decider gave, heard in that order. */
+export function increasing(versions: number[]): boolean {
+  return versions.every((version, i) => Number.isSafeInteger(version) && (i === 0 || version > versions[i - 1]!));
+}
+
+/**
+ * Waits until everything decided has been announced and every observer was
+ * told: the primary has nothing pending (and, with `graces`, no store in its
+ * leave grace), then each observer's worker does a round trip to the primary
+ * (which delivers every broadcast the primary forwarded to it before) and
+ * acknowledges on the observer's own socket (which delivers every frame
+ * before it).
+ */
+export async function settle(port: number, observers: ClientSocket[], what: string, { graces = true, timeoutMs = 15_000 } = {}): Promise<void> {
+  await until(
+    `the primary to have nothing pending (${what})`,
+    async () => {
+      const state = await primaryState(port);
+      if (state.pendingAnnouncements !== 0 || (graces && state.storesInGrace !== 0)) throw new Error(`primary state ${JSON.stringify(state)}`);
+    },
+    timeoutMs,
+  );
+  await Promise.all(observers.map((observer) => observer.timeout(10_000).emitWithAck("sync")));
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
