@@ -18,12 +18,12 @@ export interface HeartbeatParts {
 }
 
 /**
- * The heartbeat, every `heartbeatMs`: while a registration or a recovery is
- * owed, it runs one (see lifecycle.ts); while live, it settles a batch still
- * in doubt, renews the lease (which checks Redis did not go back in time:
- * its record of the process must not be behind the last batch seen
- * applied), announces what the outbox still holds, and cleans the dead
- * processes Redis lists.
+ * The heartbeat, every `heartbeatMs`: it renews the lease (which checks
+ * Redis did not go back in time: its record of the process must not be
+ * behind the last batch seen applied) and announces what the outbox still
+ * holds; while live, it first settles a batch still in doubt, then cleans
+ * the dead processes Redis lists; while a registration or a recovery is
+ * owed, it runs one (see lifecycle.ts).
  */
 export class Heartbeat {
   readonly #parts: HeartbeatParts;
@@ -44,34 +44,45 @@ export class Heartbeat {
   }
 
   async tick(): Promise<void> {
-    const { lifecycle, queue, scripts, cleaner, leaseTimeoutMs } = this.#parts;
+    const { lifecycle } = this.#parts;
     if (this.#ticking || this.#timer === undefined) return;
-    if (lifecycle.phase === "registering" || lifecycle.phase === "fenced") return lifecycle.recover();
-    const processId = lifecycle.processId;
-    if (lifecycle.phase !== "live" || processId === undefined) return;
     this.#ticking = true;
     try {
-      if (queue.inDoubt()) await queue.settle();
-      const sentAt = Date.now();
-      const { dead, outbox } = await scripts.renew(processId, queue.acked, cleaner.announcedThrough);
-      lifecycle.renewed(processId, sentAt, leaseTimeoutMs);
-      cleaner.deliver(outbox);
-      for (const id of dead) {
-        if (this.#timer === undefined || id === lifecycle.processId) continue;
-        const retired = lifecycle.retired.get(id);
-        const status = await cleaner.clean(id, retired === undefined ? "expired" : "retire", retired);
-        if (retired !== undefined && status !== "busy" && status !== "alive") lifecycle.retired.delete(id);
-      }
+      await this.#beat();
     } catch (error) {
       if (error instanceof FencedError && error.processId === lifecycle.processId) {
         debug("heartbeat: %s; recovering", error.message);
         lifecycle.fence(error);
-        this.#ticking = false;
-        return lifecycle.recover();
+      } else {
+        this.#parts.error(error as Error);
       }
-      this.#parts.error(error as Error);
     } finally {
       this.#ticking = false;
+    }
+    if (lifecycle.phase === "registering" || lifecycle.phase === "fenced") return lifecycle.recover();
+  }
+
+  /**
+   * Renews the lease of the process id the store writes under: while live,
+   * and while a recovery that registered it is still running (a recovery
+   * after a data loss takes a lease). Only a live store cleans others.
+   */
+  async #beat(): Promise<void> {
+    const { lifecycle, queue, scripts, cleaner, leaseTimeoutMs } = this.#parts;
+    const processId = lifecycle.processId;
+    const live = lifecycle.phase === "live";
+    if (processId === undefined || !(live || lifecycle.plan?.processId === processId)) return;
+    if (live && queue.inDoubt()) await queue.settle();
+    const sentAt = Date.now();
+    const { dead, outbox } = await scripts.renew(processId, queue.acked, cleaner.announcedThrough);
+    lifecycle.renewed(processId, sentAt, leaseTimeoutMs);
+    cleaner.deliver(outbox);
+    if (lifecycle.phase !== "live") return;
+    for (const id of dead) {
+      if (this.#timer === undefined || id === lifecycle.processId) continue;
+      const retired = lifecycle.retired.get(id);
+      const status = await cleaner.clean(id, retired === undefined ? "expired" : "retire", retired);
+      if (retired !== undefined && status !== "busy" && status !== "alive") lifecycle.retired.delete(id);
     }
   }
 }
