@@ -52,6 +52,34 @@ describe("ClusterStore", () => {
     await expect(worker.usersCount()).rejects.toBeInstanceOf(StoreClosedError);
   });
 
+  it("takes an answer that arrived while its event loop was blocked past the timeout as an answer, not a timeout", async () => {
+    const channel = createMemoryChannel();
+    new PresencePrimary(channel.primary);
+    const link = channel.worker();
+    let blockNext = false;
+    // the answer arrives, then the loop blocks (past the call's timeout) before the store reads it
+    const blocking: WorkerChannel = {
+      send: (envelope) => link.send(envelope),
+      onGone: (listener) => link.onGone(listener),
+      onMessage: (listener) =>
+        link.onMessage((envelope) => {
+          if (!blockNext) return listener(envelope);
+          blockNext = false;
+          const until = performance.now() + 150;
+          while (performance.now() < until);
+          setImmediate(() => listener(envelope));
+        }),
+    };
+    const worker = new ClusterStore({ channel: blocking, timeoutMs: 30 });
+    const seen: string[] = [];
+    worker.onTransition((t) => seen.push(`${t.type}:${t.userId}`));
+    await worker.usersCount();
+    blockNext = true;
+    expect(await worker.connect("c1", "alice")).toBe(true);
+    expect(seen).toEqual(["connected:alice"]);
+    await worker.close();
+  });
+
   it("re-creates the primary's typed errors in the worker", async () => {
     // the primary is stricter than the worker: its refusals must come back as the same classes
     const { store } = deployment({ maxUserIdBytes: 5, maxRoomBytes: 5, maxUserInfoBytes: 20 });
