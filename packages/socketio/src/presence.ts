@@ -401,6 +401,18 @@ export class Presence extends EventEmitter<PresenceEvents> {
   /** A transition this node's store announced: every node hears it, this one first. */
   #announce(transition: Transition): void {
     debug("transition %o", transition);
+    if (transition.type === "joined" && transition.info === undefined && !this.#closing) {
+      // a store may announce a room join without the user's info: the join event carries it (versions keep the order)
+      void this.store.userInfo(transition.userId).then(
+        (info) => this.#publish(info === undefined ? transition : { ...transition, info }),
+        () => this.#publish(transition),
+      );
+      return;
+    }
+    this.#publish(transition);
+  }
+
+  #publish(transition: Transition): void {
     this.#relay.publish(transition);
     this.#emitServerSide(transition);
   }
