@@ -17,19 +17,23 @@ export interface Example extends ExampleSource {
 export const CORE: Example = {
   pkg: "@presence/core",
   readme: [
-    `import { ConnectionCounter } from "@presence/core";`,
-    `const counter = new ConnectionCounter();`,
-    `counter.connect("socket-1", "alice"); // true: alice came online`,
-    `counter.disconnect("socket-2");       // "alice": alice went offline`,
+    `import { LocalPresence } from "@presence/core";`,
+    `const local = new LocalPresence();`,
+    `local.connect("socket-1", "alice");  // [{ type: "connected", userId: "alice", version }]: alice came online`,
+    `local.disconnect("socket-2");        // { userId: "alice", transitions: [{ type: "disconnected", ... }] }: alice went offline`,
   ],
-  imports: [{ from: "@presence/core", named: ["ConnectionCounter", "assertUserId", "InvalidUserIdError", "PresenceError"] }],
+  imports: [{ from: "@presence/core", named: ["LocalPresence", "assertUserId", "InvalidUserIdError", "PresenceError"] }],
   body: `
-const counter = new ConnectionCounter();
-assert.equal(counter.connect("socket-1", "alice"), true); // true: alice came online
-assert.equal(counter.connect("socket-2", "alice"), false); // false: a second tab
-assert.equal(counter.connect("socket-2", "alice"), false); // false: a repeat changes nothing
-assert.equal(counter.disconnect("socket-1"), undefined); // undefined: alice still has a tab
-assert.equal(counter.disconnect("socket-2"), "alice"); // "alice": alice went offline
+const local = new LocalPresence();
+const [online] = local.connect("socket-1", "alice"); // alice came online
+assert.equal(online.type, "connected");
+assert.ok(Number.isSafeInteger(online.version));
+assert.deepEqual(local.connect("socket-2", "alice"), []); // a second tab
+assert.deepEqual(local.connect("socket-2", "alice"), []); // a repeat changes nothing
+assert.deepEqual(local.disconnect("socket-1"), { userId: "alice", transitions: [] }); // alice still has a tab
+const { transitions } = local.disconnect("socket-2"); // alice went offline
+assert.equal(transitions[0].type, "disconnected");
+assert.ok(transitions[0].version > online.version); // the decider's order
 
 // Ids and errors: typed, with a code
 assert.throws(() => assertUserId(""), (error) => error instanceof InvalidUserIdError && error instanceof PresenceError && error.code === "INVALID_USER_ID" && error.reason === "empty");
@@ -88,7 +92,7 @@ export const SOCKETIO: Example = {
     `presence.on("connected", (userId) => {}); // offline -> online, once`,
     `await presence.isUserConnected("alice");`,
     `for await (const page of presence.users({ pageSize: 500 })) {`,
-    `socket.on("user has connected", (userId, info) => {}); // info when identify gave one`,
+    `socket.on("user has connected", (userId, info, version) => {}); // info: the user's info or null`,
   ],
   imports: [
     { from: "socket.io", named: ["Server"] },
@@ -116,7 +120,7 @@ presence.on("error", (error) => errors.push(error));
 const url = await listening(io.httpServer);
 const socket = ioClient(url, { auth: { token: "token-of-alice" }, reconnection: false });
 const announced = within(30000, '"user has connected" for alice', new Promise((resolve) => {
-  socket.on("user has connected", (userId) => userId === "alice" && resolve());
+  socket.on("user has connected", (userId, info, version) => userId === "alice" && info === null && Number.isSafeInteger(version) && resolve());
 }));
 await connected(socket);
 await announced;
