@@ -48,17 +48,23 @@ export interface ProxiedStore {
 export function deployment(redisPort: number, options: Partial<RedisStoreOptions>) {
   const prefix = `x-${randomUUID()}`;
   const log: string[] = [];
+  /** The same announcements, whole (with their versions). */
+  const transitions: Transition[] = [];
   const made: ProxiedStore[] = [];
   return {
     prefix,
     log,
+    transitions,
     async store(overrides: Partial<RedisStoreOptions> = {}): Promise<ProxiedStore> {
       const proxy = await startRedisProxy(redisPort);
       const client = new Redis(proxy.url, { maxRetriesPerRequest: 0 });
       client.on("error", () => {});
       const store = new RedisStore({ redis: client, prefix, ...options, ...overrides });
       store.onError(() => {});
-      store.onTransition((t) => log.push(show(t)));
+      store.onTransition((t) => {
+        log.push(show(t));
+        transitions.push(t);
+      });
       const entry = {
         store,
         proxy,
