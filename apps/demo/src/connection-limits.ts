@@ -23,9 +23,20 @@ export const connectionLimits = (config: DemoConfig): ConnectionLimits => ({
 });
 
 /**
- * A server that accepts its own connections (standalone, the metrics port):
- * Node enforces the limits, answering a late request with a 408 and closing
- * its connection (an idle one too), and refusing connections over the cap.
+ * Options for `http.createServer`: how often Node looks for late requests.
+ * Its default, 30 s, would let a late request live up to 30 s past its
+ * timeout; a quarter of the headers timeout (at most a second) keeps the
+ * timeouts what they say, for a scan of the open connections.
+ */
+export const serverOptions = (limits: ConnectionLimits): { connectionsCheckingInterval: number } => ({
+  connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(limits.headersTimeoutMs / 4))),
+});
+
+/**
+ * A server that accepts its own connections (standalone, the metrics port),
+ * made with `serverOptions`: Node enforces the limits, answering a late
+ * request with a 408 and closing its connection (an idle one too), and
+ * refusing connections over the cap.
  */
 export function limitServer(server: HttpServer, limits: ConnectionLimits): void {
   server.headersTimeout = limits.headersTimeoutMs;
@@ -40,7 +51,8 @@ export function limitServer(server: HttpServer, limits: ConnectionLimits): void 
  * request with a body, relays it over IPC). Node never sees where such a
  * request's headers end, so its headers timeout, counted from the
  * connection's start, bounds how long the primary holds any connection: set
- * to the whole request's timeout. The workers enforce the finer limits.
+ * to the whole request's timeout. The workers enforce the finer limits. The
+ * server must be made with `serverOptions`.
  */
 export function limitRelay(server: HttpServer, limits: ConnectionLimits): void {
   server.headersTimeout = limits.requestTimeoutMs;
@@ -58,6 +70,7 @@ const hasBody = (request: IncomingMessage) =>
  * worker keeps them: a connection over the cap is closed at once; one whose
  * request has not arrived whole in time is closed. A WebSocket upgrade ends
  * the watch (Engine.IO's heartbeat takes over), and so does a request's end.
+ * A connection whose answer is sent is closed.
  */
 export function limitHandedConnections(server: HttpServer, limits: ConnectionLimits): void {
   const watched = new WeakMap<Duplex, { headers: NodeJS.Timeout; request: NodeJS.Timeout }>();
@@ -70,6 +83,10 @@ export function limitHandedConnections(server: HttpServer, limits: ConnectionLim
       request: setTimeout(() => socket.destroy(), limits.requestTimeoutMs),
     };
     watched.set(socket, timers);
+    // A request with a body is relayed by the primary over IPC, on a stand-in socket whose reading side
+    // never ends, and that @socket.io/sticky never closes once it answered: each would stay open (and
+    // counted) for good. The answer sent and the writing side done, nothing more comes: it is closed.
+    socket.once("finish", () => socket.destroy());
     socket.once("close", () => {
       open--;
       clearTimeout(timers.headers);

@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { CHANNEL_NAME, CHANNEL_NAME_RULE } from "./channels";
 import { clientAddress } from "./client-address";
 import type { DemoConfig } from "./config";
+import { connectionLimits, serverOptions } from "./connection-limits";
 import type { DemoLimits } from "./limits";
 import type { DemoMetrics } from "./metrics";
 import type { TokenSigner } from "./token";
@@ -86,7 +87,8 @@ export function createHttp({ config, presence, signer, limits, metrics, problems
     bodyLimit: MAX_BODY_BYTES,
     // answers during a graceful shutdown get `connection: close`
     return503OnClosing: true,
-    // the timeouts and the connection cap are set on the server once it exists (connection-limits.ts)
+    // how often Node looks for late requests; the timeouts and the cap are set on the server (connection-limits.ts)
+    http: serverOptions(connectionLimits(config)),
   });
 
   // every body is JSON, whatever its content type claims: anything else is a clear 400, never a 415

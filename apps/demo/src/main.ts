@@ -6,7 +6,7 @@ import { setupMaster as setupStickyPrimary, setupWorker as setupStickyWorker } f
 import createDebug from "debug";
 import { createDemoApp, type DemoApp } from "./app";
 import { ConfigError, configToEnv, loadConfig, type DemoConfig } from "./config";
-import { connectionLimits, limitRelay } from "./connection-limits";
+import { connectionLimits, limitRelay, serverOptions } from "./connection-limits";
 import { createLimits, setupLimitsPrimary } from "./limits";
 import { processMetrics, serveMetrics, setupMetricsPrimary, setupMetricsWorker } from "./metrics";
 import { checkRedis } from "./redis";
@@ -55,9 +55,10 @@ async function runStandalone(config: DemoConfig): Promise<void> {
 }
 
 async function runPrimary(config: DemoConfig): Promise<void> {
-  const http = createServer();
+  const limits = connectionLimits(config);
+  const http = createServer(serverOptions(limits));
   setupStickyPrimary(http, { loadBalancingMethod: "least-connection" });
-  limitRelay(http, connectionLimits(config));
+  limitRelay(http, limits);
   if (config.mode !== "redis") {
     setupClusterAdapterPrimary();
     setupLimitsPrimary();

@@ -2,7 +2,7 @@ import { createServer } from "node:http";
 import { toPresenceError, type PresenceStore } from "@presence/core";
 import type { Presence } from "@presence/socketio";
 import { AggregatorRegistry, Counter, Gauge, Histogram, collectDefaultMetrics, register } from "prom-client";
-import { limitServer, type ConnectionLimits } from "./connection-limits";
+import { limitServer, serverOptions, type ConnectionLimits } from "./connection-limits";
 
 /**
  * `/metrics` in Prometheus text format, served on `--metrics-port` only. The
@@ -122,7 +122,7 @@ export const processMetrics = (): Promise<string> => register.metrics();
  * the port it listens on (`port` 0 takes a free one).
  */
 export async function serveMetrics(port: number, text: () => Promise<string>, limits: ConnectionLimits): Promise<number> {
-  const server = createServer((request, response) => {
+  const server = createServer(serverOptions(limits), (request, response) => {
     if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") {
       return void response.writeHead(404, { "content-type": "text/plain" }).end("not found: GET /metrics\n");
     }

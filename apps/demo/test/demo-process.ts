@@ -141,3 +141,16 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 10_
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The value of one Prometheus sample, e.g. `presence_users_online` or `presence_transitions_total{type="connected"}`. */
+export function metricSample(text: string, name: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`no sample ${name} in:\n${text.slice(0, 2000)}`);
+  return Number(line.slice(name.length + 1));
+}
+
+/** One sample of a demo's `/metrics` (started with `--metrics-port`). */
+export async function metric(demo: DemoProcess, name: string): Promise<number> {
+  if (!demo.metricsUrl) throw new Error("this demo was started without --metrics-port");
+  return metricSample(await (await fetchWithin(demo.metricsUrl)).text(), name);
+}

@@ -4,7 +4,7 @@ import { fileURLToPath } from "node:url";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TokenSigner } from "../src/token";
-import { TEST_SECRET, connectClient, eventually, fetchWithin, getJson, login, startDemo, type DemoProcess } from "./demo-process";
+import { TEST_SECRET, connectClient, eventually, fetchWithin, getJson, login, metricSample, startDemo, type DemoProcess } from "./demo-process";
 
 /** One request on a given agent (so a keep-alive connection can be reused), with a deadline. */
 function send(
@@ -21,13 +21,6 @@ function send(
     req.on("error", reject);
     req.end(body);
   });
-}
-
-/** The value of one Prometheus sample, e.g. `presence_users_online` or `presence_transitions_total{type="connected"}`. */
-function sample(text: string, name: string): number {
-  const line = text.split("\n").find((l) => l.startsWith(`${name} `));
-  if (line === undefined) throw new Error(`no sample ${name} in:\n${text.slice(0, 2000)}`);
-  return Number(line.slice(name.length + 1));
 }
 
 describe("the demo's HTTP side (standalone)", () => {
@@ -94,10 +87,10 @@ describe("the demo's metrics and limits (cluster mode, counted once for the clus
       await eventually(async () => {
         const presence = (await getJson<{ count: number; connections: Record<string, number> }>(`${demo.url}/api/presence`)).body;
         const metrics = await (await fetchWithin(demo.metricsUrl!)).text();
-        expect(sample(metrics, "presence_users_online")).toBe(presence.count);
-        expect(sample(metrics, "presence_connections")).toBe(Object.values(presence.connections).reduce((a, b) => a + b, 0));
-        expect(sample(metrics, 'presence_transitions_total{type="connected"}')).toBe(100);
-        expect(sample(metrics, 'presence_transitions_total{type="disconnected"}')).toBe(25);
+        expect(metricSample(metrics, "presence_users_online")).toBe(presence.count);
+        expect(metricSample(metrics, "presence_connections")).toBe(Object.values(presence.connections).reduce((a, b) => a + b, 0));
+        expect(metricSample(metrics, 'presence_transitions_total{type="connected"}')).toBe(100);
+        expect(metricSample(metrics, 'presence_transitions_total{type="disconnected"}')).toBe(25);
       });
       // the public port has no /metrics; the metrics port listens on 127.0.0.1 alone (not on 127.0.0.2, where the public one answers)
       expect(demo.metricsUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
