@@ -157,6 +157,7 @@ async function run(commands: Command[], leaveGraceMs: number): Promise<void> {
           }
           incarnation[cmd.worker]!++;
           workers[cmd.worker] = start();
+          await new Promise((resolve) => setImmediate(resolve)); // the primary hears of the death (queued by kill())
           break;
         }
       }
