@@ -67,17 +67,22 @@ export class Heartbeat {
    * and while a recovery that registered it is still running (a recovery
    * after a data loss takes a lease). Only a live store cleans others.
    */
-  async #beat(): Promise<void> {
+  /** One renewal now, cleaning nothing (before a goodbye: the outbox is drained and the lease is fresh). */
+  async renew(): Promise<void> {
+    await this.#beat(false);
+  }
+
+  async #beat(clean = true): Promise<void> {
     const { lifecycle, queue, scripts, cleaner, leaseTimeoutMs } = this.#parts;
     const processId = lifecycle.processId;
     const live = lifecycle.phase === "live";
-    if (processId === undefined || !(live || lifecycle.plan?.processId === processId)) return;
+    if (processId === undefined || !(live || lifecycle.phase === "closing" || lifecycle.plan?.processId === processId)) return;
     if (live && queue.inDoubt()) await queue.settle();
     const sentAt = Date.now();
     const { dead, outbox } = await scripts.renew(processId, queue.acked, cleaner.announcedThrough);
     lifecycle.renewed(processId, sentAt, leaseTimeoutMs);
     cleaner.deliver(outbox);
-    if (lifecycle.phase !== "live") return;
+    if (!clean || lifecycle.phase !== "live") return;
     for (const id of dead) {
       if (this.#timer === undefined || id === lifecycle.processId) continue;
       const retired = lifecycle.retired.get(id);

@@ -215,6 +215,7 @@ export class RedisStore extends StoreBase implements PresenceStore {
     try {
       await this.#lifecycle.running;
       if (phase === "live") {
+        await this.#heartbeat.renew().catch(() => {}); // the lease fresh for the goodbye, the outbox drained
         const deadline = Date.now() + this.#options.commandTimeoutMs;
         while (!this.#queue.idle && Date.now() < deadline) {
           if (this.#queue.inDoubt()) await this.#queue.settle();
