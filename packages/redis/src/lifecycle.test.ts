@@ -107,6 +107,21 @@ describe("Lifecycle", () => {
     expect(machine.phase).toBe("fenced"); // stale: the next heartbeat recovers again
   });
 
+  it("an attempt that fails on a fence of the id it registered registers anew next time", async () => {
+    const { machine, attempts } = lifecycle();
+    const first = machine.recover();
+    machine.adopt("p1", Date.now(), 1000, 0);
+    attempts[0]!.finish(true);
+    await first;
+    machine.fence(fenced("p1"));
+    const attempt = machine.recover();
+    machine.adopt("p2", Date.now(), 1000, 0);
+    attempts[1]!.finish(fenced("p2")); // e.g. its cleanup of p1 found p2's lease gone
+    await attempt;
+    expect(machine.phase).toBe("fenced");
+    expect(machine.plan).toMatchObject({ processId: undefined, fence: { processId: "p2" } });
+  });
+
   it("stays registering until the first registration succeeds", async () => {
     const { machine, attempts } = lifecycle();
     const first = machine.recover();

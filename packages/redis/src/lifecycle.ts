@@ -1,7 +1,7 @@
 import type { Transition } from "@presence/core";
 import createDebug from "debug";
 import type { FenceReason } from "./encoding";
-import type { FencedError } from "./errors";
+import { FencedError } from "./errors";
 
 const debug = createDebug("presence:redis:lifecycle");
 
@@ -205,6 +205,7 @@ export class Lifecycle {
         (done) => this.#dispatch(done ? "recovered" : "failed"),
         (error: unknown) => {
           debug("recovery failed, the next heartbeat retries: %s", (error as Error)?.message);
+          if (error instanceof FencedError) this.fence(error); // its cleanup found the id it registered fenced
           this.#dispatch("failed");
           this.#hooks.error?.(error as Error);
         },
