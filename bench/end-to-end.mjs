@@ -19,7 +19,8 @@ const STOP_MS = 15_000;
 
 async function startDemo(args) {
   // abuse limits off: every client of the load comes from one address
-  const flags = ["--port", "0", "--workers", "2", "--secret", "bench", "--rate-limit", "0", "--login-rate-limit", "0", "--max-connections-per-user", "0"];
+  // a secret of the 32 bytes the demo requires (redis mode needs one given)
+  const flags = ["--port", "0", "--workers", "2", "--secret", "bench-secret-of-at-least-32-bytes!", "--rate-limit", "0", "--login-rate-limit", "0", "--max-connections-per-user", "0"];
   const { child, match } = await startProcess(process.execPath, [demoMain, ...flags, ...args], {
     ready: /listening on http:\/\/localhost:(\d+)/,
     ms: START_MS,
@@ -52,6 +53,7 @@ async function runOnce(args, n, withPresence) {
     for (let i = 0; i < n; i += 100) {
       tokens.push(...(await Promise.all(Array.from({ length: Math.min(100, n - i) }, (_, j) => login(demo.url, `user-${i + j}`)))));
     }
+    const reader = await login(demo.url, "bench-reader");
     log("logged in", tokens.length);
     await sleep(300);
     const rssBefore = workersRss(demo.child.pid);
@@ -75,9 +77,11 @@ async function runOnce(args, n, withPresence) {
       let reportedMs = null;
       if (withPresence) {
         let count;
+        // the presence routes need a signed-in user: a reader, logged in before the clock started
+        const headers = { authorization: `Bearer ${reader}` };
         await pollUntil(
           async () => {
-            count = (await (await fetchWithin(`${demo.url}/api/presence`, {}, CONNECT_MS)).json()).count;
+            count = (await (await fetchWithin(`${demo.url}/api/presence`, { headers }, CONNECT_MS)).json()).count;
             return count === n;
           },
           { ms: REPORTED_MS, what: `/api/presence to report ${n} users (${name}; last count ${count})` },

@@ -135,7 +135,7 @@ describe("the sticky handoff, workers' IPC backed up (a bare cluster of 2 Socket
 
 describe("the demo in cluster mode under load (2 workers behind sticky)", () => {
   const CLIENTS = 1500;
-  /** Clients that stay in the busy room, and how many of them re-join it in a loop. */
+  /** Clients that stay in the busy room, and how many of them leave and re-join it in a loop. */
   const ROOM_SIZE = 300;
   const STORM = 8;
   let demo: DemoProcess;
@@ -143,15 +143,20 @@ describe("the demo in cluster mode under load (2 workers behind sticky)", () => 
 
   const tokens = async (prefix: string, first: number, count: number) =>
     Promise.all(Array.from({ length: count }, (_, j) => login(demo.url, `${prefix}-${first + j}`)));
-  /** One join, which fetches the room's sockets from both workers through the primary; never throws. */
-  const join = (socket: ClientSocket) =>
+  /** One join or leave of the busy room: a store call through the primary, and its event to the room's 300 members on both workers; never throws. */
+  const change = (socket: ClientSocket, event: "room:join" | "room:leave") =>
     new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, 10_000);
-      socket.emit("room:join", "busy", () => {
+      socket.emit(event, "busy", () => {
         clearTimeout(timer);
         resolve();
       });
     });
+  const join = (socket: ClientSocket) => change(socket, "room:join");
+  const rejoin = async (socket: ClientSocket) => {
+    await change(socket, "room:leave");
+    await join(socket);
+  };
 
   beforeAll(async () => {
     // every client comes from 127.0.0.1: no per-address or per-user limits
@@ -177,7 +182,7 @@ describe("the demo in cluster mode under load (2 workers behind sticky)", () => 
 
     let storming = true;
     const storm = room.slice(0, STORM).map(async (socket) => {
-      while (storming) await join(socket);
+      while (storming) await rejoin(socket);
     });
     try {
       const failures = await openMany({

@@ -1,20 +1,29 @@
+import { createHash } from "node:crypto";
 import { request } from "node:http";
+import { SignJWT } from "jose";
 import { io as connect, type Socket as ClientSocket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { TokenSigner } from "../../src/token";
-import { getJson, sleep } from "../demo-process";
+import { TEST_SECRET, eventually, getJson, sleep } from "../demo-process";
 import { Deployment } from "./deployment";
 
-const SECRET = "fault-secret";
-const signer = new TokenSigner(SECRET);
+const signer = new TokenSigner(TEST_SECRET);
 const signToken = (userId: string) => signer.sign(userId);
 
-/** Connects from a chosen loopback address; resolves with the socket or the connect_error message. */
+/** Connects from a chosen loopback address; resolves with the socket or the connect_error message, within a deadline. */
 function attempt(url: string, auth: Record<string, unknown>, localAddress = "127.0.0.1"): Promise<ClientSocket | string> {
   const socket = connect(url, { auth, forceNew: true, reconnection: false, transports: ["websocket"], localAddress } as never);
-  return new Promise((resolve) => {
-    socket.once("connect", () => resolve(socket));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      socket.close();
+      reject(new Error(`a client from ${localAddress} neither connected to ${url} nor was refused within 10 s`));
+    }, 10_000);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
     socket.once("connect_error", (error) => {
+      clearTimeout(timer);
       socket.close();
       resolve(error.message);
     });
@@ -23,11 +32,12 @@ function attempt(url: string, auth: Record<string, unknown>, localAddress = "127
 
 function post(url: string, body: string | Buffer, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(`${url}/api/login`, { method: "POST", headers }, (res) => {
+    const req = request(`${url}/api/login`, { method: "POST", headers, timeout: 10_000 }, (res) => {
       let text = "";
       res.on("data", (d) => (text += d));
       res.on("end", () => resolve({ status: res.statusCode!, body: text }));
     });
+    req.on("timeout", () => req.destroy(new Error(`POST ${url}/api/login got no answer within 10 s`)));
     req.on("error", reject);
     req.end(body);
   });
@@ -64,8 +74,10 @@ describe("hostile and bad input against the demo in redis mode", () => {
       `${header}.${payload}.`,
       `${header}.${payload}.${"A".repeat(signature!.length)}`,
       `${none}.${payload}.`, // "alg: none"
-      await new TokenSigner("another-secret").sign("mallory"), // another signer
-      await new TokenSigner(SECRET, Math.floor(Date.now() / 1000) - 120).sign("mallory"), // expired past the clock tolerance
+      await new TokenSigner("another-secret-of-at-least-32-bytes").sign("mallory"), // another signer
+      await new TokenSigner(TEST_SECRET, Math.floor(Date.now() / 1000) - 120).sign("mallory"), // expired past the clock tolerance
+      // good forever: no expiry
+      await new SignJWT({}).setProtectedHeader({ alg: "HS256", typ: "JWT" }).setSubject("mallory").sign(new TextEncoder().encode(TEST_SECRET)),
       `${header}.${Buffer.from("{not json").toString("base64url")}.${signature}`,
       `${valid}.${signature}`,
       "x".repeat(10_000),
@@ -102,10 +114,12 @@ describe("hostile and bad input against the demo in redis mode", () => {
     }
     const keys = deployment.keys();
     expect(keys.length).toBeGreaterThan(0);
-    // presence under its prefix; the demo's limiters under theirs, keyed by address or by a digest of the user
-    for (const key of keys) expect(key.startsWith("{presence}:") || key.startsWith("presence-demo:"), key).toBe(true);
-    const limiterKeys = keys.filter((key) => key.startsWith("presence-demo:"));
+    // every key under the deployment's prefix, the demo's limits and tab slots too, keyed by digests of addresses and users
+    for (const key of keys) expect(key.startsWith("{presence}:"), key).toBe(true);
+    const limiterKeys = keys.filter((key) => key.startsWith("{presence}:demo:"));
+    expect(limiterKeys.length).toBeGreaterThan(0);
     for (const key of limiterKeys) for (const userId of awkward) expect(key.includes(userId), key).toBe(false);
+    for (const key of limiterKeys) expect(key.includes("127.0.2."), key).toBe(false);
     for (const socket of opened.splice(0)) socket.close();
   });
 
@@ -140,15 +154,30 @@ describe("hostile and bad input against the demo in redis mode", () => {
     const limited = outcomes.filter((o) => o === "rate limited").length;
     expect(limited).toBe(120 - 40); // 40 a minute for the whole deployment, whichever instance and worker
 
-    // one user opening many tabs (from other IPs): capped across the deployment
+    // one user opening many tabs (from other IPs, over both instances): the newest 3 stay, across the deployment
     const hog = await signToken("hog");
-    const tabs = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => attempt(urls[i % urls.length]!, { token: hog }, `127.0.4.${i + 1}`).then(keep)),
+    const evicted: string[] = [];
+    const tabs: ClientSocket[] = [];
+    for (let i = 0; i < 20; i++) {
+      const tab = keep(await attempt(urls[i % urls.length]!, { token: hog }, `127.0.4.${i + 1}`));
+      if (typeof tab === "string") throw new Error(`hog's tab #${i + 1} was refused: ${tab}`);
+      tab.on("presence:evicted", ({ reason }: { reason: string }) => evicted.push(reason));
+      tabs.push(tab);
+    }
+    await eventually(() => expect(tabs.filter((tab) => tab.connected)).toHaveLength(3), 10_000, "hog's 17 oldest tabs disconnected");
+    expect(tabs.map((tab) => tab.connected)).toEqual([...Array(17).fill(false), true, true, true]);
+    expect(evicted).toEqual(Array(17).fill("too many connections"));
+    // counted down once the leave grace of the evicted ones ran out
+    await eventually(
+      async () => expect((await getJson<{ connections: Record<string, number> }>(`${url}/api/presence`)).body.connections.hog).toBe(3),
+      10_000,
+      "hog's 3 connections counted",
     );
-    const refused = tabs.filter((t) => t === "too many connections").length;
-    expect(refused).toBe(20 - 3); // 3 open connections per user across the deployment
-    const { body } = await getJson<{ connections: Record<string, number> }>(`${url}/api/presence`);
-    expect(body.connections.hog).toBe(3);
+    // one slot per open connection, in Redis: the evicted ones gave theirs back
+    const slots = `{presence}:demo:tabs:${createHash("sha256").update("hog").digest("base64url")}`;
+    expect(Number(deployment.redis.cli("ZCARD", slots))).toBe(3);
+    for (const tab of tabs) tab.close();
+    await eventually(() => expect(Number(deployment.redis.cli("ZCARD", slots))).toBe(0), 10_000, "hog's slots given back");
 
     // meanwhile an honest user is welcome, counted, and the server and Redis are healthy
     const honest = keep(await attempt(url, { token: await signToken("honest") }, "127.0.5.1"));
