@@ -7,6 +7,13 @@ export const CHANNEL_NAME_RULE = "a room name is 1 to 64 letters, digits, spaces
 const PREFIX = "channel:";
 
 /**
+ * The most channels one connection may be in: each is a Socket.IO room
+ * membership and a store membership, so no socket may hold unbounded ones
+ * (the binding follows at most 64 rooms per connection).
+ */
+export const MAX_CHANNELS_PER_CONNECTION = 32;
+
+/**
  * The Socket.IO room of a channel's members. Prefixed, so that no name a
  * client picks is ever a raw Socket.IO room: not a socket's own room (its
  * id), not the binding's internal `presence:sync:` rooms.
@@ -26,12 +33,14 @@ export const channelRoom = (name: string): string => `${PREFIX}${name}`;
  */
 export const tracksChannel = (room: string): boolean => CHANNEL_NAME.test(room);
 
-/** Puts a socket in a channel (a repeated join changes nothing). */
-export async function joinChannel(socket: Socket, name: string): Promise<void> {
+/** Puts a socket in a channel (a repeated join changes nothing); false when it is in too many already. */
+export async function joinChannel(socket: Socket, name: string): Promise<boolean> {
   const room = channelRoom(name);
-  if (socket.rooms.has(room)) return;
+  if (socket.rooms.has(room)) return true;
+  if ([...socket.rooms].filter((joined) => joined.startsWith(PREFIX)).length >= MAX_CHANNELS_PER_CONNECTION) return false;
   await socket.join(room);
   socket.nsp.adapter.emit("join-room", name, socket.id);
+  return true;
 }
 
 /** Takes a socket out of a channel (leaving one it is not in changes nothing). */

@@ -1,7 +1,7 @@
 import type { Presence } from "@presence/socketio";
 import createDebug from "debug";
 import type { Server, Socket } from "socket.io";
-import { CHANNEL_NAME, CHANNEL_NAME_RULE, joinChannel, leaveChannel, rejoinChannels } from "./channels";
+import { CHANNEL_NAME, CHANNEL_NAME_RULE, MAX_CHANNELS_PER_CONNECTION, joinChannel, leaveChannel, rejoinChannels } from "./channels";
 import { clientAddress } from "./client-address";
 import type { DemoConfig } from "./config";
 import { parseInfo } from "./http";
@@ -22,6 +22,28 @@ const EVICT = "presence-demo:evict";
 /** The client's address, as the limits count it (see `clientAddress`). */
 export const handshakeAddress = (socket: Socket, config: DemoConfig): string =>
   clientAddress(socket.handshake.address, socket.handshake.headers["x-forwarded-for"], config.trustProxy);
+
+/**
+ * How often one connection may ask for a change (a room join or leave, an
+ * info update): each costs a store call and an event to many clients, so a
+ * socket may not ask without end. A bucket of `burst`, refilled at
+ * `perSecond`.
+ */
+export const CHANGE_REQUESTS = { burst: 20, perSecond: 10 };
+
+/** A connection's request budget: true while it has some left. */
+function requestBudget({ burst, perSecond } = CHANGE_REQUESTS): () => boolean {
+  let tokens = burst;
+  let at = Date.now();
+  return () => {
+    const now = Date.now();
+    tokens = Math.min(burst, tokens + ((now - at) / 1000) * perSecond);
+    at = now;
+    if (tokens < 1) return false;
+    tokens -= 1;
+    return true;
+  };
+}
 
 type Ack = (answer: { ok: boolean; error?: string }) => void;
 const reply = (ack: unknown, answer: { ok: boolean; error?: string }) => typeof ack === "function" && (ack as Ack)(answer);
@@ -104,9 +126,15 @@ export function handleSockets({ io, config, presence, tabs, metrics }: SocketOpt
     }
     if (socket.recovered) rejoinChannels(socket);
 
+    const withinBudget = requestBudget();
+    const tooMany = { ok: false, error: "too many requests: slow down" };
     const channelRequest = async (name: unknown, ack: unknown, change: "join" | "leave") => {
       if (typeof name !== "string" || !CHANNEL_NAME.test(name)) return reply(ack, { ok: false, error: CHANNEL_NAME_RULE });
-      await (change === "join" ? joinChannel(socket, name) : leaveChannel(socket, name));
+      if (!withinBudget()) return reply(ack, tooMany);
+      if (change === "leave") await leaveChannel(socket, name);
+      else if (!(await joinChannel(socket, name))) {
+        return reply(ack, { ok: false, error: `in ${MAX_CHANNELS_PER_CONNECTION} rooms already: leave one first` });
+      }
       reply(ack, { ok: true });
     };
     socket.on("room:join", (name: unknown, ack: unknown) => {
@@ -116,6 +144,7 @@ export function handleSockets({ io, config, presence, tabs, metrics }: SocketOpt
       channelRequest(name, ack, "leave").catch(() => reply(ack, { ok: false, error: "try again" }));
     });
     socket.on("user:update", (info: unknown, ack: unknown) => {
+      if (!withinBudget()) return void reply(ack, tooMany);
       Promise.resolve()
         .then(() => presence.updateInfo(userId, parseInfo(info) ?? {}))
         .then(

@@ -117,6 +117,31 @@ for (const mode of ["cluster", "redis"] as const) {
       expect(frankSees).toEqual([]);
     });
 
+    it("bounds what one connection may ask: 32 rooms at most, and a budget of changes", { timeout: 30_000 }, async () => {
+      const hoarder = await open("hoarder");
+      const answers: Array<{ ok: boolean; error?: string }> = [];
+      // paced within the budget (10 a second): only the room cap refuses
+      for (let i = 0; i < 33; i++) {
+        answers.push(await hoarder.timeout(5000).emitWithAck("room:join", `hoard-${i}`));
+        await sleep(110);
+      }
+      expect(answers.slice(0, 32).every((answer) => answer.ok)).toBe(true);
+      expect(answers[32]).toEqual({ ok: false, error: "in 32 rooms already: leave one first" });
+      expect(await hoarder.timeout(5000).emitWithAck("room:leave", "hoard-0")).toEqual({ ok: true });
+      expect(await hoarder.timeout(5000).emitWithAck("room:join", "hoard-32")).toEqual({ ok: true });
+
+      // 40 at once: the burst of 20 passes (and what the budget refills meanwhile), the rest are refused
+      const spammer = await open("spammer");
+      const burst = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => spammer.timeout(5000).emitWithAck(i % 2 ? "room:leave" : "room:join", "spam")),
+      );
+      const refused = burst.filter((answer) => !answer.ok);
+      expect(burst.length - refused.length).toBeGreaterThanOrEqual(20);
+      expect(refused.length).toBeGreaterThan(10);
+      for (const answer of refused) expect(answer.error).toBe("too many requests: slow down");
+      expect(await spammer.timeout(5000).emitWithAck("user:update", { name: "Spam" })).toEqual({ ok: false, error: "too many requests: slow down" });
+    });
+
     it("updates a user's info for everyone", async () => {
       const observer = await open("watcher");
       const updates: unknown[][] = [];

@@ -137,7 +137,8 @@ describe("the demo in cluster mode under load (2 workers behind sticky)", () => 
   const CLIENTS = 1500;
   /** Clients that stay in the busy room, and how many of them leave and re-join it in a loop. */
   const ROOM_SIZE = 300;
-  const STORM = 8;
+  /** Each stormer changes the room 10 times a second, the budget of changes one connection has. */
+  const STORM = 24;
   let demo: DemoProcess;
   const opened: ClientSocket[] = [];
 
@@ -154,8 +155,10 @@ describe("the demo in cluster mode under load (2 workers behind sticky)", () => 
     });
   const join = (socket: ClientSocket) => change(socket, "room:join");
   const rejoin = async (socket: ClientSocket) => {
-    await change(socket, "room:leave");
-    await join(socket);
+    for (const event of ["room:leave", "room:join"] as const) {
+      await change(socket, event);
+      await sleep(100);
+    }
   };
 
   beforeAll(async () => {
