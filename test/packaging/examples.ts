@@ -12,6 +12,8 @@ export interface Example extends ExampleSource {
   /** The package whose README this example comes from. */
   pkg: string;
   readme: string[];
+  /** Warning codes the example provokes on purpose, each expected exactly once. */
+  warns?: string[];
 }
 
 export const CORE: Example = {
@@ -83,6 +85,8 @@ console.log("${OK_MARKER}");
 
 export const SOCKETIO: Example = {
   pkg: "@presence/socketio",
+  // the forged token's refusal is told to the operator, once
+  warns: ["PRESENCE_IDENTIFY_NO_USER"],
   readme: [
     `import { Server } from "socket.io";`,
     `import { createPresence } from "@presence/socketio";`,
@@ -158,11 +162,11 @@ export const CLIENT: Example = {
   readme: [
     `import { io } from "socket.io-client";`,
     `import { createPresenceClient } from "@presence/client";`,
-    `const online = createPresenceClient(socket); // every online user`,
-    `const general = createPresenceClient(socket, { room: "general" }); // a room's users`,
-    `const friends = createPresenceClient(socket, { userIds: ["alice", "bob"] });`,
+    `const online = createPresenceClient<Info>(socket); // every online user`,
+    `const general = createPresenceClient<Info>(socket, { room: "general" }); // a room's users (the socket must be a member, by default)`,
+    `const friends = createPresenceClient<Info>(socket, { userIds: ["alice", "bob"] });`,
     `const count = createPresenceClient(socket, { countOnly: true }); // the count alone`,
-    `online.on("sync", () => render(online.list())); // after the state, and after every diff`,
+    `online.on("sync", () => render(online.list())); // after every change of the view, and only then`,
     `online.on("join", ({ userId, info }) => {});`,
     `online.on("leave", (userId) => {});`,
   ],

@@ -135,8 +135,10 @@ export class Presence extends EventEmitter<PresenceEvents> {
       );
     });
     namespace.on("connection", (socket) => {
-      this.#count(socket);
-      if (this.#userEvents) this.#allowEvents(socket);
+      // a socket allowed the per-user events hears its own user's connect too: it joins before it is counted
+      const allowed = this.#userEvents ? this.#allowEvents(socket) : undefined;
+      if (allowed === undefined) this.#count(socket);
+      else void allowed.finally(() => this.#count(socket));
     });
     namespace.adapter.on("join-room", (room: string, id: string) => this.#onRoom("join", room, id));
     namespace.adapter.on("leave-room", (room: string, id: string) => this.#onRoom("leave", room, id));
@@ -265,7 +267,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
    */
   #count(socket: Socket): void {
     const identity = identityOf(socket);
-    if (identity === undefined || this.#closing || this.#counted.has(socket)) return;
+    if (identity === undefined || this.#closing || this.#counted.has(socket) || socket.disconnected) return;
     this.#counted.add(socket);
     const { userId, info } = identity;
     const connectionId = socket.id;
@@ -368,12 +370,24 @@ export class Presence extends EventEmitter<PresenceEvents> {
     }
   }
 
-  /** Who may receive the per-user events: the sockets `authorize` lets follow every user. */
-  #allowEvents(socket: Socket): void {
-    Promise.resolve(this.#authorize(socket, { type: "all" })).then(
-      (allowed) => allowed && socket.connected && socket.join(EVENTS_ROOM),
-      (error: unknown) => this.#fail(error),
-    );
+  /**
+   * Who may receive the per-user events: the sockets `authorize` lets follow
+   * every user. A synchronous answer joins at once; a promise is returned
+   * for an asynchronous one.
+   */
+  #allowEvents(socket: Socket): Promise<void> | undefined {
+    const join = (allowed: boolean) => {
+      if (allowed && socket.connected) void socket.join(EVENTS_ROOM);
+    };
+    let answer: boolean | Promise<boolean>;
+    try {
+      answer = this.#authorize(socket, { type: "all" });
+    } catch (error) {
+      this.#fail(error);
+      return undefined;
+    }
+    if (typeof answer === "boolean") return void join(answer);
+    return Promise.resolve(answer).then(join, (error: unknown) => this.#fail(error));
   }
 
   /** A socket's user sets their own info (`client.update(info)`), as the `clientUpdates` hook allows. */
