@@ -4,7 +4,7 @@ import type { RedisClient } from "./client";
 export interface RedisStoreOptions {
   /**
    * An ioredis client (`Redis` or `Cluster`, ioredis 5 or 6) or a node-redis
-   * client (`createClient()`, redis 4 or 5). The store works on its own
+   * client (`createClient()`, redis 4, 5 or 6). The store works on its own
    * duplicate of it, so your client's settings and state are left alone.
    */
   redis: RedisClient;

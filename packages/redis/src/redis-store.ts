@@ -76,7 +76,7 @@ export class RedisStore extends StoreBase implements PresenceStore {
       },
       error: (error) => this.events.error(error),
     }));
-    const queue = (this.#queue = new WriteQueue(scripts, { maxBatchSize, commandTimeoutMs }, (fence) => {
+    const queue = (this.#queue = new WriteQueue(scripts, { maxBatchSize, commandTimeoutMs, whereabouts: () => scripts.whereabouts() }, (fence) => {
       lifecycle.fence(fence);
       void lifecycle.recover();
     }));

@@ -1,6 +1,6 @@
 import { StoreUnavailableError } from "@presence/core";
 import { createHash } from "node:crypto";
-import { withTimeout, type Connection } from "./client";
+import { unavailable, withTimeout, type Connection } from "./client";
 import { decodeOutcome, fenceOf, knownField, operationArguments, parseOutboxEntry, type Known, type OutboxEntry } from "./encoding";
 import { FencedError } from "./errors";
 import type { PresenceKeys } from "./keys";
@@ -95,6 +95,12 @@ export class PresenceScripts {
 
   close(): void {
     this.#connection.close();
+  }
+
+  /** Where Redis is and, when the connection is down, why: for the errors of calls that never got an answer. */
+  whereabouts(): string {
+    const { address, lastError } = this.#connection;
+    return lastError ? `${address} (${lastError.message})` : address;
   }
 
   /** One command, bounded and normalized like every call (a read, or a write whose loss is harmless). */
@@ -278,10 +284,10 @@ export class PresenceScripts {
   /** Runs one call under the timeout; whatever fails becomes a `StoreUnavailableError` (see the class comment). */
   async #bounded<T>(what: string, call: () => Promise<T>): Promise<T> {
     try {
-      return await withTimeout(call(), this.#options.commandTimeoutMs, what);
+      return await withTimeout(call(), this.#options.commandTimeoutMs, what, this.#connection);
     } catch (error) {
       if (error instanceof StoreUnavailableError) throw error;
-      throw new StoreUnavailableError(`Redis did not answer ${what}: ${(error as Error)?.message ?? String(error)}`, { cause: error });
+      throw unavailable(this.#connection, what, error);
     }
   }
 }

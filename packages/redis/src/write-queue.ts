@@ -40,6 +40,8 @@ export interface WriteQueueOptions {
   commandTimeoutMs: number;
   /** How long to wait before settling a batch in doubt again when Redis did not answer. */
   settleRetryMs?: number;
+  /** Where Redis is (and why it is down), for the error of a caller that waited too long. */
+  whereabouts?: () => string;
 }
 
 /**
@@ -190,7 +192,8 @@ export class WriteQueue {
       for (const write of this.#queue) {
         if (!write.failed && write.queuedAt <= deadline) {
           write.failed = true;
-          write.fail(new StoreUnavailableError("Redis is unavailable: the operation waited too long (it is kept, and its outcome announced)"));
+          const where = this.#options.whereabouts ? ` at ${this.#options.whereabouts()}` : "";
+          write.fail(new StoreUnavailableError(`Redis${where} did not take the write within ${this.#options.commandTimeoutMs} ms (it is kept, and its outcome announced)`));
         }
       }
       this.#armExpiry();

@@ -34,8 +34,8 @@ afterAll(async () => {
   await server?.stop();
 });
 
-function client6(url: string) {
-  const client = new Redis6(url, { maxRetriesPerRequest: 0 });
+function client6(url: string, protocol: 2 | 3 = 2) {
+  const client = new Redis6(url, { maxRetriesPerRequest: 0, protocol });
   client.on("error", () => {});
   clients.push(client);
   return client;
@@ -49,6 +49,7 @@ function store(client: unknown, prefix = `v6-${randomUUID()}`) {
 }
 
 describePresenceStore("redis on ioredis 6", { create: () => store(client6(server.url)), numRuns: 10 });
+describePresenceStore("redis on ioredis 6 speaking RESP3", { create: () => store(client6(server.url, 3)), numRuns: 10 });
 
 describeBindingScenarios("redis store on ioredis 6", {
   createStores: async (count: number) => {

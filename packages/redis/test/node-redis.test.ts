@@ -4,14 +4,16 @@ import { describePresenceStore } from "@presence/core/testing";
 import { describeBindingScenarios } from "@presence/socketio/testing";
 import { createClient as createClient4 } from "redis4";
 import { createClient as createClient5 } from "redis5";
+import { createClient as createClient6 } from "redis6";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisStore, type RedisStoreOptions } from "../src";
 import { startRedisProxy, startRedisServer, type RedisServer } from "../src/testing";
 import { show, sleep, waitFor } from "./harness";
 
-// The same store on node-redis (`redis` 4 and 5, the client the Socket.IO
-// recipe shows first): the conformance suite, the binding scenarios, and a
-// lost reply settled from Redis's record. The clients are passed through
+// The same store on node-redis (`redis` 4, 5 and 6, the client the
+// Socket.IO recipe shows first; 6 speaks RESP3 by default, and is run on
+// RESP2 too): the conformance suite, the binding scenarios, and a lost reply
+// settled from Redis's record. The clients are passed through
 // `unknown`: the store checks their shape at run time.
 let server: RedisServer;
 const clients: Array<{ destroy?(): unknown; disconnect?(): Promise<unknown> }> = [];
@@ -30,6 +32,8 @@ afterAll(async () => {
 const versions = [
   ["node-redis 4", (url: string) => createClient4({ url })],
   ["node-redis 5", (url: string) => createClient5({ url })],
+  ["node-redis 6 (RESP3, its default)", (url: string) => createClient6({ url })],
+  ["node-redis 6 on RESP2", (url: string) => createClient6({ url, RESP: 2 })],
 ] as const;
 
 for (const [name, create] of versions) {

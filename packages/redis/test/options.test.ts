@@ -45,8 +45,13 @@ describe("RedisStore options", () => {
     expect(() => new RedisStore({ redis, heartbeatMs: -1 })).toThrow("RedisStore: `heartbeatMs` must be a positive integer, got -1");
   });
 
+  it("names the supported versions for a client of another version (node-redis 3's callback API)", () => {
+    const legacy = { send_command: () => {}, connected: true };
+    expect(() => new RedisStore({ redis: legacy } as unknown as RedisStoreOptions)).toThrow(/redis 4, 5 or 6\); got Object \(a client of another version/);
+  });
+
   it.each([[undefined], [{}], [{ get: () => {} }], ["redis://127.0.0.1:6379"]])("refuses a client of another kind (%s) with a TypeError saying what is accepted", (client) => {
     expect(() => new RedisStore({ redis: client } as unknown as RedisStoreOptions)).toThrow(TypeError);
-    expect(() => new RedisStore({ redis: client } as unknown as RedisStoreOptions)).toThrow(/ioredis client .*ioredis 5 or 6.*node-redis client .*redis 4 or 5/);
+    expect(() => new RedisStore({ redis: client } as unknown as RedisStoreOptions)).toThrow(/ioredis client .*ioredis 5 or 6.*node-redis client .*redis 4, 5 or 6/);
   });
 });
