@@ -2,7 +2,6 @@ import { createServer } from "node:http";
 import { createRequire } from "node:module";
 import type { AddressInfo } from "node:net";
 import type { PresenceStore } from "@presence/core";
-import { eventually } from "@presence/core/testing";
 import { createPresence, type Presence, type PresenceOptions } from "@presence/socketio";
 import { Server, type Namespace, type ServerOptions } from "socket.io";
 import { io as connect, type ManagerOptions, type Socket as ClientSocket, type SocketOptions } from "socket.io-client";
@@ -146,15 +145,6 @@ export function connectClient(
   });
 }
 
-/** Waits for `check` to stop throwing, failing after `timeoutMs` with what was awaited. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
-  try {
-    return await eventually(check, timeoutMs, 20);
-  } catch (error) {
-    throw new Error(`waited ${timeoutMs} ms for ${what}: ${(error as Error).message}`);
-  }
-}
-
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export { sleep, waitFor } from "@presence/core/testing";
 
 export const sorted = (ids: Iterable<string>) => [...ids].sort();

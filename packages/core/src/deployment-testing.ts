@@ -1,21 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { PresenceStore, Transition, UserPresence } from "./store";
-
-/** Polls `check` until it stops throwing; fails with its last error, prefixed with `what`, after `timeoutMs`. */
-async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) {
-        const reason = error instanceof Error ? error.message : String(error);
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${reason}`, { cause: error });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  }
-}
+import { waitFor as until } from "./waiting";
 
 /** `n` nodes of one deployment: stores that share one backend, as processes of one app do. */
 export interface PresenceDeployment {

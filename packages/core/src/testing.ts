@@ -25,18 +25,8 @@ export interface ConformanceOptions {
   timeout?: number;
 }
 
-/** Polls `check` until it stops throwing, and returns what it returned; fails with its last error after `timeoutMs`. */
-export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5000, intervalMs = 20): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, intervalMs));
-    }
-  }
-}
+export { eventually, sleep, waitFor } from "./waiting";
+import { eventually } from "./waiting";
 
 /** Awaits every page of `store.roomUsers(room)` and returns them flattened. */
 export async function collectRoom(store: PresenceStore, room: string): Promise<UserPresence[]> {

@@ -1,4 +1,3 @@
-import { eventually } from "@presence/core/testing";
 import { MemoryStore } from "@presence/memory";
 import { SUBSCRIBE, UNSUBSCRIBE, type SyncScope } from "@presence/socketio";
 import { startServer, type TestServer } from "@presence/socketio/testing";
@@ -42,11 +41,4 @@ export function connectAs(port: number, userId: string): Promise<Socket> {
   });
 }
 
-/** Waits for `check` to stop throwing, failing after `timeoutMs` with what was awaited. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000): Promise<T> {
-  try {
-    return await eventually(check, timeoutMs, 20);
-  } catch (error) {
-    throw new Error(`waited ${timeoutMs} ms for ${what}: ${(error as Error).message}`);
-  }
-}
+export { waitFor } from "@presence/core/testing";

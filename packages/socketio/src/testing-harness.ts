@@ -71,7 +71,7 @@ export function connectClient(
 export { eventually } from "@presence/core/testing";
 
 /** Waits `ms` milliseconds. */
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export { sleep } from "@presence/core/testing";
 
 /** Records the presence events one client receives, but for those about `ignore` (the observer itself). */
 export function recordEvents(socket: ClientSocket, ignore = "observer"): string[] {
