@@ -1,6 +1,10 @@
 import {
+  InvalidOptionError,
+  LIMIT_NAMES,
   LocalPresence,
   StoreBase,
+  assertKnownOptions,
+  integerOption,
   assertUserId,
   inPages,
   type PresenceLimits,
@@ -73,8 +77,13 @@ export class ClusterQueryStore extends StoreBase implements PresenceStore {
 
   constructor(namespace: Namespace, options: ClusterQueryStoreOptions = {}) {
     super();
+    const owner = "createClusterQueryStore";
+    assertKnownOptions(owner, options, [...LIMIT_NAMES, "timeoutMs", "allowPartial"]);
+    if (options.allowPartial !== undefined && typeof options.allowPartial !== "boolean") {
+      throw new InvalidOptionError(owner, "allowPartial", `must be a boolean, got ${typeof options.allowPartial}`);
+    }
     this.namespace = namespace;
-    this.#timeoutMs = options.timeoutMs ?? 5500;
+    this.#timeoutMs = integerOption(owner, "timeoutMs", options.timeoutMs, 5500, 1);
     this.#allowPartial = options.allowPartial ?? false;
     this.#local = new LocalPresence(options);
     (namespace as unknown as NodeJS.EventEmitter).on(QUERY_EVENT, this.#onQuery);

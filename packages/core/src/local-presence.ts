@@ -23,6 +23,9 @@ export interface PresenceLimits {
   maxUserInfoBytes: number;
 }
 
+/** The names of the limits, for a store that checks its options (`assertKnownOptions`). */
+export const LIMIT_NAMES = ["maxUserIdBytes", "maxRoomBytes", "maxUserInfoBytes"] as const;
+
 /** Fills in the default limits once. */
 export function resolveLimits(limits: Partial<PresenceLimits> = {}): PresenceLimits {
   const resolved = {

@@ -1,4 +1,4 @@
-import { LocalPresence, LocalStore, type PresenceLimits } from "@presence/core";
+import { LIMIT_NAMES, LocalPresence, LocalStore, assertKnownOptions, type PresenceLimits } from "@presence/core";
 
 /** Options of {@link MemoryStore}: the input limits, with the defaults documented on `PresenceLimits`. */
 export type MemoryStoreOptions = Partial<PresenceLimits>;
@@ -11,6 +11,8 @@ export type MemoryStoreOptions = Partial<PresenceLimits>;
  */
 export class MemoryStore extends LocalStore {
   constructor(options: MemoryStoreOptions = {}) {
+    // a typo (`maxUserIdByte`) is an InvalidOptionError naming the closest option, never silently ignored
+    assertKnownOptions("MemoryStore", options, LIMIT_NAMES);
     super(new LocalPresence(options));
   }
 }
