@@ -28,7 +28,17 @@ interface Pending {
   /** A CLOSE's reply: it leaves only after everything handed to its store before it. */
   last: boolean;
   /** The hand-out in progress: its assignment id, store, deadline and what the store said it announced. */
-  out: { assignment: number; store: string; deadline: number; announced: number; replyId: number | undefined } | undefined;
+  out:
+    | {
+        assignment: number;
+        store: string;
+        deadline: number;
+        announced: number;
+        replyId: number | undefined;
+        /** The store said it was about to announce transition `index`, in the message read at `at` (its worker's message count). */
+        starting: { index: number; at: number } | undefined;
+      }
+    | undefined;
 }
 
 /** What the queue needs from the primary. */
@@ -99,8 +109,11 @@ export class Announcements {
     return false;
   }
 
-  /** A store's word on an assignment; returns the id of the request whose reply carried it, if one did. */
-  acknowledge(store: string, ack: Ack): number | undefined {
+  /**
+   * A store's word on an assignment, read as its worker's message number
+   * `at`; returns the id of the request whose reply carried it, if one did.
+   */
+  acknowledge(store: string, ack: Ack, at: number): number | undefined {
     const pending = this.#byAssignment.get(ack.assignment);
     if (!pending?.out || pending.out.store !== store) {
       // past its deadline a store declines, so this only happens if it was stopped between its check and its announcement
@@ -109,14 +122,24 @@ export class Announcements {
     }
     const { replyId } = pending.out;
     pending.out.announced = Math.min(pending.transitions.length, Math.max(pending.out.announced, ack.announced));
+    if (ack.starting) pending.out.starting = { index: ack.announced, at };
     if (ack.final || pending.out.announced === pending.transitions.length) this.#settle(pending);
     return replyId;
   }
 
-  /** A store's worker is gone (its channel closed: all it sent was read): what it was handed and did not announce goes to another store. */
-  storeGone(store: string): void {
+  /**
+   * A store's worker is gone (its channel closed: all it sent was read):
+   * what it was handed and did not announce goes to another store. A
+   * transition it said it was starting went out if `wroteAfter` that word it
+   * sent anything at all (its first write, the broadcast, comes first).
+   */
+  storeGone(store: string, wroteAfter: (at: number) => boolean): void {
     for (const pending of this.#queue) {
-      if (pending.out?.store === store) this.#settle(pending);
+      if (pending.out?.store === store) {
+        const { starting } = pending.out;
+        if (starting && starting.index >= pending.out.announced && wroteAfter(starting.at)) pending.out.announced = starting.index + 1;
+        this.#settle(pending);
+      }
       else if (!pending.out && pending.target === store) {
         pending.target = undefined;
         pending.reply = undefined; // nobody is waiting for it any more
@@ -189,7 +212,7 @@ export class Announcements {
     }
     const assignment = ++this.#nextAssignment;
     const reply = pending.target === store ? pending.reply : undefined;
-    pending.out = { assignment, store, deadline, announced: 0, replyId: reply?.id };
+    pending.out = { assignment, store, deadline, announced: 0, replyId: reply?.id, starting: undefined };
     pending.reply = undefined;
     this.#byAssignment.set(assignment, pending);
     const { transitions } = pending;
@@ -240,6 +263,9 @@ export class Announcements {
       if (!pending.out || now < pending.out.deadline + DEADLINE_MARGIN_MS) continue;
       debug("store %s let the deadline of assignment %d pass", pending.out.store, pending.out.assignment);
       this.#host.stalled(pending.out.store);
+      // a transition it was starting passed its deadline check: it finishes that one when it runs again
+      const { starting } = pending.out;
+      if (starting && starting.index >= pending.out.announced) pending.out.announced = starting.index + 1;
       this.#settle(pending);
       expired = true;
     }

@@ -10,8 +10,14 @@ export interface PrimaryChannel {
   send(peer: string, envelope: PrimaryEnvelope): boolean;
   /** Delivers every envelope of this package from any worker. */
   onMessage(listener: (peer: string, envelope: WorkerEnvelope) => void): void;
-  /** Called once per worker that goes away (exit, kill, lost channel). */
+  /** Called once per worker that goes away (exit, kill, lost channel), after everything it sent was delivered. */
   onPeerGone(listener: (peer: string) => void): void;
+  /**
+   * Called, in order with `onMessage`, for every other message a worker sends
+   * on the same channel (sticky's, the cluster adapter's broadcasts, the
+   * app's). Optional: a transport that carries nothing else leaves it out.
+   */
+  onOtherMessage?(listener: (peer: string) => void): void;
   /** Stops listening. */
   close(): void;
 }

@@ -331,26 +331,44 @@ export class ClusterStore extends StoreBase implements PresenceStore {
     if (envelope.store !== this.id) return; // another store of this worker
     this.stats.messagesReceived++;
     // past the deadline the primary hands these to another store: announcing them here too would announce them twice
-    const { deadline } = envelope;
+    const { deadline, messages } = envelope;
     const inTime = () => deadline === undefined || machineTime() < deadline;
-    const acks: Ack[] = [];
-    for (const message of envelope.messages) {
-      if (message.type === MessageType.ANNOUNCE) this.#announceHanded(message, inTime);
-      else this.#answer(message, inTime, acks);
+    for (let i = 0; i < messages.length; ) {
+      const message = messages[i]!;
+      if (message.type === MessageType.ANNOUNCE) {
+        this.#announceHanded(message, inTime);
+        i++;
+        continue;
+      }
+      let end = i + 1;
+      while (end < messages.length && messages[end]!.type === MessageType.REPLY) end++;
+      this.#answerRun(messages.slice(i, end) as Reply[], inTime());
+      i = end;
     }
-    // the callers resume after this (their promises settle in a later microtask): the acknowledgement leaves first
+  }
+
+  /**
+   * Replies in a row: their transitions announced, then their callers resume
+   * (their promises settle in a later microtask, after the acknowledgement left).
+   */
+  #answerRun(replies: Reply[], inTime: boolean): void {
+    const first = replies.find((reply) => reply.assignment !== undefined && (reply.transitions?.length ?? 0) > 0);
+    // the word before the first announcement: were this worker to die now, the primary could tell whether it went out
+    if (inTime && first) this.#acknowledge([{ assignment: first.assignment!, announced: 0, final: false, starting: true }]);
+    const acks: Ack[] = [];
+    for (const reply of replies) {
+      if (reply.assignment !== undefined) {
+        const transitions = reply.transitions ?? [];
+        if (inTime) for (const transition of transitions) this.events.announce(transition);
+        acks.push({ assignment: reply.assignment, announced: inTime ? transitions.length : 0, final: true });
+      }
+      this.#settle(reply, reply.assignment === undefined || inTime);
+    }
     if (acks.length > 0) this.#acknowledge(acks);
   }
 
-  /** A call's answer, with the transitions it decided: announced, then the caller resumes. */
-  #answer(reply: Reply, inTime: () => boolean, acks: Ack[]): void {
-    let announced = true;
-    if (reply.assignment !== undefined) {
-      const transitions = reply.transitions ?? [];
-      announced = inTime();
-      if (announced) for (const transition of transitions) this.events.announce(transition);
-      acks.push({ assignment: reply.assignment, announced: announced ? transitions.length : 0, final: true });
-    }
+  /** Settles the call a reply answers; `announced`: its transitions were announced here. */
+  #settle(reply: Reply, announced: boolean): void {
     const call = this.#calls.get(reply.id);
     if (!call) return; // a second answer to a call made again: the first settled it
     this.#calls.delete(call.id);
@@ -372,7 +390,10 @@ export class ClusterStore extends StoreBase implements PresenceStore {
     waiter?.reject(new StoreUnavailableError("the cluster primary's answer came after its deadline to announce it (this worker was stalled)"));
   }
 
-  /** Transitions handed to this store: each announced, then acknowledged at once, so a death midway hands on only the rest. */
+  /**
+   * Transitions handed to this store, each announced right after a word that
+   * it is about to be: a death midway hands on only the ones not announced.
+   */
   #announceHanded(message: Announce, inTime: () => boolean): void {
     const { assignment, transitions } = message;
     debug("announcing %d transition(s) handed over by the primary", transitions.length);
@@ -381,10 +402,10 @@ export class ClusterStore extends StoreBase implements PresenceStore {
         this.#acknowledge([{ assignment, announced: i, final: true }]);
         return;
       }
+      this.#acknowledge([{ assignment, announced: i, final: false, starting: true }]);
       this.events.announce(transitions[i]!);
-      // right behind the broadcasts the announcing sent on the same channel: a death loses both or neither
-      this.#acknowledge([{ assignment, announced: i + 1, final: i + 1 === transitions.length }]);
     }
+    this.#acknowledge([{ assignment, announced: transitions.length, final: true }]);
   }
 
   #acknowledge(acks: Ack[]): void {

@@ -16,9 +16,14 @@ const GONE_GRACE_MS = 200;
 export function clusterPrimaryChannel(): PrimaryChannel {
   const messageListeners = new Set<(peer: string, envelope: WorkerEnvelope) => void>();
   const goneListeners = new Set<(peer: string) => void>();
+  const otherListeners = new Set<(peer: string) => void>();
   const onMessage = (worker: Worker, message: unknown) => {
-    if (!isWorkerEnvelope(message)) return; // sticky's, the cluster adapter's, the app's
     const peer = String(worker.id);
+    if (!isWorkerEnvelope(message)) {
+      // sticky's, the cluster adapter's, the app's: only their place in the stream matters
+      for (const listener of otherListeners) listener(peer);
+      return;
+    }
     for (const listener of messageListeners) listener(peer, message);
   };
   const onExit = (worker: Worker) => {
@@ -54,11 +59,13 @@ export function clusterPrimaryChannel(): PrimaryChannel {
     },
     onMessage: (listener) => void messageListeners.add(listener),
     onPeerGone: (listener) => void goneListeners.add(listener),
+    onOtherMessage: (listener) => void otherListeners.add(listener),
     close() {
       cluster.off("message", onMessage);
       cluster.off("exit", onExit);
       messageListeners.clear();
       goneListeners.clear();
+      otherListeners.clear();
     },
   };
 }

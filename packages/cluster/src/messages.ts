@@ -95,12 +95,19 @@ export interface Announce extends Assigned {
 /**
  * The store's word on one assignment: it announced the first `announced`
  * transitions; `final` once it will announce no more of them (all done, or
- * its deadline passed first: then the primary hands the rest to another store).
+ * its deadline passed first: then the primary hands the rest to another
+ * store). With `starting`, written just before it announces transition
+ * number `announced`: if its worker dies, anything the primary read from
+ * that worker after this (the announcement's broadcast, or any later
+ * message) shows that transition went out, and nothing after it shows it
+ * did not. Acknowledging after announcing instead could not tell: a kill
+ * tends to land right after a write, between the broadcast and its acknowledgement.
  */
 export interface Ack {
   assignment: number;
   announced: number;
   final: boolean;
+  starting?: true;
 }
 
 /** Worker -> primary: every call one store made in one event-loop turn, and what it announced. */

@@ -98,6 +98,8 @@ export class PresencePrimary {
   readonly #ownerOf = new Map<string, Session>();
   /** Workers gone for good: a late message from one of them is dropped. */
   readonly #gonePeers = new Set<string>();
+  /** How many messages each worker sent (ours and the others on its channel): where in its stream an acknowledgement came. */
+  readonly #sent = new Map<string, number>();
   #tick = 0;
   #closed = false;
 
@@ -119,6 +121,7 @@ export class PresencePrimary {
     );
     channel.onMessage((peer, envelope) => this.#receive(peer, envelope));
     channel.onPeerGone((peer) => this.#peerGone(peer));
+    channel.onOtherMessage?.((peer) => void this.#count(peer));
   }
 
   /** Stores currently open across the workers. */
@@ -153,8 +156,16 @@ export class PresencePrimary {
     this.#channel.close();
   }
 
+  /** Counts a message of a worker; returns its number. */
+  #count(peer: string): number {
+    const at = (this.#sent.get(peer) ?? 0) + 1;
+    this.#sent.set(peer, at);
+    return at;
+  }
+
   #receive(peer: string, envelope: WorkerEnvelope): void {
     if (this.#gonePeers.has(peer) || this.#closed) return;
+    const at = this.#count(peer);
     this.stats.messagesReceived++;
     const storeId = envelope.store;
     let session = this.#sessions.get(storeId);
@@ -169,7 +180,7 @@ export class PresencePrimary {
       session.heard = ++this.#tick;
     }
     for (const ack of envelope.acks ?? []) {
-      const replyId = this.#announcements.acknowledge(storeId, ack);
+      const replyId = this.#announcements.acknowledge(storeId, ack, at);
       if (replyId !== undefined) session?.answers.delete(replyId); // its store has the answer: no retry will ask again
     }
     const replies: Array<Reply | Announce> = [];
@@ -289,10 +300,13 @@ export class PresencePrimary {
   #peerGone(peer: string): void {
     if (this.#gonePeers.has(peer) || this.#closed) return;
     this.#gonePeers.add(peer);
+    const last = this.#sent.get(peer) ?? 0;
+    this.#sent.delete(peer);
+    const wroteAfter = (at: number) => last > at;
     for (const [store, of] of this.#peerOf) if (of === peer) this.#peerOf.delete(store);
     for (const session of [...this.#sessions.values()]) {
       if (session.peer !== peer) continue;
-      this.#announcements.storeGone(session.id);
+      this.#announcements.storeGone(session.id, wroteAfter);
       session.answers.clear();
       const wasOpen = session.state === "open";
       session.state = "gone";
