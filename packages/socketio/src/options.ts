@@ -10,6 +10,7 @@ import {
 import type { SyncScope } from "@presence/core/protocol";
 import type { Socket } from "socket.io";
 import { identityOf } from "./identity";
+import type { RoomsOption } from "./room-names";
 import { DEFAULT_SYNC_OPTIONS, type AuthorizeHook, type ClientUpdateHook, type ResolvedSyncOptions, type SyncOptions } from "./sync";
 
 export { DEFAULT_SYNC_OPTIONS };
@@ -51,11 +52,14 @@ export interface PresenceOptions {
   events?: Partial<PresenceEventNames> | false;
   /**
    * Which Socket.IO rooms get presence (who is in them, joins and leaves): a
-   * prefix, a predicate, or `false` for none. A socket's own private room is
-   * never tracked.
+   * prefix (`"chat:"`: rooms known by their full name), a predicate,
+   * `{ prefix }` (rooms `prefix...`, known to presence, its queries, events
+   * and clients by the rest of the name, so that no name a client picks is a
+   * raw Socket.IO room), or `false` for none. A socket's own private room and
+   * the binding's internal rooms are never tracked.
    * @default false
    */
-  rooms?: string | ((room: string) => boolean) | false;
+  rooms?: RoomsOption;
   /**
    * How long, in ms, a user whose last connection dropped stays online. A
    * reconnect inside the window (a page reload, a recovered connection, a
@@ -130,10 +134,13 @@ export interface PresenceOptions {
  * count and any user list, and a room only while it is a member; an
  * anonymous socket (with `allowAnonymous`) may follow nothing.
  */
-export const defaultAuthorize: AuthorizeHook = (socket: Socket, scope: SyncScope) => {
+export const defaultAuthorize: AuthorizeHook = (socket: Socket, scope: SyncScope) => authorizeByMembership(socket, scope, (room) => room);
+
+/** `defaultAuthorize`, with a room's members found in the Socket.IO room `socketRoom(room)` (for `rooms: { prefix }`). */
+export function authorizeByMembership(socket: Socket, scope: SyncScope, socketRoom: (room: string) => string): boolean {
   if (identityOf(socket) === undefined) return false;
-  return scope.type !== "room" || socket.rooms.has(scope.room);
-};
+  return scope.type !== "room" || socket.rooms.has(socketRoom(scope.room));
+}
 
 const OPTION_NAMES = [
   "store",
@@ -157,14 +164,15 @@ export interface ResolvedPresenceOptions {
   store: PresenceStore;
   identify: IdentifyHook;
   events: PresenceEventNames | false;
-  rooms: string | ((room: string) => boolean) | false;
+  rooms: RoomsOption;
   leaveDelayMs: number;
   allowAnonymous: boolean;
   unauthorizedMessage: string;
   retries: number;
   retryDelayMs: number;
   maxRoomsPerConnection: number;
-  authorize: AuthorizeHook;
+  /** The app's hook; `undefined` for the default (which knows the room names). */
+  authorize: AuthorizeHook | undefined;
   clientUpdates: ClientUpdateHook | false;
   sync: ResolvedSyncOptions | false;
 }
@@ -187,7 +195,11 @@ export function resolvePresenceOptions(options: PresenceOptions): ResolvedPresen
     for (const [name, value] of Object.entries(events)) if (typeof value !== "string" || value.length === 0) throw new InvalidOptionError(owner, `events.${name}`, "must be an event name");
   }
   const rooms = options.rooms ?? false;
-  if (rooms !== false && typeof rooms !== "string" && typeof rooms !== "function") throw new InvalidOptionError(owner, "rooms", "must be a prefix, a predicate or false");
+  const prefixed = typeof rooms === "object" && rooms !== null;
+  if (prefixed) assertKnownOptions(`${owner}: rooms`, rooms, ["prefix"]);
+  if (prefixed ? typeof rooms.prefix !== "string" || rooms.prefix.length === 0 : rooms !== false && typeof rooms !== "string" && typeof rooms !== "function") {
+    throw new InvalidOptionError(owner, "rooms", "must be a prefix, a predicate, { prefix } or false");
+  }
   const sync = options.sync;
   if (sync !== undefined && sync !== false) assertKnownOptions(`${owner}: sync`, sync, SYNC_OPTION_NAMES);
   const resolvedSync =
@@ -207,7 +219,7 @@ export function resolvePresenceOptions(options: PresenceOptions): ResolvedPresen
     retries: integerOption(owner, "retries", options.retries, 3, 1),
     retryDelayMs: integerOption(owner, "retryDelayMs", options.retryDelayMs, 100),
     maxRoomsPerConnection: integerOption(owner, "maxRoomsPerConnection", options.maxRoomsPerConnection, 64, 1),
-    authorize: fn("authorize", options.authorize, defaultAuthorize) || defaultAuthorize,
+    authorize: fn("authorize", options.authorize, undefined) || undefined,
     clientUpdates: fn("clientUpdates", options.clientUpdates, false as const),
     sync: resolvedSync,
   };

@@ -19,6 +19,7 @@ import type { Namespace, Server, Socket } from "socket.io";
 import { IDENTITY_KEY, identityOf, type Identified } from "./identity";
 import {
   DEFAULT_SYNC_OPTIONS,
+  authorizeByMembership,
   resolvePresenceOptions,
   type Identity,
   type IdentifyHook,
@@ -28,7 +29,8 @@ import {
 } from "./options";
 import type { AuthorizeHook, ClientUpdateHook } from "./sync";
 import { TransitionRelay } from "./relay";
-import { PresenceSync, SyncScopeError, isSyncRoom } from "./sync";
+import { RoomNames } from "./room-names";
+import { PresenceSync, SyncScopeError } from "./sync";
 import { EVENTS_ROOM, UserEvents } from "./user-events";
 
 const debug = createDebug("presence:socketio");
@@ -52,7 +54,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
   readonly #limits: PresenceLimits;
   readonly #allowAnonymous: boolean;
   readonly #roomsEnabled: boolean;
-  readonly #tracks: (room: string) => boolean;
+  readonly #rooms: RoomNames;
   readonly #unauthorizedMessage: string;
   readonly #retries: number;
   readonly #retryDelayMs: number;
@@ -81,16 +83,15 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.namespace = namespace;
     this.store = resolved.store;
     this.#identify = resolved.identify;
-    this.#authorize = resolved.authorize;
+    this.#authorize = resolved.authorize ?? ((socket, scope) => authorizeByMembership(socket, scope, (room) => this.#rooms.socketRoom(room)));
     this.#clientUpdates = resolved.clientUpdates;
-    this.#userEvents = resolved.events === false ? undefined : new UserEvents(namespace, resolved.events);
+    this.#userEvents = resolved.events === false ? undefined : new UserEvents(namespace, resolved.events, (room) => this.#rooms.socketRoom(room));
     this.#leaveDelayMs = resolved.leaveDelayMs;
     // the store owns the limits: the binding never accepts what its store would refuse
     this.#limits = resolveLimits(this.store.limits);
     this.#allowAnonymous = resolved.allowAnonymous;
-    const rooms = resolved.rooms;
-    this.#roomsEnabled = rooms !== false;
-    this.#tracks = typeof rooms === "function" ? rooms : typeof rooms === "string" ? (room) => room.startsWith(rooms) : () => false;
+    this.#rooms = new RoomNames(resolved.rooms);
+    this.#roomsEnabled = this.#rooms.enabled;
     this.#unauthorizedMessage = resolved.unauthorizedMessage;
     this.#retries = resolved.retries;
     this.#retryDelayMs = resolved.retryDelayMs;
@@ -112,7 +113,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
               namespace,
               store: this.store,
               limits: this.#limits,
-              tracks: (room) => this.#tracks(room),
+              tracks: (room) => this.#rooms.tracks(room),
               authorize: (socket, scope) => this.#authorize(socket, scope),
               update: (socket, info) => this.#clientUpdate(socket, info),
               version: () => this.#relay.seen,
@@ -305,8 +306,9 @@ export class Presence extends EventEmitter<PresenceEvents> {
   }
 
   /** Follows the adapter's join-room / leave-room events for tracked rooms. */
-  #onRoom(change: "join" | "leave", room: string, connectionId: string): void {
-    if (room === connectionId || this.#closing || isSyncRoom(room) || !this.#tracks(room)) return;
+  #onRoom(change: "join" | "leave", socketRoom: string, connectionId: string): void {
+    const room = socketRoom === connectionId || this.#closing ? undefined : this.#rooms.presenceRoom(socketRoom);
+    if (room === undefined) return;
     const socket = this.namespace.sockets.get(connectionId);
     const userId = socket && identityOf(socket)?.userId;
     if (!socket || userId === undefined) return;

@@ -29,12 +29,15 @@ const REMEMBERED = 100_000;
 export class UserEvents {
   readonly #namespace: Namespace;
   readonly #names: TransitionEventNames;
+  /** The Socket.IO room of a presence room's members. */
+  readonly #socketRoom: (room: string) => string;
   /** The last change sent per user (`u:<id>`) and per room member (`r:<room> <id>`): its version and whether it said "in", oldest first. */
   readonly #last = new Map<string, { version: number | null; present: boolean }>();
 
-  constructor(namespace: Namespace, names: TransitionEventNames) {
+  constructor(namespace: Namespace, names: TransitionEventNames, socketRoom: (room: string) => string = (room) => room) {
     this.#namespace = namespace;
     this.#names = names;
+    this.#socketRoom = socketRoom;
   }
 
   send(transition: Transition): void {
@@ -55,9 +58,9 @@ export class UserEvents {
         return void local.to(EVENTS_ROOM).emit(names.updated, transition.userId, transition.info, ...tail);
       case "joined":
         // to the room's members only
-        return void local.to(transition.room).emit(names.joined, transition.room, transition.userId, transition.info ?? null, ...tail);
+        return void local.to(this.#socketRoom(transition.room)).emit(names.joined, transition.room, transition.userId, transition.info ?? null, ...tail);
       case "left":
-        return void local.to(transition.room).emit(names.left, transition.room, transition.userId, ...tail);
+        return void local.to(this.#socketRoom(transition.room)).emit(names.left, transition.room, transition.userId, ...tail);
     }
   }
 

@@ -54,6 +54,35 @@ describe("guarded presence: who sees what", () => {
     expect(await subscribe(outsider, { type: "room", room: "room:a" })).toMatchObject({ ok: false, error: { code: "FORBIDDEN", reason: "forbidden" } });
   });
 
+  it("with rooms: { prefix }, speaks the room's own name and never sends to a raw Socket.IO room", async () => {
+    s = await startServer({ store: new MemoryStore(), rooms: { prefix: "channel:" } });
+    s.io.on("connection", (socket) =>
+      socket.on("enter", (name: string, ack: () => void) => {
+        void socket.join(`channel:${name}`);
+        ack();
+      }),
+    );
+    const alice = await client(s.port, { userId: "alice" });
+    const bob = await client(s.port, { userId: "bob" });
+    // mallory sits in a raw room named like the channel: it must hear nothing of it
+    const mallory = await client(s.port, { userId: "mallory" });
+    s.io.of("/").sockets.get(mallory.id!)!.join("general");
+    const heard = (socket: ClientSocket) => {
+      const events: string[] = [];
+      socket.on("user has joined", (room: string, userId: string) => events.push(`+${room}:${userId}`));
+      return events;
+    };
+    const [aliceHeard, malloryHeard] = [heard(alice), heard(mallory)];
+    await alice.timeout(5000).emitWithAck("enter", "general");
+    await bob.timeout(5000).emitWithAck("enter", "general");
+    await eventually(() => expect(aliceHeard).toEqual(["+general:alice", "+general:bob"]));
+    expect(await s.presence.roomUsersCount("general")).toBe(2);
+    expect(await subscribe(alice, { type: "room", room: "general" })).toEqual({ ok: true });
+    expect(await subscribe(mallory, { type: "room", room: "general" })).toMatchObject({ ok: false, error: { reason: "forbidden" } });
+    await sleep(100);
+    expect(malloryHeard).toEqual([]);
+  });
+
   it("gives an anonymous socket nothing unless the app allows it, events included", async () => {
     s = await startServer({ store: new MemoryStore(), allowAnonymous: true, rooms: "room:" });
     const viewer = await client(s.port, {});

@@ -92,7 +92,6 @@ describe("createPresence options", () => {
     expect(attempt({ sync: { maxSubscriptions: 0 } })).toThrow(/sync.maxSubscriptions/);
     expect(attempt({ events: { conected: "x" } })).toThrow(/did you mean `connected`/);
     expect(attempt({ authorize: "yes" })).toThrow(/`authorize` must be a function/);
-    void io.close();
   });
 
   it("takes its limits from the store, so it never accepts a user the store would refuse", async () => {
