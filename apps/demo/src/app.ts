@@ -4,13 +4,12 @@ import type { PresenceStore } from "@presence/core";
 import { createPresence, type Presence } from "@presence/socketio";
 import type { FastifyInstance } from "fastify";
 import { Server, type ServerOptions } from "socket.io";
-import { tracksChannel } from "./channels";
+import { CHANNEL_PREFIX } from "./channels";
 import type { DemoConfig } from "./config";
 import { connectionLimits, limitHandedConnections, limitServer } from "./connection-limits";
 import { MAX_BODY_BYTES, createHttp } from "./http";
 import type { DemoLimits } from "./limits";
 import { DemoMetrics } from "./metrics";
-import { sendPresenceEvents } from "./presence-events";
 import { handleSockets, limitAttempts } from "./sockets";
 import type { TabSlots } from "./tabs";
 import { TokenSigner } from "./token";
@@ -72,9 +71,8 @@ export async function createDemoApp({
     presence = createPresence(io, {
       store: metrics.timed(createStore(io)),
       leaveDelayMs: config.leaveDelayMs,
-      rooms: tracksChannel,
-      // the demo sends the per-user events itself, a channel's to its members (see channels.ts)
-      events: false,
+      // a channel "general" is the Socket.IO room "channel:general": clients never name a raw room
+      rooms: { prefix: CHANNEL_PREFIX },
       // every socket is signed in (identify refuses the rest) and the demo's channels are public:
       // a socket may follow every user, and any channel, a member or not
       authorize: () => true,
@@ -84,7 +82,6 @@ export async function createDemoApp({
       },
     });
     metrics.observe(presence);
-    sendPresenceEvents(io, presence.store, config.mode !== "standalone");
     const tracked = presence;
     // diffs sent while the adapter was down never arrived: this node's clients read their state again,
     // now and once the store has republished what it holds (within two heartbeats)

@@ -1,7 +1,7 @@
 import type { Presence } from "@presence/socketio";
 import createDebug from "debug";
 import type { Server, Socket } from "socket.io";
-import { CHANNEL_NAME, CHANNEL_NAME_RULE, MAX_CHANNELS_PER_CONNECTION, joinChannel, leaveChannel, rejoinChannels } from "./channels";
+import { CHANNEL_NAME, CHANNEL_NAME_RULE, MAX_CHANNELS_PER_CONNECTION, joinChannel, leaveChannel } from "./channels";
 import { clientAddress } from "./client-address";
 import type { DemoConfig } from "./config";
 import { parseInfo } from "./http";
@@ -124,7 +124,7 @@ export function handleSockets({ io, config, presence, tabs, metrics }: SocketOpt
       );
       socket.once("disconnect", () => void taken.then(() => tabs.close(userId, socket.id)));
     }
-    if (socket.recovered) rejoinChannels(socket);
+    // a socket that connection state recovery brought back is in its channels' rooms again: the binding counts them
 
     const withinBudget = requestBudget();
     const tooMany = { ok: false, error: "too many requests: slow down" };
