@@ -10,6 +10,5 @@ describe("createClusterQueryStore options", () => {
     expect(make({ timeoutMs: 0 })).toThrow(expect.objectContaining({ code: "INVALID_OPTION" }));
     expect(make({ allowPartial: "yes" })).toThrow(/allowPartial/);
     expect(make({ maxUserIdByte: 5 })).toThrow(/did you mean `maxUserIdBytes`/);
-    void io.close();
   });
 });
