@@ -198,8 +198,8 @@ export class Presence extends EventEmitter<PresenceEvents> {
   }
 
   /**
-   * Stops counting, applies the leaves still waiting out their grace, removes
-   * this server's connections from the store (closing it) and emits the
+   * Stops counting and closes the store, which removes this server's
+   * connections (those still in their leave grace too) and announces the
    * leaves this causes. Sockets stay open; close the server for that.
    */
   close(): Promise<void> {
@@ -208,10 +208,11 @@ export class Presence extends EventEmitter<PresenceEvents> {
   }
 
   async #close(): Promise<void> {
-    for (const { timer, leave } of this.#pendingLeaves.values()) {
-      clearTimeout(timer);
-      leave();
-    }
+    // connections still in their leave grace are left to the store's close, which removes all of this
+    // server's connections (keeping them through a grace of its own where it has one: @presence/cluster),
+    // so that a user who closed a tab just before a deploy and is back elsewhere is not announced leaving
+    for (const { timer } of this.#pendingLeaves.values()) clearTimeout(timer);
+    this.#pendingLeaves.clear();
     await Promise.allSettled(this.#queues.values());
     try {
       await this.store.close();
