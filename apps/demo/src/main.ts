@@ -65,7 +65,8 @@ async function runPrimary(config: DemoConfig): Promise<void> {
     if (config.maxConnectionsPerUser > 0) setupTabSlotsPrimary(config.maxConnectionsPerUser);
   }
   // before forking: the workers' stores find the primary's presence through the env it sets
-  if (config.mode === "cluster") setupPresencePrimary();
+  // a dead or stopping worker's users are kept for the same grace as a closed tab: a rolling deploy is silent
+  if (config.mode === "cluster") setupPresencePrimary({ leaveGraceMs: config.leaveDelayMs });
   await metricsPort(config, setupMetricsPrimary());
   cluster.setupPrimary({ serialization: "advanced" });
 

@@ -1,15 +1,6 @@
 import { InvalidOptionError, type PresenceLimits } from "@presence/core";
 
-/** Throws `InvalidOptionError` for an options argument that is not an object, or for a key that is no option. */
-export function assertKnownOptions(owner: string, options: unknown, known: readonly string[]): void {
-  if (options === undefined) return;
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new InvalidOptionError(owner, "options", `must be an object, got ${options === null ? "null" : Array.isArray(options) ? "an array" : typeof options}`);
-  }
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw new InvalidOptionError(owner, key, `is not an option (known: ${known.join(", ")})`);
-  }
-}
+export { assertKnownOptions } from "@presence/core";
 
 /** The longest a Node timer waits: a longer one fires at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
