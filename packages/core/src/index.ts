@@ -1,4 +1,3 @@
-export { ConnectionCounter } from "./counter"; // internal once @presence/redis builds on LocalPresence
 export { LIMIT_NAMES, LocalPresence, resolveLimits, type DisconnectResult, type LocalPresenceOptions, type PresenceLimits } from "./local-presence";
 export { LocalStore, StoreBase } from "./store-base";
 export { VersionCounter, versionSeed } from "./version";
