@@ -31,12 +31,24 @@ export interface Bus {
   drop: (message: { type: number; data?: unknown }) => boolean;
   /** Cuts a node off from the others for good, as a kill -9 does (its sockets stay, unseen). */
   kill: (nsp: Namespace) => void;
+  /** Holds a node's inbound messages for `ms`, then delivers them in order, as a stalled event loop does. */
+  stall: (nsp: Namespace, ms: number) => void;
 }
 
 export function createBus(): Bus {
   const members = new Set<ClusterAdapterBase>();
   const dead = new Set<Namespace>();
-  const bus: Bus = { adapter: (nsp) => new BusAdapter(nsp), drop: () => false, kill: (nsp) => void dead.add(nsp) };
+  const held = new Map<Namespace, Promise<void>>();
+  const bus: Bus = {
+    adapter: (nsp) => new BusAdapter(nsp),
+    drop: () => false,
+    kill: (nsp) => void dead.add(nsp),
+    stall: (nsp, ms) => {
+      const until = sleep(ms);
+      held.set(nsp, until);
+      void until.then(() => held.get(nsp) === until && held.delete(nsp));
+    },
+  };
   class BusAdapter extends ClusterAdapterWithHeartbeat {
     constructor(nsp: Namespace) {
       super(nsp, { heartbeatInterval: 200, heartbeatTimeout: 2000 });
@@ -47,7 +59,8 @@ export function createBus(): Bus {
     doPublish(message: unknown): Promise<string> {
       if (dead.has(this.nsp) || bus.drop(message as { type: number; data?: unknown })) return Promise.resolve("");
       for (const member of members) {
-        if (member !== this && member.nsp.name === this.nsp.name) setImmediate(() => member.onMessage(message));
+        if (member === this || member.nsp.name !== this.nsp.name) continue;
+        void (held.get(member.nsp) ?? Promise.resolve()).then(() => setImmediate(() => member.onMessage(message)));
       }
       return Promise.resolve("");
     }
@@ -144,6 +157,8 @@ export function connectClient(
     });
   });
 }
+
+import { sleep } from "@presence/core/testing";
 
 export { sleep, waitFor } from "@presence/core/testing";
 

@@ -1,11 +1,9 @@
-import { createRequire } from "node:module";
 import { LocalPresence, LocalStore, type Transition, type UserInfo } from "@presence/core";
 import fc from "fast-check";
-import type { Namespace } from "socket.io";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPresenceClient, type PresenceClient } from "../src";
-import { connectClient, sleep, sorted, startNode, waitFor, type TestNode } from "./harness";
+import { connectClient, createBus, sleep, sorted, startNode, waitFor, type TestNode } from "./harness";
 
 /**
  * The sync layer's randomized history test, in the shape of the Redis one:
@@ -77,63 +75,7 @@ class DelayedStore extends LocalStore {
   protected override async shutdown(): Promise<void> {}
 }
 
-/** socket.io-adapter's ClusterAdapterWithHeartbeat over an in-memory bus that can drop relayed transitions and stall a node's inbound. */
-interface ClusterAdapterBase {
-  readonly uid: string;
-  readonly nsp: Namespace;
-  init(): void;
-  onMessage(message: unknown): void;
-  onResponse(response: unknown): void;
-  close(): void;
-}
-type ClusterAdapterClass = new (nsp: Namespace, options: { heartbeatInterval: number; heartbeatTimeout: number }) => ClusterAdapterBase;
-const fromSocketIo = createRequire(createRequire(import.meta.url).resolve("socket.io"));
-const { ClusterAdapterWithHeartbeat } = fromSocketIo("socket.io-adapter") as { ClusterAdapterWithHeartbeat: ClusterAdapterClass };
-const SERVER_SIDE_EMIT = 9;
-
-class FaultyBus {
-  readonly members = new Set<ClusterAdapterBase>();
-  /** Whether to drop a relayed transition (a server-side emit). */
-  drop: () => boolean = () => false;
-  /** Per node (its namespace): until when its inbound messages are held, in order. */
-  readonly stalled = new Map<Namespace, Promise<void>>();
-  dropped = 0;
-
-  adapter(): (nsp: Namespace) => ClusterAdapterBase {
-    const bus = this;
-    class Adapter extends ClusterAdapterWithHeartbeat {
-      constructor(nsp: Namespace) {
-        super(nsp, { heartbeatInterval: 200, heartbeatTimeout: 2000 });
-        bus.members.add(this);
-        this.init();
-      }
-      doPublish(message: unknown): Promise<string> {
-        const { type } = message as { type: number };
-        if (type === SERVER_SIDE_EMIT && bus.drop()) {
-          bus.dropped++;
-          return Promise.resolve("");
-        }
-        for (const member of bus.members) {
-          if (member === this) continue;
-          const held = bus.stalled.get(member.nsp) ?? Promise.resolve();
-          void held.then(() => setImmediate(() => member.onMessage(message)));
-        }
-        return Promise.resolve("");
-      }
-      doPublishResponse(requesterUid: string, response: unknown): Promise<void> {
-        for (const member of bus.members) if (member.uid === requesterUid) setImmediate(() => member.onResponse(response));
-        return Promise.resolve();
-      }
-      override close(): void {
-        bus.members.delete(this);
-        super.close();
-      }
-    }
-    return function (nsp: Namespace) {
-      return new Adapter(nsp);
-    } as never;
-  }
-}
+const SERVER_SIDE_EMIT = 9; // socket.io-adapter's MessageType.SERVER_SIDE_EMIT: the relayed transitions
 
 type Op =
   | { op: "open"; user: number; node: number }
@@ -174,11 +116,12 @@ describe("sync history: views and event streams end at the truth", { timeout: 12
       const next = () => ((random = (random * 48271) % 2147483647) / 2147483647);
       const backend = new Backend();
       backend.delay = () => (next() < 0.3 ? Math.floor(next() * 60) : 0);
-      const bus = new FaultyBus();
-      bus.drop = () => next() < 0.05;
+      const bus = createBus();
+      let dropped = 0;
+      bus.drop = (message) => message.type === SERVER_SIDE_EMIT && next() < 0.05 && ++dropped > 0;
       const nodes: TestNode[] = [];
       for (let i = 0; i < 3; i++) {
-        nodes.push(await startNode({ store: new DelayedStore(backend), sync: { tickMs: 50, nodeHeartbeatMs: 300 } }, { adapter: bus.adapter() as never }));
+        nodes.push(await startNode({ store: new DelayedStore(backend), sync: { tickMs: 50, nodeHeartbeatMs: 300 } }, { adapter: bus.adapter as never }));
       }
       cleanup.push(async () => {
         for (const node of nodes) await node.close();
@@ -259,10 +202,7 @@ describe("sync history: views and event streams end at the truth", { timeout: 12
             log.push(`leave ${tab.user}`);
             break;
           case "stall": {
-            const node = nodes[op.node]!;
-            const nsp = node.io.of("/");
-            bus.stalled.set(nsp, sleep(op.ms).then(() => {}));
-            setTimeout(() => bus.stalled.delete(nsp), op.ms);
+            bus.stall(nodes[op.node]!.io.of("/"), op.ms);
             log.push(`stall node ${op.node} ${op.ms}ms`);
             break;
           }
@@ -273,7 +213,7 @@ describe("sync history: views and event streams end at the truth", { timeout: 12
         }
         if (next() < 0.3) await sleep(Math.floor(next() * 40));
       }
-      console.log(`seed ${seed}: ${log.length} steps, ${bus.dropped} relayed transitions dropped: ${log.join(", ")}`);
+      console.log(`seed ${seed}: ${log.length} steps, ${dropped} relayed messages dropped: ${log.join(", ")}`);
 
       // quiescence: the truth is the test's own record of open tabs
       const viewerIds = viewers.map((_, i) => `viewer-${i}`);

@@ -1,3 +1,4 @@
+import { sleep, waitFor } from "@presence/core/testing";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
@@ -31,19 +32,7 @@ export interface PrimaryState {
 }
 
 /** Polls `check` until it stops throwing; fails after `timeoutMs` saying what it waited for, with the last error. */
-export async function until<T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) {
-        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${(error as Error).message}`, { cause: error });
-      }
-      await sleep(intervalMs);
-    }
-  }
-}
+export const until = <T>(what: string, check: () => T | Promise<T>, timeoutMs = 10_000, intervalMs = 25): Promise<T> => waitFor(what, check, timeoutMs, intervalMs);
 
 /** A forked Node cluster (test/fixtures/cluster.mjs) and the events its primary prints. */
 export class ClusterFixture {
@@ -174,4 +163,4 @@ export async function settle(port: number, observers: ClientSocket[], what: stri
   await Promise.all(observers.map((observer) => observer.timeout(10_000).emitWithAck("sync")));
 }
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export { sleep };

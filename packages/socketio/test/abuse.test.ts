@@ -1,9 +1,9 @@
 import { PROTOCOL_VERSION } from "@presence/core/protocol";
 import { MemoryStore } from "@presence/memory";
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Socket as ClientSocket } from "socket.io-client";
-import { connectClient, eventually, startServer, type TestServer } from "./helpers";
+import { eventually, useTestServers, type TestServer } from "./helpers";
 
 /**
  * Floods from one socket against a real server, bounded in count and time:
@@ -26,22 +26,12 @@ async function measured(flood: () => Promise<void>): Promise<{ heapBytes: number
 }
 
 describe("abuse: one socket against the server", { timeout: 60_000 }, () => {
+  const { server, client } = useTestServers();
   let s: TestServer | undefined;
-  const sockets: ClientSocket[] = [];
-  afterEach(async () => {
-    for (const socket of sockets.splice(0)) socket.close();
-    await s?.close();
-    s = undefined;
-  });
-  const client = async (port: number, auth: Record<string, unknown>) => {
-    const socket = await connectClient(port, auth);
-    sockets.push(socket);
-    return socket;
-  };
 
   it("20,000 room joins: presence follows at most maxRoomsPerConnection of them", async () => {
     const store = new MemoryStore();
-    s = await startServer({ store, rooms: "room:" });
+    s = await server({ store, rooms: "room:" });
     const errors: string[] = [];
     s.presence.on("error", (error) => errors.push((error as { code?: string }).code ?? "?"));
     s.io.on("connection", (socket) =>
@@ -63,7 +53,7 @@ describe("abuse: one socket against the server", { timeout: 60_000 }, () => {
   });
 
   it("10,000 subscribes: refused past the rate, the server holds no more for them", async () => {
-    s = await startServer({ store: new MemoryStore(), rooms: () => true });
+    s = await server({ store: new MemoryStore(), rooms: () => true });
     for (let i = 0; i < 200; i++) await s.presence.store.connect(`c${i}`, `user-${i}`);
     const socket = await client(s.port, { userId: "mallory" });
     let refused = 0;
@@ -81,7 +71,7 @@ describe("abuse: one socket against the server", { timeout: 60_000 }, () => {
   });
 
   it("10,000 subscribes from a socket that never reads: it is dropped, the server holds little", async () => {
-    s = await startServer({ store: new MemoryStore(), sync: { maxBufferedPackets: 1000 } });
+    s = await server({ store: new MemoryStore(), sync: { maxBufferedPackets: 1000 } });
     for (let i = 0; i < 500; i++) await s.presence.store.connect(`c${i}`, `user-${i}`);
     const base = `http://127.0.0.1:${s.port}/socket.io/?EIO=4&transport=polling`;
     const deadline = () => AbortSignal.timeout(10_000);
@@ -103,7 +93,7 @@ describe("abuse: one socket against the server", { timeout: 60_000 }, () => {
   });
 
   it("3,000 info updates from one socket: rate limited (or the socket dropped), so observers get a bounded number of frames", async () => {
-    s = await startServer({ store: new MemoryStore(), clientUpdates: () => true, sync: { tickMs: 50 } });
+    s = await server({ store: new MemoryStore(), clientUpdates: () => true, sync: { tickMs: 50 } });
     const observer = await client(s.port, { userId: "observer" });
     let updates = 0;
     observer.on("user has updated", () => updates++);

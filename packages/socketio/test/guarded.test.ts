@@ -1,9 +1,9 @@
 import { LocalPresence, LocalStore, type Transition } from "@presence/core";
 import { PROTOCOL_VERSION, type SubscribeReply, type SyncScope } from "@presence/core/protocol";
 import { MemoryStore } from "@presence/memory";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import type { Socket as ClientSocket } from "socket.io-client";
-import { connectClient, eventually, sleep, startServer, type TestServer } from "./helpers";
+import { eventually, sleep, useTestServers, type TestServer } from "./helpers";
 
 /** Emits a sync request and awaits its ack, with a deadline of its own. */
 async function ask(socket: ClientSocket, event: string, body: Record<string, unknown>): Promise<SubscribeReply> {
@@ -26,21 +26,11 @@ class ScriptedStore extends LocalStore {
 }
 
 describe("guarded presence: who sees what", () => {
+  const { server, client } = useTestServers();
   let s: TestServer | undefined;
-  const sockets: ClientSocket[] = [];
-  const client = async (...args: Parameters<typeof connectClient>) => {
-    const socket = await connectClient(...args);
-    sockets.push(socket);
-    return socket;
-  };
-  afterEach(async () => {
-    for (const socket of sockets.splice(0)) socket.close();
-    await s?.close();
-    s = undefined;
-  });
 
   it("lets a room be followed by its members only, by default", async () => {
-    s = await startServer({ store: new MemoryStore(), rooms: "room:" });
+    s = await server({ store: new MemoryStore(), rooms: "room:" });
     s.io.on("connection", (socket) =>
       socket.on("join", (room: string, ack: () => void) => {
         void socket.join(room);
@@ -55,7 +45,7 @@ describe("guarded presence: who sees what", () => {
   });
 
   it("with rooms: { prefix }, speaks the room's own name and never sends to a raw Socket.IO room", async () => {
-    s = await startServer({ store: new MemoryStore(), rooms: { prefix: "channel:" } });
+    s = await server({ store: new MemoryStore(), rooms: { prefix: "channel:" } });
     s.io.on("connection", (socket) =>
       socket.on("enter", (name: string, ack: () => void) => {
         void socket.join(`channel:${name}`);
@@ -84,7 +74,7 @@ describe("guarded presence: who sees what", () => {
   });
 
   it("gives an anonymous socket nothing unless the app allows it, events included", async () => {
-    s = await startServer({ store: new MemoryStore(), allowAnonymous: true, rooms: "room:" });
+    s = await server({ store: new MemoryStore(), allowAnonymous: true, rooms: "room:" });
     const viewer = await client(s.port, {});
     const received: unknown[] = [];
     viewer.onAny((...args) => received.push(args));
@@ -102,7 +92,7 @@ describe("guarded presence: who sees what", () => {
 
   it("asks the app's authorize hook for every scope and for the per-user events", async () => {
     const asked: string[] = [];
-    s = await startServer({
+    s = await server({
       store: new MemoryStore(),
       authorize: async (socket, scope) => {
         asked.push(`${socket.handshake.auth.userId}:${scope.type}`);
@@ -125,7 +115,7 @@ describe("guarded presence: who sees what", () => {
   });
 
   it("names no other socket in any frame", async () => {
-    s = await startServer({ store: new MemoryStore() });
+    s = await server({ store: new MemoryStore() });
     const frames: string[] = [];
     const subscribers = await Promise.all(Array.from({ length: 5 }, (_, i) => client(s!.port, { userId: `u${i}` })));
     for (const socket of subscribers) socket.onAny((...args) => frames.push(JSON.stringify(args)));
@@ -140,7 +130,7 @@ describe("guarded presence: who sees what", () => {
 
   it("delivers an observer's per-user events in the decider's order: a stale one is dropped", async () => {
     const store = new ScriptedStore();
-    s = await startServer({ store });
+    s = await server({ store });
     const observer = await client(s.port, { userId: "observer" });
     const events: unknown[][] = [];
     observer.on("user has connected", (...args: unknown[]) => args[0] === "alice" && events.push(["+", ...args]));
@@ -162,40 +152,30 @@ describe("guarded presence: who sees what", () => {
 });
 
 describe("guarded presence: what one socket can make the server hold", () => {
+  const { server, client } = useTestServers();
   let s: TestServer | undefined;
-  const sockets: ClientSocket[] = [];
-  afterEach(async () => {
-    for (const socket of sockets.splice(0)) socket.close();
-    await s?.close();
-    s = undefined;
-  });
-  const client = async (port: number, auth: Record<string, unknown>) => {
-    const socket = await connectClient(port, auth);
-    sockets.push(socket);
-    return socket;
-  };
 
   it("refuses scopes beyond the store's limits as malformed, and accepts what the store accepts", async () => {
-    s = await startServer({ store: new MemoryStore({ maxUserIdBytes: 1024, maxRoomBytes: 16 }), rooms: () => true });
+    s = await server({ store: new MemoryStore({ maxUserIdBytes: 1024, maxRoomBytes: 16 }), rooms: () => true });
     const socket = await client(s.port, { userId: "alice" });
     expect(await subscribe(socket, { type: "users", userIds: ["x".repeat(300)] })).toEqual({ ok: true });
     expect(await subscribe(socket, { type: "users", userIds: ["x".repeat(1025)] })).toMatchObject({ ok: false, error: { reason: "malformed" } });
     expect(await subscribe(socket, { type: "room", room: "r".repeat(400_000) })).toMatchObject({ ok: false, error: { reason: "malformed" } });
     await s.close();
-    s = await startServer({ store: new MemoryStore({ maxUserIdBytes: 64 }) });
+    s = await server({ store: new MemoryStore({ maxUserIdBytes: 64 }) });
     const other = await client(s.port, { userId: "bob" });
     // refused for good (malformed), never "unavailable", which a client retries forever
     expect(await subscribe(other, { type: "users", userIds: ["y".repeat(100)] })).toMatchObject({ ok: false, error: { reason: "malformed" } });
   });
 
   it("refuses another protocol version with a typed error", async () => {
-    s = await startServer({ store: new MemoryStore() });
+    s = await server({ store: new MemoryStore() });
     const socket = await client(s.port, { userId: "alice" });
     expect(await subscribe(socket, { type: "all" }, { v: 1 })).toMatchObject({ ok: false, error: { reason: "protocol-version", message: expect.stringContaining(`protocol ${PROTOCOL_VERSION}`) } });
   });
 
   it("bounds each socket's subscriptions and request rate", async () => {
-    s = await startServer({ store: new MemoryStore(), rooms: () => true, sync: { maxSubscriptions: 3, requestBurst: 6, requestsPerSecond: 1 } });
+    s = await server({ store: new MemoryStore(), rooms: () => true, sync: { maxSubscriptions: 3, requestBurst: 6, requestsPerSecond: 1 } });
     s.io.on("connection", (socket) => void socket.join(["a", "b", "c", "d"]));
     const socket = await client(s.port, { userId: "alice" });
     const replies: SubscribeReply[] = [];
@@ -209,7 +189,7 @@ describe("guarded presence: what one socket can make the server hold", () => {
   });
 
   it("applies a socket's subscribes and unsubscribes in the order it sent them", async () => {
-    s = await startServer({ store: new MemoryStore() });
+    s = await server({ store: new MemoryStore() });
     const socket = await client(s.port, { userId: "alice" });
     const [subscribed, unsubscribed] = await Promise.all([
       subscribe(socket, { type: "all" }),
@@ -224,7 +204,7 @@ describe("guarded presence: what one socket can make the server hold", () => {
   });
 
   it("disconnects a subscriber that stops reading once its output backs up", async () => {
-    s = await startServer({ store: new MemoryStore(), sync: { maxBufferedPackets: 20, tickMs: 20 } });
+    s = await server({ store: new MemoryStore(), sync: { maxBufferedPackets: 20, tickMs: 20 } });
     const base = `http://127.0.0.1:${s.port}/socket.io/?EIO=4&transport=polling`;
     const deadline = () => AbortSignal.timeout(5000);
     // a long-polling client that subscribes, then never polls again: everything for it waits in its write buffer
