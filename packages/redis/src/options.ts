@@ -27,6 +27,16 @@ export interface RedisStoreOptions {
    */
   leaseTimeoutMs?: number;
   /**
+   * How long, in ms, the connections of a store that closes stay counted
+   * when another process is alive: the survivors then remove them (announcing
+   * once what that leaves offline), so a user who is back on another process
+   * within it, as in a rolling deploy, is never announced leaving. The
+   * default is the binding's leave grace; 0 removes them at once, as does
+   * the last process of a deployment.
+   * @default 2000
+   */
+  leaveGraceMs?: number;
+  /**
    * Connections (or room memberships) removed per cleanup script call:
    * bounds how long any one call holds Redis when a process with many
    * connections dies.
@@ -71,6 +81,7 @@ const DEFAULTS = {
   prefix: "presence",
   heartbeatMs: 5000,
   leaseTimeoutMs: 10_000,
+  leaveGraceMs: 2000,
   cleanupChunkSize: 500,
   maxBatchSize: 1000,
   commandTimeoutMs: 5000,
@@ -84,11 +95,11 @@ export const OPTION_NAMES = ["redis", ...Object.keys(DEFAULTS)] as const;
 
 type NumericOption = Exclude<keyof typeof DEFAULTS, "prefix">;
 
-function positiveInteger(options: Partial<RedisStoreOptions>, name: NumericOption): number {
+function positiveInteger(options: Partial<RedisStoreOptions>, name: NumericOption, min = 1): number {
   const value = options[name];
   if (value === undefined) return DEFAULTS[name];
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 1) {
-    throw new InvalidOptionError(OWNER, name, `must be a positive integer, got ${JSON.stringify(value) ?? String(value)}`);
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < min) {
+    throw new InvalidOptionError(OWNER, name, `must be ${min === 1 ? "a positive integer" : `an integer of at least ${min}`}, got ${JSON.stringify(value) ?? String(value)}`);
   }
   return value;
 }
@@ -110,6 +121,7 @@ export function resolveOptions(options: RedisStoreOptions): ResolvedOptions {
     prefix,
     heartbeatMs: positiveInteger(options, "heartbeatMs"),
     leaseTimeoutMs: positiveInteger(options, "leaseTimeoutMs"),
+    leaveGraceMs: positiveInteger(options, "leaveGraceMs", 0),
     cleanupChunkSize: positiveInteger(options, "cleanupChunkSize"),
     maxBatchSize: positiveInteger(options, "maxBatchSize"),
     commandTimeoutMs: positiveInteger(options, "commandTimeoutMs"),

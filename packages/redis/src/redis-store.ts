@@ -205,9 +205,11 @@ export class RedisStore extends StoreBase implements PresenceStore {
   }
 
   /**
-   * Says goodbye: sends what is queued, removes this process's connections
-   * at once (announcing the room leaves and offline users this causes) and
-   * closes the store's Redis connection. Your own client is left open.
+   * Says goodbye: sends what is queued, then, when another process is alive,
+   * leaves this process's connections to the survivors after `leaveGraceMs`
+   * (a rolling deploy is silent); otherwise (or with a grace of 0) removes
+   * them at once, announcing the room leaves and offline users this causes.
+   * Closes the store's Redis connection; your own client is left open.
    */
   protected async shutdown(): Promise<void> {
     this.#heartbeat.stop();
@@ -226,11 +228,13 @@ export class RedisStore extends StoreBase implements PresenceStore {
       this.#queue.hold();
       await this.#recovery.cleanRetired(false);
       const processId = this.#lifecycle.processId;
-      if (processId !== undefined) {
+      const graced = processId !== undefined && phase === "live" && this.#options.leaveGraceMs > 0 && (await this.#scripts.retireAfter(processId, this.#options.leaveGraceMs));
+      if (processId !== undefined && !graced) {
         // the goodbye: this store cleans itself, announcing from its own outbox
         await this.#cleaner.clean(processId, "retire", this.#cleaner.announcedThrough);
         await this.#scripts.forget([processId]);
       }
+      // graced: its lease ends after the grace and a survivor cleans it up, announcing once what is left
     } catch (error) {
       this.events.error(error);
     } finally {

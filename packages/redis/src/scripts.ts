@@ -16,6 +16,7 @@ import outbox from "./scripts/includes/outbox.lua";
 import pack from "./scripts/includes/pack.lua";
 import version from "./scripts/includes/version.lua";
 import knownSource from "./scripts/known.lua";
+import retireSource from "./scripts/retire.lua";
 
 const INCLUDES = {
   "includes/clock.lua": clock,
@@ -43,6 +44,7 @@ export const SCRIPTS = {
   cleanup: script("cleanup.lua", cleanupSource),
   cleanupRooms: script("cleanup-rooms.lua", cleanupRoomsSource),
   known: script("known.lua", knownSource),
+  retire: script("retire.lua", retireSource),
 };
 
 export type ClaimStatus = "claimed" | "alive" | "busy" | "gone";
@@ -147,6 +149,11 @@ export class PresenceScripts {
       processId,
     )) as [string[], string[]];
     return { dead, outbox: outbox.map(parseOutboxEntry) };
+  }
+
+  /** A goodbye with a grace (retire.lua): true when the survivors will clean this process up after `graceMs`. */
+  async retireAfter(processId: string, graceMs: number): Promise<boolean> {
+    return (await this.#bounded("retire", () => this.#eval(SCRIPTS.retire, [this.#keys.processes], [processId, String(graceMs)]))) === 1;
   }
 
   /** Whether Redis keeps a record of a process's writes (not, when it never registered here or lost its data). */
