@@ -1,4 +1,7 @@
+import cluster from "node:cluster";
 import { LIMIT_NAMES, LocalPresence, LocalStore, assertKnownOptions, type PresenceLimits } from "@presence/core";
+
+let warnedInWorker = false;
 
 /** Options of {@link MemoryStore}: the input limits, with the defaults documented on `PresenceLimits`. */
 export type MemoryStoreOptions = Partial<PresenceLimits>;
@@ -14,6 +17,14 @@ export class MemoryStore extends LocalStore {
     // a typo (`maxUserIdByte`) is an InvalidOptionError naming the closest option, never silently ignored
     assertKnownOptions("MemoryStore", options, LIMIT_NAMES);
     super(new LocalPresence(options));
+    if (cluster.isWorker && !warnedInWorker) {
+      // each worker would count only its own sockets: presence would differ from worker to worker
+      warnedInWorker = true;
+      process.emitWarning("MemoryStore in a Node cluster worker counts this worker's connections only: use @presence/cluster (or @presence/redis) for the whole cluster", {
+        type: "PresenceWarning",
+        code: "PRESENCE_MEMORY_IN_WORKER",
+      });
+    }
   }
 }
 
