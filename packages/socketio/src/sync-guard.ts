@@ -24,12 +24,14 @@ export interface SocketBounds {
    */
   requestsPerSecond: number;
   /**
-   * Packets waiting in a socket's output (Engine.IO's write buffer) past
+   * Bytes waiting in a socket's output (Engine.IO's write buffer) past
    * which the socket reads too slowly to keep: it is disconnected, so that
-   * server memory per slow reader stays bounded whatever it follows.
-   * @default 1000
+   * server memory per slow reader stays bounded whatever it follows. The
+   * default holds a storm's worth of events and a large state with room to
+   * spare.
+   * @default 1048576
    */
-  maxBufferedPackets: number;
+  maxBufferedBytes: number;
 }
 
 export const DEFAULT_SOCKET_BOUNDS: SocketBounds = {
@@ -37,7 +39,7 @@ export const DEFAULT_SOCKET_BOUNDS: SocketBounds = {
   maxStateReads: 2,
   requestBurst: 20,
   requestsPerSecond: 2,
-  maxBufferedPackets: 1000,
+  maxBufferedBytes: 1024 * 1024,
 };
 
 /** What the guard keeps per socket. */
@@ -49,10 +51,16 @@ interface SocketState {
   tail: Promise<unknown>;
 }
 
-/** Packets an Engine.IO connection holds for a socket that has not taken them yet. */
-export function bufferedPackets(socket: Socket): number {
-  const conn = socket.conn as unknown as { writeBuffer?: unknown[] };
-  return Array.isArray(conn.writeBuffer) ? conn.writeBuffer.length : 0;
+/** Bytes an Engine.IO connection holds for a socket that has not taken them yet (its write buffer's packets). */
+export function bufferedBytes(socket: Socket): number {
+  const conn = socket.conn as unknown as { writeBuffer?: Array<{ data?: unknown }> };
+  if (!Array.isArray(conn.writeBuffer)) return 0;
+  let bytes = 0;
+  for (const { data } of conn.writeBuffer) {
+    // a string's length is a lower bound of its UTF-8 bytes: cheap, and what a flood fills is ASCII JSON
+    bytes += typeof data === "string" ? data.length : data instanceof Uint8Array ? data.byteLength : 1;
+  }
+  return bytes;
 }
 
 /**
@@ -94,9 +102,9 @@ export class SocketGuard {
     return task().finally(() => state.reads--);
   }
 
-  /** Disconnects a socket whose output backs up past `maxBufferedPackets`; true when it did. */
+  /** Disconnects a socket whose output backs up past `maxBufferedBytes`; true when it did. */
   dropIfSlow(socket: Socket): boolean {
-    if (bufferedPackets(socket) <= this.bounds.maxBufferedPackets) return false;
+    if (bufferedBytes(socket) <= this.bounds.maxBufferedBytes) return false;
     socket.disconnect(true);
     return true;
   }

@@ -204,7 +204,7 @@ describe("guarded presence: what one socket can make the server hold", () => {
   });
 
   it("disconnects a subscriber that stops reading once its output backs up", async () => {
-    s = await server({ store: new MemoryStore(), sync: { maxBufferedPackets: 20, tickMs: 20 } });
+    s = await server({ store: new MemoryStore(), sync: { maxBufferedBytes: 2000, tickMs: 20 } });
     const base = `http://127.0.0.1:${s.port}/socket.io/?EIO=4&transport=polling`;
     const deadline = () => AbortSignal.timeout(5000);
     // a long-polling client that subscribes, then never polls again: everything for it waits in its write buffer
