@@ -9,6 +9,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { startRedisServer } from "@presence/redis/testing";
 import { withDeadline } from "./lib/deadline.mjs";
+import { appEndToEnd } from "./app/app-presence.mjs";
 import { cleanupAtScale } from "./cleanup.mjs";
 import { clusterQueryLatency } from "./cluster-query.mjs";
 import { endToEnd } from "./end-to-end.mjs";
@@ -34,6 +35,7 @@ const benchmarks = [
   [4, endToEnd],
   [5, redisMemory],
   [6, syncEndToEnd],
+  [7, appEndToEnd],
 ];
 
 const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString("en") : n >= 10 ? n.toFixed(1) : n >= 0.1 ? n.toFixed(2) : n.toPrecision(2));
