@@ -101,7 +101,9 @@ export async function createDemoApp({
     presence,
     /** Disconnects every client, announces the leaves this causes, then closes the server. */
     async close() {
-      io.disconnectSockets(true);
+      // this node's transports only (disconnectSockets would reach every node through the adapter, and tell
+      // the clients not to come back): its clients see "transport close" and reconnect elsewhere
+      io.engine.close();
       await presence?.close();
       await new Promise<void>((resolve) => io.close(() => resolve()));
       await fastify.close();

@@ -95,7 +95,14 @@ export function modeParts(config: DemoConfig): ModeParts {
       ) as [RedisConnection, RedisConnection, RedisConnection, RedisConnection];
       return {
         createStore: () =>
-          new RedisStore({ redis: store, prefix: REDIS_PREFIX, heartbeatMs: config.heartbeatMs, leaseTimeoutMs: config.leaseTimeoutMs }),
+          new RedisStore({
+            redis: store,
+            prefix: REDIS_PREFIX,
+            heartbeatMs: config.heartbeatMs,
+            leaseTimeoutMs: config.leaseTimeoutMs,
+            // a stopping instance's users are kept for the same grace as a closed tab: a rolling deploy is silent
+            leaveGraceMs: config.leaveDelayMs,
+          }),
         serverOptions: { adapter: createRedisAdapter(pub, sub) },
         limits: { kind: "redis", client: limits },
         problems: () => [...problems.values()],
