@@ -37,8 +37,13 @@ const TICK_MS = 250;
 /** Deadlines: generous for a loaded 2-core machine, yet a stall fails the run with what it awaited. */
 const START_MS = 30_000;
 const STOP_MS = 15_000;
-/** A storm of n clients may take a while: the per-user events make n² frames (5,000: about 12 minutes allowed). */
-const stormMs = (n) => 60_000 + 40 * n + (n * n) / 50;
+/**
+ * A storm of n clients may take a while: the per-user events make n² frames (at 5,000 on two cores, the
+ * recipe's storms take 8 minutes each). A storm fails when no client connected, received a frame or
+ * completed its views for STALL_MS, or at this cap (5,000: 22 minutes).
+ */
+const stormMs = (n) => 60_000 + 40 * n + (n * n) / 20;
+const STALL_MS = 120_000;
 /** Open files a process needs beyond its sockets (stdio, IPC, the listener, libuv's own). */
 const SPARE_FILES = 64;
 /** Each load process stays under this many open files. */
@@ -110,6 +115,21 @@ function within(promise, ms, what, status) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** Rejects once `moved()` (a number) has not changed for `ms`: a stalled storm fails long before its cap. */
+function stalled(moved, ms, what, status) {
+  let last = moved();
+  let since = Date.now();
+  let timer;
+  const promise = new Promise((_, reject) => {
+    timer = setInterval(() => {
+      const now = moved();
+      if (now !== last) [last, since] = [now, Date.now()];
+      else if (Date.now() - since >= ms) reject(new DeadlineError(`${what}: no client connected, received a frame or completed its views (${status()})`, ms));
+    }, 1_000);
+  });
+  return { promise, stop: () => clearInterval(timer) };
+}
+
 /** Starts the server in `mode` and reads its idle stats; it listens once `listen()` says so. */
 async function bootServer(mode, execArgv, idleMs) {
   const server = forkChild(SERVER, [mode], `the ${mode} server`, execArgv);
@@ -135,6 +155,9 @@ function stats(server) {
   return within(server.next("stats", "its stats"), START_MS, `${server.name} to report its CPU and memory`, () => "no answer over IPC");
 }
 
+/** How far the load processes got: clients connected, clients complete, frames received. */
+const moved = (loads) => loads.reduce((total, load) => total + (load.progress ? load.progress.connected + load.progress.complete + load.progress.frames : 0), 0);
+
 /** Where the load processes stand, for progress lines and deadline messages. */
 function status(loads, n) {
   const p = loads.map((load) => load.progress).filter(Boolean);
@@ -151,13 +174,16 @@ async function gather(loads, n, type, ms, what, server) {
   const started = Date.now();
   const report = setInterval(() => console.error(`   ${what}: ${status(loads, n)} (${((Date.now() - started) / 1000).toFixed(0)} s)`), 5_000);
   const all = Promise.all(loads.map((load) => load.next(type, what)));
+  // a storm (a wait with a server) also fails when it stops moving
+  const stall = server ? stalled(() => moved(loads), STALL_MS, what, () => status(loads, n)) : undefined;
   try {
     const died = server?.died.catch((error) => {
       throw new Error(`${what}: ${error.message}`);
     });
-    return await within(Promise.race([all, ...(died ? [died] : [])]), ms, what, () => status(loads, n));
+    return await within(Promise.race([all, ...(died ? [died, stall.promise] : [])]), ms, what, () => status(loads, n));
   } finally {
     clearInterval(report);
+    stall?.stop();
   }
 }
 

@@ -189,7 +189,7 @@ process.on("message", (message) => {
     case "setup":
       setup = message;
       clients = new Array(message.users.length);
-      ticker = setInterval(() => send({ type: "progress", phase, ...counts }), 1000);
+      ticker = setInterval(() => send({ type: "progress", phase, frames, ...counts }), 1000);
       return storm();
     case "phase":
       // the first storm is over: what it delivered is reported, and the next connect of every client is phase 2's

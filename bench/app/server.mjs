@@ -23,9 +23,9 @@ if (!["off", "recipe", "events-off", "events-on"].includes(mode)) throw new Erro
 
 const http = createServer((req, res) => void (req.url.startsWith("/socket.io/") || res.writeHead(404).end()));
 // the load processes share two cores with this server and decode what N browsers would: under the
-// per-user events they lag far behind a real client, so the lag a real client never has is not
-// taken for a dead client (Socket.IO's defaults: 20 s and 45 s)
-const io = new Server(http, { pingTimeout: 120_000, connectTimeout: 120_000 });
+// per-user events they fall minutes behind a real client (pings queued behind millions of frames),
+// so the lag a real client never has is not taken for a dead client (Socket.IO's defaults: 20 s and 45 s)
+const io = new Server(http, { pingTimeout: 600_000, connectTimeout: 600_000 });
 const userIdOf = (socket) => socket.handshake.auth.userId;
 
 if (mode === "off" || mode === "recipe") {
