@@ -103,9 +103,12 @@ function keepViews(mode, index, n, socket, changed) {
     });
     return () => listedIn === phase && size === n && friendsOnline === friends.length && roomOnline === members.length;
   }
-  const count = createPresenceClient(socket, { countOnly: true });
-  const friendView = createPresenceClient(socket, { userIds: friends.map(userId) });
-  const roomView = createPresenceClient(socket, { room: roomOf(index) });
+  // the answer to a subscribe may wait minutes behind this process's backlog (see the connect timeout
+  // below): a client that asked again after its default 30 s would read a second state for nothing
+  const timeoutMs = 600_000;
+  const count = createPresenceClient(socket, { countOnly: true, timeoutMs });
+  const friendView = createPresenceClient(socket, { userIds: friends.map(userId), timeoutMs });
+  const roomView = createPresenceClient(socket, { room: roomOf(index), timeoutMs });
   for (const view of [count, friendView, roomView]) {
     // a state that changes nothing fires no "sync": its "subscribed" state does
     view.on("sync", changed);
