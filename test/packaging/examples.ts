@@ -312,7 +312,7 @@ export const CLUSTER_QUERY: Example = {
     `import { createClusterQueryStore, NodesUnresponsiveError } from "@presence/cluster-query";`,
     `const io = new Server(httpServer, { adapter: createAdapter() });`,
     `const store = createClusterQueryStore(io);`,
-    `const presence = createPresence(io, { store, identify });`,
+    `const presence = createPresence(io, { store, identify: (socket) => socket.handshake.auth.userId });`,
     `const { value, partial, missingNodes } = await store.snapshot({ allowPartial: true });`,
   ],
   imports: [
@@ -341,11 +341,10 @@ if (cluster.isPrimary) {
   console.log("${OK_MARKER}");
   process.exit(0);
 } else {
-  const identify = (socket) => socket.handshake.auth.userId;
   const httpServer = createServer();
   const io = new Server(httpServer, { adapter: createAdapter() });
   const store = createClusterQueryStore(io);
-  const presence = createPresence(io, { store, identify });
+  const presence = createPresence(io, { store, identify: (socket) => socket.handshake.auth.userId });
   httpServer.listen({ port: 0, host: "127.0.0.1", exclusive: true }); // each worker its own port: no sticky needed
   const url = await listening(httpServer);
 

@@ -1,10 +1,25 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createServer } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 
-/** Where the workspace's publishable packages live, relative to the repo root. */
-export const PACKAGES = ["core", "memory", "socketio", "cluster", "cluster-query", "redis", "client"] as const;
-export type PackageDir = (typeof PACKAGES)[number];
+/**
+ * The workspace's publishable packages: each folder of packages/ whose
+ * package.json is not private, found on disk so that a new package is packed,
+ * installed and has its README checked without being listed here.
+ */
+export const PACKAGES: readonly string[] = (() => {
+  const dir = fileURLToPath(new URL("../../packages", import.meta.url));
+  return readdirSync(dir)
+    .sort()
+    .filter((name) => {
+      const manifest = join(dir, name, "package.json");
+      return existsSync(manifest) && (JSON.parse(readFileSync(manifest, "utf8")) as { private?: boolean }).private !== true;
+    });
+})();
+export type PackageDir = string;
 
 /** Runs `task` over `items`, at most `limit` at a time; settles every one, in order. */
 export async function inPool<T, R>(items: readonly T[], limit: number, task: (item: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {

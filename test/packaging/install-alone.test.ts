@@ -5,18 +5,28 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OK_MARKER, missingReadmeLines, render, type ModuleFormat } from "./example-source";
 import { CLIENT, CLUSTER, CLUSTER_QUERY, CORE, MEMORY, SOCKETIO, type Example } from "./examples";
-import { PACKAGES, cleanEnv, inPool, progress, run, startRedis, type ThrowawayRedis } from "./harness";
+import { PACKAGES, cleanEnv, freePort, inPool, progress, run, runOk, startRedis, type ThrowawayRedis } from "./harness";
 import {
   installedPackageProblems,
   npmLs,
   npmProject,
   outsideWorkspaceProblems,
   packAll,
+  REPO_ROOT,
   readmeInstallSpecs,
   writeExample,
   type Tarball,
 } from "./install";
 import { REDIS_VARIANTS, type RedisClientVariant } from "./redis-examples";
+import {
+  RUN_EXPECTATIONS,
+  allBlocks,
+  diagnosticsByBlock,
+  exceptionProblems,
+  runBlock,
+  writeBlocks,
+  type ReadmeBlock,
+} from "./readme-blocks";
 
 /**
  * "Installing individual packages from npm": every package packed with pnpm,
@@ -36,7 +46,24 @@ const FAIL_ON_PRESENCE_WARNING = true;
 const EXAMPLE_TIMEOUT_MS = 90_000; // a healthy run takes 1 to 3 s; this is for a loaded machine, and says what hung
 const README_INSTALL_CONCURRENCY = 3;
 /** What a user installs beside the packages: the peers, and what the README examples import. */
-const REGISTRY_PACKAGES = ["socket.io", "socket.io-client", "@socket.io/cluster-adapter", "@socket.io/sticky", "semver"];
+const REGISTRY_PACKAGES = [
+  "socket.io",
+  "socket.io-client",
+  "@socket.io/cluster-adapter",
+  "@socket.io/sticky",
+  "semver",
+  // what the README blocks import and are type-checked with (readme-blocks.ts)
+  "@socket.io/redis-adapter",
+  "ioredis",
+  "redis",
+  "react",
+  "react-dom",
+  "@types/react",
+  "@types/node@20",
+  "typescript@~5.9.3",
+  "vitest",
+  "fast-check",
+];
 
 const state = {} as { root: string; tarballs: Tarball[]; project: string; started: number };
 
@@ -228,3 +255,74 @@ async function flushRedis(url: string, cwd: string): Promise<void> {
   const port = new URL(url).port;
   await run("redis-cli", ["-p", port, "FLUSHALL"], { cwd, what: "redis-cli FLUSHALL", timeoutMs: 15_000 });
 }
+
+/**
+ * Issue 24: every code block of every README (the root's, apps/*, packages/*),
+ * exactly as written, each its own file in the fresh project: type-checked
+ * with tsc under strict settings against the installed tarballs, then run
+ * unless marked otherwise (readme-blocks.ts has the rule and its exceptions).
+ */
+describe("every README code block, as written", () => {
+  const blocks = allBlocks(REPO_ROOT);
+  const TSC_TIMEOUT_MS = 180_000;
+  const BLOCK_DEADLINE_MS = 60_000;
+  const BLOCK_GRACE_MS = 1_500; // a server keeps serving this long after its block's end, with nothing on stderr
+  const checked = {} as { dir: string; diagnostics: Map<ReadmeBlock, string[]>; tscExit: number | null; tscOutput: string };
+  let redis: ThrowawayRedis | undefined;
+
+  beforeAll(async () => {
+    checked.dir = join(state.project, "readme-blocks");
+    writeBlocks(checked.dir, blocks);
+    const tsc = join(state.project, "node_modules", "typescript", "bin", "tsc");
+    const started = Date.now();
+    const result = await run(process.execPath, [tsc, "--noEmit", "-p", "."], { cwd: checked.dir, what: "tsc --noEmit over the README blocks", timeoutMs: TSC_TIMEOUT_MS });
+    checked.tscExit = result.code;
+    checked.tscOutput = result.stdout + result.stderr;
+    checked.diagnostics = diagnosticsByBlock(checked.tscOutput, blocks);
+    progress(`tsc --noEmit over ${blocks.length} README blocks took ${((Date.now() - started) / 1000).toFixed(1)} s (exit ${result.code})`);
+    // the JavaScript to run, from the same files: checking is the step above
+    await runOk(process.execPath, [tsc, "-p", ".", "--noCheck"], { cwd: checked.dir, what: "tsc --noCheck (emit) over the README blocks", timeoutMs: TSC_TIMEOUT_MS });
+  }, 2 * TSC_TIMEOUT_MS);
+
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it("finds the blocks, and each exception is marked in its README and listed with its reason", () => {
+    expect(blocks.length).toBeGreaterThan(20);
+    expect(exceptionProblems(blocks)).toEqual([]);
+  });
+
+  it("tsc reports nothing outside the blocks either", () => {
+    const elsewhere = checked.tscOutput.split("\n").filter((line) => /error TS\d+/.test(line) && !blocks.some((block) => line.startsWith(`${block.file}(`)));
+    expect(elsewhere).toEqual([]);
+    if (checked.diagnostics.size === 0) expect(checked.tscExit, checked.tscOutput).toBe(0);
+  });
+
+  for (const block of blocks) {
+    const where = `${block.readme}:${block.line}`;
+    it(`${where} type-checks under strict, exactOptionalPropertyTypes, noUncheckedIndexedAccess`, () => {
+      expect(checked.diagnostics.get(block) ?? [], `${where}: ${block.file}`).toEqual([]);
+    });
+    if (block.kind !== "run") continue;
+    it(
+      `${where} runs by itself`,
+      async () => {
+        const port = await freePort();
+        if (block.code.includes("REDIS_URL")) redis ??= await startRedis();
+        const started = Date.now();
+        const outcome = await runBlock(block, {
+          dir: checked.dir,
+          env: cleanEnv({ PORT: String(port), ...(redis ? { REDIS_URL: redis.url } : {}) }),
+          deadlineMs: BLOCK_DEADLINE_MS,
+          graceMs: BLOCK_GRACE_MS,
+          expectation: RUN_EXPECTATIONS[block.key] ?? {},
+          url: `http://127.0.0.1:${port}`,
+        });
+        expect(outcome.stderr, `${where} wrote to stderr:\n${outcome.stderr}\n--- stdout\n${outcome.stdout}`).toBe("");
+        progress(`${where} ${outcome.exited ? "ran to its end and exited" : "reached its end and kept serving"} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      },
+      BLOCK_DEADLINE_MS + 10_000,
+    );
+  }
+});

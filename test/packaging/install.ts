@@ -13,7 +13,7 @@ const INSTALL_TIMEOUT_MS = 180_000;
 const NPM_FLAGS = ["--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"];
 
 export interface Tarball {
-  dir: (typeof PACKAGES)[number];
+  dir: string;
   name: string;
   version: string;
   file: string;
@@ -33,7 +33,7 @@ export async function packAll(destination: string): Promise<Tarball[]> {
   return results.map((result) => (result as PromiseFulfilledResult<Tarball>).value);
 }
 
-async function pack(dir: (typeof PACKAGES)[number], destination: string): Promise<Tarball> {
+async function pack(dir: string, destination: string): Promise<Tarball> {
   const cwd = join(REPO_ROOT, "packages", dir);
   const manifest = JSON.parse(readFileSync(join(cwd, "package.json"), "utf8")) as {
     name: string;

@@ -40,8 +40,9 @@ const IOREDIS: Example = {
     `import { createAdapter } from "@socket.io/redis-adapter";`,
     `import { createPresence } from "@presence/socketio";`,
     `import { RedisStore } from "@presence/redis";`,
-    `const redis = new Redis(process.env.REDIS_URL);`,
-    `const io = new Server(httpServer, { adapter: createAdapter(redis, redis.duplicate()) });`,
+    `const redis = new Redis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379");`,
+    `const subClient = redis.duplicate();`,
+    `const io = new Server(httpServer, { adapter: createAdapter(redis, subClient) });`,
     `store: new RedisStore({ redis }),`,
   ],
   imports: [{ from: "ioredis", named: ["Redis"] }, ...SERVER_IMPORTS],
@@ -50,7 +51,8 @@ const identify = (socket) => socket.handshake.auth.userId;
 const httpServer = createServer().listen(0, "127.0.0.1");
 
 const redis = new Redis(process.env.REDIS_URL);
-const io = new Server(httpServer, { adapter: createAdapter(redis, redis.duplicate()) });
+const subClient = redis.duplicate();
+const io = new Server(httpServer, { adapter: createAdapter(redis, subClient) });
 const presence = createPresence(io, {
   store: new RedisStore({ redis }),
   identify,
@@ -71,7 +73,12 @@ process.exit(0); // the adapter's subscriber (redis.duplicate()) and the second 
  */
 const NODE_REDIS: Example = {
   pkg: "@presence/redis",
-  readme: [`import { createClient } from "redis";`, `store: new RedisStore({ redis }),`],
+  readme: [
+    `import { createClient } from "redis";`,
+    `const redis = createClient({ url: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" });`,
+    `await Promise.all([redis.connect(), subClient.connect()]);`,
+    `store: new RedisStore({ redis }),`,
+  ],
   imports: [{ from: "redis", named: ["createClient"] }, ...SERVER_IMPORTS],
   body: `
 const identify = (socket) => socket.handshake.auth.userId;

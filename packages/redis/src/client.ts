@@ -16,7 +16,8 @@ export interface NodeRedisClient {
   destroy?(): unknown;
   on(event: "error" | "ready", listener: (error: Error) => void): unknown;
   readonly isOpen: boolean;
-  readonly options?: { url?: string; socket?: { host?: string; port?: number; path?: string } };
+  // `| undefined` throughout: node-redis declares these so, and an app under exactOptionalPropertyTypes must still be able to pass its client
+  readonly options?: { url?: string | undefined; socket?: { host?: string | undefined; port?: number | undefined; path?: string | undefined } | undefined } | undefined;
 }
 
 /** What the `redis` option accepts. */
