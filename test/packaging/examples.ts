@@ -48,7 +48,7 @@ console.log("${OK_MARKER}");
 export const MEMORY: Example = {
   pkg: "@presence/memory",
   readme: [
-    `import { Server } from "socket.io";`,
+    `import { Server, type Socket } from "socket.io";`,
     `import { createPresence } from "@presence/socketio";`,
     `import { MemoryStore } from "@presence/memory";`,
     `const presence = createPresence(io, {`,
@@ -161,7 +161,7 @@ export const CLIENT: Example = {
   pkg: "@presence/client",
   readme: [
     `import { io } from "socket.io-client";`,
-    `import { createPresenceClient } from "@presence/client";`,
+    `import { createPresenceClient, type PresenceUser } from "@presence/client";`,
     `const online = createPresenceClient<Info>(socket); // every online user`,
     `const general = createPresenceClient<Info>(socket, { room: "general" }); // a room's users (the socket must be a member, by default)`,
     `const friends = createPresenceClient<Info>(socket, { userIds: ["alice", "bob"] });`,
@@ -307,7 +307,7 @@ ${WORKER_ANSWERS}
 export const CLUSTER_QUERY: Example = {
   pkg: "@presence/cluster-query",
   readme: [
-    `import { createAdapter } from "@socket.io/cluster-adapter";`,
+    `import { createAdapter, setupPrimary } from "@socket.io/cluster-adapter";`,
     `import { createPresence } from "@presence/socketio";`,
     `import { createClusterQueryStore, NodesUnresponsiveError } from "@presence/cluster-query";`,
     `const io = new Server(httpServer, { adapter: createAdapter() });`,
