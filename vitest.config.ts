@@ -28,6 +28,7 @@ export default defineConfig({
       project("memory", "packages/memory", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("socketio", "packages/socketio", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("cluster", "packages/cluster", ["src/**/*.test.ts", "test/**/*.test.ts"]),
+      project("sticky", "packages/sticky", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("client", "packages/client", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("react", "packages/react", ["src/**/*.test.ts", "test/**/*.test.ts"]),
       project("cluster-query", "packages/cluster-query", ["src/**/*.test.ts", "test/**/*.test.ts"]),
