@@ -46,7 +46,7 @@ export function limitServer(server: HttpServer, limits: ConnectionLimits): void 
 }
 
 /**
- * The cluster primary's server, which only relays: `@socket.io/sticky` reads
+ * The cluster primary's server, which only relays: `@presence/sticky` reads
  * the first bytes of each connection and hands it to a worker (or, for a
  * request with a body, relays it over IPC). Node never sees where such a
  * request's headers end, so its headers timeout, counted from the
@@ -84,7 +84,7 @@ export function limitHandedConnections(server: HttpServer, limits: ConnectionLim
     };
     watched.set(socket, timers);
     // A request with a body is relayed by the primary over IPC, on a stand-in socket whose reading side
-    // never ends, and that @socket.io/sticky never closes once it answered: each would stay open (and
+    // never ends, and that the sticky layer never closes once it answered: each would stay open (and
     // counted) for good. The answer sent and the writing side done, nothing more comes: it is closed.
     socket.once("finish", () => socket.destroy());
     socket.once("close", () => {

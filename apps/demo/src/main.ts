@@ -2,7 +2,7 @@ import cluster, { type Worker } from "node:cluster";
 import { createServer } from "node:http";
 import { setupPrimary as setupPresencePrimary } from "@presence/cluster";
 import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-adapter";
-import { setupMaster as setupStickyPrimary, setupWorker as setupStickyWorker } from "@socket.io/sticky";
+import { setupMaster as setupStickyPrimary, setupWorker as setupStickyWorker } from "@presence/sticky";
 import createDebug from "debug";
 import { createDemoApp, type DemoApp } from "./app";
 import { ConfigError, configToEnv, loadConfig, type DemoConfig } from "./config";
@@ -75,7 +75,7 @@ async function runPrimary(config: DemoConfig): Promise<void> {
   const env = configToEnv(config);
   const fork = (): Worker => {
     const worker = cluster.fork(env);
-    // the patched sticky primary routes nothing to a worker until it is ready
+    // the sticky primary routes nothing to a worker until it is ready
     Object.assign(worker, { acceptingConnections: false });
     worker.on("message", (message: { type?: string }) => {
       if (message?.type !== "presence:ready") return;

@@ -1,12 +1,15 @@
-// A Node cluster behind the patched @socket.io/sticky, for sticky-stall.test.ts:
+// A Node cluster behind @presence/sticky, for sticky-stall.test.ts:
 // the primary hands each connection to one of two Socket.IO workers, and each
 // worker keeps its IPC channel to the primary backed up (what a cluster
 // adapter's broadcasts do to it under load) while its event loop runs in busy
 // slices. Prints `listening <port>` once both workers are ready.
 //   node sticky-harness.cjs
+// STICKY_MODULE names another sticky layer with the same API to measure it the
+// same way (a path, or a package resolvable from here), e.g. upstream's
+// @socket.io/sticky 2.0.1, which left 328 of the test's 600 clients stuck.
 const cluster = require("node:cluster");
 const { createServer } = require("node:http");
-const { setupMaster, setupWorker } = require("@socket.io/sticky");
+const { setupMaster, setupWorker } = require(process.env.STICKY_MODULE || "@presence/sticky");
 const { Server } = require("socket.io");
 
 const WORKERS = 2;

@@ -6,9 +6,9 @@ import { io as connect, type Socket as ClientSocket } from "socket.io-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { login, sleep, startDemo, type DemoProcess } from "./demo-process";
 
-// Issue 17: behind @socket.io/sticky, under load, a client's engine opened yet
-// its Socket.IO CONNECT never reached the worker. Two faults of the handoff,
-// both fixed in patches/@socket.io__sticky@2.0.1.patch:
+// Issue 17: behind @socket.io/sticky 2.0.1, under load, a client's engine opened
+// yet its Socket.IO CONNECT never reached the worker. Two faults of the handoff,
+// both fixed in @presence/sticky (packages/sticky, issue 24):
 // - Node's IPC holds a handle back until the worker acknowledged the previous
 //   one, and a paused socket's stream restarts reading meanwhile: the primary
 //   read, and dropped, what the client sent before the worker's
