@@ -235,7 +235,7 @@ console.log("${OK_MARKER}");
 export const CLUSTER: Example = {
   pkg: "@presence/cluster",
   readme: [
-    `import { setupMaster, setupWorker } from "@socket.io/sticky";`,
+    `import { setupMaster, setupWorker } from "@presence/sticky";`,
     `import { createAdapter, setupPrimary as setupAdapterPrimary } from "@socket.io/cluster-adapter";`,
     `import { createPresence } from "@presence/socketio";`,
     `import { createClusterStore, setupPrimary } from "@presence/cluster";`,
@@ -249,7 +249,7 @@ export const CLUSTER: Example = {
   imports: [
     { from: "node:cluster", default: "cluster" },
     { from: "node:http", named: ["createServer"] },
-    { from: "@socket.io/sticky", named: ["setupMaster", "setupWorker"] },
+    { from: "@presence/sticky", named: ["setupMaster", "setupWorker"] },
     { from: "@socket.io/cluster-adapter", named: ["createAdapter", "setupPrimary as setupAdapterPrimary"] },
     { from: "@presence/socketio", named: ["createPresence"] },
     { from: "@presence/cluster", named: ["createClusterStore", "setupPrimary"] },

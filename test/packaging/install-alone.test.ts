@@ -50,7 +50,6 @@ const REGISTRY_PACKAGES = [
   "socket.io",
   "socket.io-client",
   "@socket.io/cluster-adapter",
-  "@socket.io/sticky",
   "semver",
   // what the README blocks import and are type-checked with (readme-blocks.ts)
   "@socket.io/redis-adapter",
