@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeBindingScenarios } from "@presence/socketio/testing";
 import { RedisStore, type RedisStoreOptions } from "../src";
 import { startRedisCluster, type RedisClusterNodes } from "../src/testing";
+import { within } from "./harness";
 
 let cluster: RedisClusterNodes;
 let client: Cluster;
@@ -62,7 +63,7 @@ describe("on a 3-master Redis Cluster", () => {
       [fileURLToPath(new URL("./fixtures/holder.mjs", import.meta.url)), url, d.prefix, "200", "800", "@300/60", "x=shared"],
       { stdio: ["pipe", "pipe", "inherit"] },
     );
-    await once(createInterface({ input: holder.stdout! }), "line");
+    await within("the holder on the Redis Cluster to report its connections counted", once(createInterface({ input: holder.stdout! }), "line"), 20_000);
     expect(await a.usersCount()).toBe(61);
     const leaves: string[] = [];
     for (const store of [a, b]) store.onTransition((t) => t.type === "disconnected" && leaves.push(t.userId));
