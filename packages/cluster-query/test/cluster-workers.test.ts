@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 const fixture = fileURLToPath(new URL("./fixtures/cluster.mjs", import.meta.url));
 
 async function getJson(port: number, path: string) {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(15_000) }); // a deadline of its own: a worker that never answers fails here
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
@@ -57,9 +57,8 @@ describe("cluster-query across real Node cluster workers", () => {
     expect((await getJson(w0.port, "/online?userId=carol")).body.online).toBe(true);
 
     process.kill(w2.pid, "SIGKILL");
-    const started = Date.now();
+    // answered by the store's request timeout while the dead worker is still counted (expected: 2), not after the adapter dropped it
     const [strict, partial] = await Promise.all([getJson(w0.port, "/users"), getJson(w1.port, "/snapshot")]);
-    expect(Date.now() - started).toBeLessThan(7000);
     expect(strict).toEqual({ status: 503, body: { error: "NODES_UNRESPONSIVE", missing: 1, expected: 2 } });
     expect(partial.body.partial).toBe(true);
     expect(partial.body.missingNodes).toBe(1);
