@@ -95,7 +95,7 @@ class Cluster {
       if (line.transition) this.heard.push({ transition: line.transition, instance: line.instance!, at: this.clock });
       if (line.event === "exit") {
         const slot = this.slots[line.slot!];
-        if (slot?.instance === line.instance) slot.exited = true;
+        if (slot !== undefined && slot.instance === line.instance) slot.exited = true;
         for (const [id, pending] of this.#pending) {
           if (pending.slot === line.slot && slot?.instance === line.instance) {
             this.#pending.delete(id);
@@ -196,8 +196,8 @@ async function runSeed(seed: number): Promise<string> {
     const conn = op.connection;
     if (op.kind === "connect") return c.send(conn.slot, "connect", conn.id, conn.userId);
     if (op.kind === "disconnect") return c.send(conn.slot, "disconnect", conn.id);
-    if (op.kind === "join" || op.kind === "leave") return c.send(conn.slot, op.kind, conn.id, op.room);
-    return c.send(conn.slot, "updateInfo", conn.userId, { n: op.n });
+    if (op.kind === "updateInfo") return c.send(conn.slot, "updateInfo", conn.userId, { n: op.n });
+    return c.send(conn.slot, op.kind, conn.id, op.room);
   };
   /** Awaits the ops' answers; a call that timed out is made again, as the binding does (the same call gets the primary's first answer). */
   const settle = async (ops: Op[], replies: Array<Promise<Line>>) => {

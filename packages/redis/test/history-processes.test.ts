@@ -232,8 +232,8 @@ async function runSeed(seed: number): Promise<string> {
     const c = op.connection;
     if (op.kind === "connect") return proc.call("connect", c.id, c.userId, { n: ids });
     if (op.kind === "disconnect") return proc.call("disconnect", c.id);
-    if (op.kind === "join" || op.kind === "leave") return proc.call(op.kind, c.id, op.room);
-    return proc.call("updateInfo", c.userId, { n: op.n });
+    if (op.kind === "updateInfo") return proc.call("updateInfo", c.userId, { n: op.n });
+    return proc.call(op.kind, c.id, op.room);
   };
 
   try {
