@@ -77,6 +77,7 @@ export const RUN_EXPECTATIONS: Record<string, RunExpectation> = {
   'packages/cluster/README.md: import cluster from "node:cluster";': { markers: 1 + availableParallelism() },
   // the primary and 2 workers
   'packages/cluster-query/README.md: import cluster from "node:cluster";': { markers: 3 },
+  'packages/sticky/README.md: import cluster from "node:cluster";': { markers: 3 },
 };
 
 /** The READMEs whose blocks are checked: the root's, each app's and each package's, found on disk. */
