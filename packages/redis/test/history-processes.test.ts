@@ -432,7 +432,9 @@ function compare(seed: number, heard: Heard[], expected: Map<string, Expected[]>
       const last = kept.at(-1);
       if (last && last.transition.version === h.transition.version) {
         // the outbox window: announced, then its announcer was faulted before its next call, and its cleaner announced it again
-        const window = !isJoin(h.transition) && last.transition.type === h.transition.type && h.instance !== last.instance && (faulted.get(last.instance) ?? -Infinity) >= last.at;
+        // (faulted in the step it announced or the next, and heard again from then on)
+        const faultedAt = faulted.get(last.instance);
+        const window = !isJoin(h.transition) && last.transition.type === h.transition.type && h.instance !== last.instance && faultedAt !== undefined && faultedAt >= last.at && faultedAt - last.at <= 1 && h.at >= faultedAt;
         expect(window, `seed ${seed}: announced twice: ${shape()}`).toBe(true);
         accepted.push(`${key} leave heard again from a faulted announcer's cleaner`);
         continue;
