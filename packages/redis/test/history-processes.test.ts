@@ -20,7 +20,9 @@ import { useRedis } from "./redis-fixture";
 // most one fault: a store process killed (SIGKILL) or stopped (SIGSTOP) past
 // its lease, stopped for less than it, cut off past its lease, a reply lost
 // (verified lost: the write ran and its effect is in Redis), Redis restarted
-// empty, or Redis restored from an older snapshot. At quiescence every
+// empty, Redis restored from an older snapshot, or a process closed for a
+// deploy while some of its users reopen elsewhere within the leave grace
+// (which must hide their leave). At quiescence every
 // announcement, from every process, merged in version order, must equal the
 // derived transitions per user and per room: none lost, none doubled, none
 // out of order; the stores' answers must equal the record. The README's
@@ -29,7 +31,7 @@ import { useRedis } from "./redis-fixture";
 // REDIS_HISTORY_PROCESS_SEEDS=50 runs a long one; REDIS_HISTORY_PROCESS_FIRST_SEED picks the first.
 const redis = useRedis();
 const fixture = fileURLToPath(new URL("./fixtures/store-process.mjs", import.meta.url));
-const TIMING = { heartbeatMs: 200, leaseTimeoutMs: 1000, commandTimeoutMs: 500 };
+const TIMING = { heartbeatMs: 200, leaseTimeoutMs: 1000, commandTimeoutMs: 500, leaveGraceMs: 1000 };
 const SEEDS = Number(process.env.REDIS_HISTORY_PROCESS_SEEDS ?? 3);
 const FIRST_SEED = Number(process.env.REDIS_HISTORY_PROCESS_FIRST_SEED ?? 1);
 const STEPS = Number(process.env.REDIS_HISTORY_PROCESS_STEPS ?? 12);
@@ -366,6 +368,34 @@ async function runSeed(seed: number): Promise<string> {
           observe();
           injected.push(`step ${step}: Redis restored from the snapshot (in flight ${inFlight})`);
         }
+      } else if (fault < 0.76) {
+        // a deploy: the process closes with calls in flight (they are sent first), its lease cut to the leave grace;
+        // some of its users reopen on another process within the grace, and must never be announced leaving
+        const closing = procs[target]!;
+        const processId = closing.processId!;
+        const closed = closing.call("close");
+        await awaitReplies(ops);
+        ops.forEach(apply);
+        observe();
+        await within(`p${target} to close (seed ${seed})`, closed, 10_000);
+        const victims = [...new Set([...record.values()].filter((c) => c.proc === target).map((c) => c.userId))];
+        const moving = victims.filter(() => next() < 0.5);
+        const moves: Op[] = moving.map((userId) => ({
+          kind: "connect",
+          connection: { id: `s${seed}c${String(ids++).padStart(4, "0")}.`, userId, rooms: new Set(), proc: (target + 1 + Math.floor(next() * (PROCESSES - 1))) % PROCESSES, counted: true },
+        }));
+        await within(`the moved tabs to connect (seed ${seed})`, Promise.all(moves.map(send)), 25_000);
+        moves.forEach(apply);
+        observe();
+        await reaped(processId);
+        const before = new Set(present);
+        for (const [id, c] of record) if (c.proc === target) record.delete(id);
+        observe();
+        noteReap(before);
+        closing.child.stdin!.end();
+        await within("the closed process to exit", closing.exited, 10_000);
+        procs[target] = await spawnStore(target);
+        injected.push(`step ${step}: close p${target} (in flight ${inFlight}; ${moving.length} of ${victims.length} users moved within the grace)`);
       } else {
         await awaitReplies(ops);
         ops.forEach(apply);
