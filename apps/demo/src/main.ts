@@ -5,12 +5,13 @@ import { setupPrimary as setupClusterAdapterPrimary } from "@socket.io/cluster-a
 import { setupMaster as setupStickyPrimary, setupWorker as setupStickyWorker } from "@presence/sticky";
 import createDebug from "debug";
 import { createDemoApp, type DemoApp } from "./app";
+import { setupRecoveryPrimary } from "./cluster-recovery";
 import { ConfigError, configToEnv, loadConfig, type DemoConfig } from "./config";
 import { connectionLimits, limitRelay, serverOptions } from "./connection-limits";
 import { createLimits, setupLimitsPrimary } from "./limits";
 import { processMetrics, serveMetrics, setupMetricsPrimary, setupMetricsWorker } from "./metrics";
 import { checkRedis } from "./redis";
-import { modeParts } from "./stores";
+import { RECOVERY_WINDOW_MS, modeParts } from "./stores";
 import { createTabSlots, setupTabSlotsPrimary } from "./tabs";
 
 const debug = createDebug("presence:demo");
@@ -61,6 +62,8 @@ async function runPrimary(config: DemoConfig): Promise<void> {
   limitRelay(http, limits);
   if (config.mode !== "redis") {
     setupClusterAdapterPrimary();
+    // the workers' sessions and broadcasts, so that a client recovers on whichever worker it lands
+    setupRecoveryPrimary({ maxDisconnectionDuration: RECOVERY_WINDOW_MS });
     setupLimitsPrimary();
     if (config.maxConnectionsPerUser > 0) setupTabSlotsPrimary(config.maxConnectionsPerUser);
   }
@@ -78,6 +81,8 @@ async function runPrimary(config: DemoConfig): Promise<void> {
     // the sticky primary routes nothing to a worker until it is ready
     Object.assign(worker, { acceptingConnections: false });
     worker.on("message", (message: { type?: string }) => {
+      // a worker stopping on its own gets no new connections
+      if (message?.type === "presence:stopping") Object.assign(worker, { acceptingConnections: false });
       if (message?.type !== "presence:ready") return;
       Object.assign(worker, { acceptingConnections: true });
       ready.add(worker.id);
@@ -128,10 +133,18 @@ async function runWorker(config: DemoConfig): Promise<void> {
   setupMetricsWorker();
   const app = await createApp(config);
   setupStickyWorker(app.io);
+  let closing: Promise<void> | undefined;
+  const shutdown = () => {
+    if (closing) return;
+    process.send?.({ type: "presence:stopping" });
+    closing = app.close().finally(() => process.exit(0));
+  };
   process.on("message", (message: { type?: string }) => {
-    if (message?.type !== "presence:shutdown") return;
-    app.close().finally(() => process.exit(0));
+    if (message?.type === "presence:shutdown") shutdown();
   });
+  // a worker stopped on its own (a deploy replacing workers one at a time) stops gracefully too: its clients
+  // come back on another worker with their sessions, and the primary forks a replacement
+  process.on("SIGTERM", shutdown);
   // the primary owns the signals: a terminal's Ctrl-C reaches every worker too
   process.on("SIGINT", () => debug("worker %d: SIGINT left to the primary", process.pid));
   process.send?.({ type: "presence:ready" });

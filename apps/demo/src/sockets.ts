@@ -16,6 +16,13 @@ const debug = createDebug("presence:demo");
 export const EVICTED = "presence:evicted";
 /** Why, in the `EVICTED` event's `{ reason }`. */
 export const EVICTED_REASON = "too many connections";
+/**
+ * Sent to each new connection through the adapter, as a broadcast to the
+ * socket's own room: it gives the client its first offset, without which
+ * connection state recovery cannot bring it back (Socket.IO recovers from the
+ * last broadcast a client received).
+ */
+export const SESSION = "presence:session";
 /** Between nodes: disconnect this connection, if it is yours. */
 const EVICT = "presence-demo:evict";
 
@@ -87,7 +94,9 @@ export function limitAttempts({ io, config, limits, metrics, signer }: Omit<Sock
  */
 function evictions(io: Server, config: DemoConfig): (connectionId: string) => void {
   const evictHere = (socket: Socket) => {
-    socket.emit(EVICTED, { reason: EVICTED_REASON });
+    // delivered at once, before the disconnect: with connection state recovery on, socket.emit would go
+    // through the adapter (an IPC or Redis round trip) and arrive after it
+    io.local.to(socket.id).emit(EVICTED, { reason: EVICTED_REASON });
     socket.disconnect();
   };
   const multiNode = config.mode !== "standalone";
@@ -112,6 +121,7 @@ export function handleSockets({ io, config, presence, tabs, metrics }: SocketOpt
   io.on("connection", (socket) => {
     const userId = presence.userIdOf(socket);
     if (userId === undefined) return;
+    if (!socket.recovered) io.to(socket.id).emit(SESSION, { userId });
 
     if (tabs) {
       // taken once the connection is open, given back however it closes: after the take, in that order

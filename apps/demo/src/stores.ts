@@ -3,12 +3,12 @@ import { createClusterQueryStore } from "@presence/cluster-query";
 import type { PresenceStore } from "@presence/core";
 import { MemoryStore } from "@presence/memory";
 import { RedisStore } from "@presence/redis";
-import { createAdapter as createClusterAdapter } from "@socket.io/cluster-adapter";
-import { createAdapter as createRedisAdapter } from "@socket.io/redis-adapter";
+import { createAdapter as createRedisStreamsAdapter } from "@socket.io/redis-streams-adapter";
 import type { Server, ServerOptions } from "socket.io";
+import { createRecoveringAdapter } from "./cluster-recovery";
 import type { DemoConfig } from "./config";
 import type { LimitBackend } from "./limits";
-import { REDIS_PREFIX, connectRedis, parseRedisUrl, type RedisConnection, type RedisTarget } from "./redis";
+import { DEMO_KEY_PREFIX, REDIS_PREFIX, connectRedis, parseRedisUrl, type RedisConnection, type RedisTarget } from "./redis";
 
 /** What a mode plugs into the app: where presence is counted, how workers talk, where limits are counted. */
 export interface ModeParts {
@@ -28,8 +28,20 @@ export interface ModeParts {
   close(): Promise<void>;
 }
 
-/** How long a recovered connection keeps its state (standalone): Socket.IO's own default. */
-const RECOVERY_WINDOW_MS = 2 * 60 * 1000;
+/** How long a dropped connection keeps its state for recovery: Socket.IO's own default. */
+export const RECOVERY_WINDOW_MS = 2 * 60 * 1000;
+
+/**
+ * Connection state recovery, in every mode: a client that comes back within
+ * the window keeps its id, channels and identity (so the middlewares are
+ * skipped) and receives the broadcasts it missed, on whichever worker or
+ * instance it lands. The adapter must keep sessions: the in-memory one
+ * (standalone), the demo's recovering cluster adapter (cluster modes), or the
+ * Redis Streams adapter (redis mode).
+ */
+const recovery: Partial<ServerOptions> = {
+  connectionStateRecovery: { maxDisconnectionDuration: RECOVERY_WINDOW_MS, skipMiddlewares: true },
+};
 
 const healthy = () => [];
 const neverLost = () => {};
@@ -57,8 +69,8 @@ export function modeParts(config: DemoConfig): ModeParts {
     case "standalone":
       return {
         createStore: () => new MemoryStore(),
-        // one process, the in-memory adapter: a dropped client comes back with its id, rooms and data
-        serverOptions: { connectionStateRecovery: { maxDisconnectionDuration: RECOVERY_WINDOW_MS, skipMiddlewares: true } },
+        // one process: the in-memory adapter keeps the sessions
+        serverOptions: recovery,
         limits: { kind: "memory" },
         problems: healthy,
         onRecovered: neverLost,
@@ -67,7 +79,7 @@ export function modeParts(config: DemoConfig): ModeParts {
     case "cluster":
       return {
         createStore: () => createClusterStore(),
-        serverOptions: { adapter: createClusterAdapter() },
+        serverOptions: { ...recovery, adapter: createRecoveringAdapter() },
         limits: { kind: "cluster" },
         problems: healthy,
         onRecovered: neverLost,
@@ -76,7 +88,7 @@ export function modeParts(config: DemoConfig): ModeParts {
     case "cluster-query":
       return {
         createStore: (io) => createClusterQueryStore(io),
-        serverOptions: { adapter: createClusterAdapter() },
+        serverOptions: { ...recovery, adapter: createRecoveringAdapter() },
         limits: { kind: "cluster" },
         problems: healthy,
         onRecovered: neverLost,
@@ -90,9 +102,9 @@ export function modeParts(config: DemoConfig): ModeParts {
       };
       // one server or a Redis Cluster: an ioredis `Redis` or `Cluster`, which the store, the adapter and the limiter all take
       const target = parseRedisUrl(config.redisUrl);
-      const [store, pub, sub, limits] = ["store", "pub", "sub", "limits"].map((name) =>
-        redisClient(target, name, problems, name === "pub" || name === "sub" ? recovered : neverLost),
-      ) as [RedisConnection, RedisConnection, RedisConnection, RedisConnection];
+      const [store, adapter, limits] = ["store", "adapter", "limits"].map((name) =>
+        redisClient(target, name, problems, name === "adapter" ? recovered : neverLost),
+      ) as [RedisConnection, RedisConnection, RedisConnection];
       return {
         createStore: () =>
           new RedisStore({
@@ -103,12 +115,20 @@ export function modeParts(config: DemoConfig): ModeParts {
             // a stopping instance's users are kept for the same grace as a closed tab: a rolling deploy is silent
             leaveGraceMs: config.leaveDelayMs,
           }),
-        serverOptions: { adapter: createRedisAdapter(pub, sub) },
+        // Redis Streams rather than pub/sub: it keeps the sessions, and broadcasts survive a short Redis outage
+        serverOptions: {
+          ...recovery,
+          adapter: createRedisStreamsAdapter(adapter, {
+            streamName: `${DEMO_KEY_PREFIX}socket.io`,
+            sessionKeyPrefix: `${DEMO_KEY_PREFIX}session:`,
+            channelPrefix: `${DEMO_KEY_PREFIX}socket.io`,
+          }),
+        },
         limits: { kind: "redis", client: limits },
         problems: () => [...problems.values()],
         onRecovered: (listener) => listeners.push(listener),
         close: async () => {
-          for (const client of [store, pub, sub, limits]) client.disconnect();
+          for (const client of [store, adapter, limits]) client.disconnect();
         },
       };
     }

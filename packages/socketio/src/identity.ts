@@ -13,6 +13,8 @@ export const IDENTITY_KEY = "presence";
 export function identityOf(socket: Socket): Identified | undefined {
   const data: unknown = socket.data;
   if (typeof data !== "object" || data === null) return undefined;
-  const identity = (data as Record<string, unknown>)[IDENTITY_KEY] as Identified | undefined;
-  return typeof identity?.userId === "string" ? identity : undefined;
+  const identity = (data as Record<string, { userId?: unknown; info?: UserInfo | null }> | undefined)?.[IDENTITY_KEY];
+  if (typeof identity?.userId !== "string") return undefined;
+  // a session restored through Redis comes back msgpack-encoded: an absent info is null there
+  return identity.info === null ? { userId: identity.userId, info: undefined } : (identity as Identified);
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import {
   PresenceError,
@@ -72,8 +73,12 @@ export class Presence extends EventEmitter<PresenceEvents> {
   readonly #disconnecting = new WeakSet<Socket>();
   /** The tail of each counted socket's queue of store calls: calls for one socket run in order. */
   readonly #queues = new Map<string, Promise<void>>();
-  /** Disconnects waiting out the leave grace, by socket id. */
-  readonly #pendingLeaves = new Map<string, { timer: NodeJS.Timeout; leave: () => void }>();
+  /** Disconnects waiting out the leave grace, by socket id, with the id the store knows the connection by. */
+  readonly #pendingLeaves = new Map<string, { timer: NodeJS.Timeout; leave: () => void; connectionId: string }>();
+  /** The id the store knows each counted socket by: its socket id, or its recovery id (see `#count`). */
+  readonly #connectionIds = new WeakMap<Socket, string>();
+  /** This server's suffix for the sockets recovered here from another node. */
+  readonly #recoveryTag = randomBytes(6).toString("base64url");
   readonly #unsubscribe: Array<() => void> = [];
   #closing: Promise<void> | undefined;
 
@@ -266,18 +271,23 @@ export class Presence extends EventEmitter<PresenceEvents> {
    * handler joins a room first. A socket that Socket.IO's connection state
    * recovery brought back keeps its id: inside the leave grace it is still
    * counted, so nobody hears of the drop; after it, it is counted anew.
+   * A socket recovered on another node than the one it left (a cluster, or
+   * several hosts) is counted here under an id of this node's own, and the
+   * node it left removes the old id when its grace ends: the user is online
+   * under both ids for a moment, and nobody hears of the move.
    */
   #count(socket: Socket): void {
     const identity = identityOf(socket);
     if (identity === undefined || this.#closing || this.#counted.has(socket) || socket.disconnected) return;
     this.#counted.add(socket);
     const { userId, info } = identity;
-    const connectionId = socket.id;
-    const pending = this.#pendingLeaves.get(connectionId);
+    const pending = this.#pendingLeaves.get(socket.id);
     if (pending) {
       clearTimeout(pending.timer);
-      this.#pendingLeaves.delete(connectionId);
+      this.#pendingLeaves.delete(socket.id);
     }
+    const connectionId = pending?.connectionId ?? (socket.recovered ? `${socket.id}~${this.#recoveryTag}` : socket.id);
+    this.#connectionIds.set(socket, connectionId);
 
     socket.once("disconnecting", () => this.#disconnecting.add(socket));
     // attached before any await: a socket that leaves while its connect is in
@@ -289,11 +299,11 @@ export class Presence extends EventEmitter<PresenceEvents> {
         return;
       }
       const leave = () => {
-        this.#pendingLeaves.delete(connectionId);
+        this.#pendingLeaves.delete(socket.id);
         this.#leave(connectionId, userId);
       };
       const timer = setTimeout(leave, this.#leaveDelayMs);
-      this.#pendingLeaves.set(connectionId, { timer, leave });
+      this.#pendingLeaves.set(socket.id, { timer, leave, connectionId });
     });
 
     // a recovered socket whose leave was still pending was never uncounted
@@ -303,14 +313,14 @@ export class Presence extends EventEmitter<PresenceEvents> {
       });
     }
     // rooms joined before the connection (in a middleware) were not counted yet
-    for (const room of socket.rooms) this.#onRoom("join", room, connectionId);
+    for (const room of socket.rooms) this.#onRoom("join", room, socket.id);
   }
 
   /** Follows the adapter's join-room / leave-room events for tracked rooms. */
-  #onRoom(change: "join" | "leave", socketRoom: string, connectionId: string): void {
-    const room = socketRoom === connectionId || this.#closing ? undefined : this.#rooms.presenceRoom(socketRoom);
+  #onRoom(change: "join" | "leave", socketRoom: string, socketId: string): void {
+    const room = socketRoom === socketId || this.#closing ? undefined : this.#rooms.presenceRoom(socketRoom);
     if (room === undefined) return;
-    const socket = this.namespace.sockets.get(connectionId);
+    const socket = this.namespace.sockets.get(socketId);
     const userId = socket && identityOf(socket)?.userId;
     if (!socket || userId === undefined) return;
     if (change === "leave" && this.#disconnecting.has(socket)) return; // the store's disconnect does it
@@ -318,12 +328,14 @@ export class Presence extends EventEmitter<PresenceEvents> {
     if (!tracked) this.#roomsOf.set(socket, (tracked = new Set()));
     if (change === "join" && !tracked.has(room) && tracked.size >= this.#maxRoomsPerConnection) {
       // the app joined the room; presence does not follow it, so that no socket makes the store hold unbounded rooms
-      this.#fail(new PresenceError("LIMIT_EXCEEDED", `socket ${connectionId} is in ${tracked.size} tracked rooms already (maxRoomsPerConnection): ${JSON.stringify(room.slice(0, 64))} is not tracked`));
+      this.#fail(new PresenceError("LIMIT_EXCEEDED", `socket ${socketId} is in ${tracked.size} tracked rooms already (maxRoomsPerConnection): ${JSON.stringify(room.slice(0, 64))} is not tracked`));
       return;
     }
     if (change === "join") tracked.add(room);
     else if (!tracked.delete(room)) return;
     this.#count(socket);
+    const connectionId = this.#connectionIds.get(socket);
+    if (connectionId === undefined) return; // not counted (closing, or already gone): its disconnect does the rest
     this.#enqueue(connectionId, async () => {
       await this.#call(change, change === "join" ? () => this.store.join(connectionId, room) : () => this.store.leave(connectionId, room));
     });

@@ -46,7 +46,10 @@ export class StateReads {
   async send(socket: Socket, scope: SyncScope, request: number, userIds: string[] = []): Promise<void> {
     const key = scopeKey(scope);
     const version = this.#version();
-    const to = (body: StateBody) => socket.emit(STATE, { key, request, version, ...body } satisfies StateFrame);
+    // through the local adapter, as every frame: with connection state recovery on, a plain socket.emit would
+    // go through the cluster's adapter (a message to every node, an entry in Redis) for a frame that a
+    // recovered client never needs replayed (it subscribes again on every connect)
+    const to = (body: StateBody) => this.#namespace.local.to(socket.id).emit(STATE, { key, request, version, ...body } satisfies StateFrame);
     switch (scope.type) {
       case "count":
         return void to({ count: await this.#store.usersCount(), done: true });

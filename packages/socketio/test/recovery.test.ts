@@ -82,3 +82,50 @@ describe("connection state recovery", () => {
     expect(s.presence.userIdOf(s.io.of("/").sockets.get(alice.id!)!)).toBe("alice");
   });
 });
+
+describe("connection state recovery on another node", () => {
+  const servers: TestServer[] = [];
+  const clients: ClientSocket[] = [];
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    await Promise.allSettled(servers.splice(0).map((s) => s.close()));
+  });
+
+  it("counts a socket that left one node and recovered on another under an id of the new node's, so the old node's leave does not uncount it", async () => {
+    // one store whose connection ids span the deployment (as @presence/cluster's primary), two servers on it
+    const store = new MemoryStore();
+    const options = { store, leaveDelayMs: 1000, identify: (socket: { handshake: { auth: { userId?: string } } }) => socket.handshake.auth.userId };
+    const a = await startServer(options, recovery);
+    const b = await startServer(options, recovery);
+    servers.push(a, b);
+    // an adapter that keeps sessions for the deployment (the Redis Streams adapter, or the demo's cluster one):
+    // here the two in-memory adapters share their sessions and packets
+    const [adapterA, adapterB] = [a, b].map((s) => s.io.of("/").adapter as unknown as { sessions: unknown; packets: unknown });
+    Object.assign(adapterB!, { sessions: adapterA!.sessions, packets: adapterA!.packets });
+
+    const observer = await connectClient(b.port, { userId: "observer" });
+    clients.push(observer);
+    const seen = recordEvents(observer);
+    const alice = await connectClient(a.port, { userId: "alice" }, { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100 });
+    clients.push(alice);
+    await eventually(() => expect(seen).toEqual(["+alice"]));
+    a.io.to(alice.id!).emit("hello"); // a broadcast: the offset recovery starts from
+    await eventually(() => expect(alice.recovered).toBe(false));
+    await sleep(50);
+
+    const id = alice.id;
+    Object.assign(alice.io, { uri: `http://127.0.0.1:${b.port}` }); // the next connect reaches b
+    const { recovered } = await dropTransport(alice);
+    expect(recovered).toBe(true);
+    expect(alice.id).toBe(id);
+    expect(b.io.of("/").sockets.has(id!)).toBe(true);
+
+    await sleep(1300); // past a's grace for the socket it lost
+    expect(await store.isUserConnected("alice")).toBe(true);
+    expect(seen).toEqual(["+alice"]);
+
+    alice.close();
+    await eventually(() => expect(seen).toEqual(["+alice", "-alice"]), 5000);
+    expect(await store.isUserConnected("alice")).toBe(false);
+  });
+});
