@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { startRedisServer } from "@presence/redis/testing";
 import { withDeadline } from "./lib/deadline.mjs";
 import { appEndToEnd } from "./app/app-presence.mjs";
+import { authorizeCost } from "./authorize.mjs";
 import { cleanupAtScale } from "./cleanup.mjs";
 import { clusterQueryLatency } from "./cluster-query.mjs";
 import { endToEnd } from "./end-to-end.mjs";
@@ -36,6 +37,7 @@ const benchmarks = [
   [5, redisMemory],
   [6, syncEndToEnd],
   [7, appEndToEnd],
+  [8, authorizeCost],
 ];
 
 const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString("en") : n >= 10 ? n.toFixed(1) : n >= 0.1 ? n.toFixed(2) : n.toPrecision(2));

@@ -130,9 +130,9 @@ function stalled(moved, ms, what, status) {
   return { promise, stop: () => clearInterval(timer) };
 }
 
-/** Starts the server in `mode` and reads its idle stats; it listens once `listen()` says so. */
-async function bootServer(mode, execArgv, idleMs) {
-  const server = forkChild(SERVER, [mode], `the ${mode} server`, execArgv);
+/** Starts the server in `mode` (for a population of `n`) and reads its idle stats; it listens once `listen()` says so. */
+async function bootServer(mode, n, execArgv, idleMs) {
+  const server = forkChild(SERVER, [mode, String(n)], `the ${mode} server`, execArgv);
   try {
     await within(server.next("ready", "it was ready"), START_MS, `the ${mode} server to start`, () => "no ready message");
     await sleep(idleMs);
@@ -239,12 +239,15 @@ async function storm({ phase, mode, n, server, idle, startedAt, loads, settleMs 
   const settled = await stats(server);
   const completed = await gather(loads, n, "complete", stormMs(n), `${label}: every client's views to be complete`, server);
   const completeAt = completed.reduce((a, message) => Math.max(a, message.at), 0);
+  // every view is complete: every subscribe has been answered (and, in benchmark 8, authorized)
+  const { authorizeCalls } = await stats(server);
   const cpuMicros = settled.cpu.user + settled.cpu.system - (idle.cpu.user + idle.cpu.system);
   return {
     rate: (n / Math.max(1, lastConnect - startedAt)) * 1000,
     cpuPerConnection: cpuMicros / n,
     rssPerConnection: (settled.rss - idle.rss) / n,
     completeMs: Math.max(0, completeAt - lastConnect),
+    authorizeCalls,
     minimum: minimumOf(connectAt, n, lastConnect),
   };
 }
@@ -257,8 +260,12 @@ async function totals(loads, n, message, what) {
   return { frames: replies.reduce((a, r) => a + r.frames, 0) / n, bytes: replies.reduce((a, r) => a + r.bytes, 0) / n, kinds };
 }
 
-async function runOnce(mode, n, options) {
-  const { loadCount, window, settleMs, idleMs, execArgv } = options;
+/**
+ * One run of `mode` with fresh processes: the first storm, then (unless `restart` is false) the
+ * restart storm. Resolves with each storm's figures. Benchmark 8 runs it too.
+ */
+export async function runOnce(mode, n, options) {
+  const { loadCount, window, settleMs, idleMs, execArgv, restart = true } = options;
   const loads = [];
   const servers = [];
   const order = arrivalOrder(n);
@@ -271,7 +278,7 @@ async function runOnce(mode, n, options) {
       load.users = order.filter((_, k) => k % loadCount === l);
       loads.push(load);
     }
-    const [first] = await Promise.all([bootServer(mode, execArgv, idleMs), gather(loads, n, "ready", START_MS, `${mode}: the load processes to start`)]);
+    const [first] = await Promise.all([bootServer(mode, n, execArgv, idleMs), gather(loads, n, "ready", START_MS, `${mode}: the load processes to start`)]);
     servers.push(first);
     const { port } = await listen(first, 0);
     const url = `http://127.0.0.1:${port}`;
@@ -279,9 +286,10 @@ async function runOnce(mode, n, options) {
     for (const load of loads) load.send({ type: "setup", url, mode, n, users: load.users, window });
     const storms = [await storm({ phase: 1, mode, n, ...first, startedAt, loads, settleMs })];
     storms[0].received = await totals(loads, n, { type: "phase", phase: 2 }, `${mode}: the load processes' counts of the first storm`);
+    if (!restart) return storms;
 
     // the rolling restart: the next process boots, the old one exits, every client reconnects to the next one
-    const next = await bootServer(mode, execArgv, idleMs);
+    const next = await bootServer(mode, n, execArgv, idleMs);
     servers.push(next);
     await first.server.stop();
     const { listeningAt } = await listen(next, port);
@@ -295,7 +303,7 @@ async function runOnce(mode, n, options) {
 }
 
 /** One storm's figures on one line, with the frames each client received by kind beside the minimum per scope. */
-function describe(p) {
+export function describe(p) {
   const one = (x) => (x >= 100 ? Math.round(x).toLocaleString("en") : x.toFixed(1));
   const kinds = Object.entries(p.received.kinds)
     .sort((a, b) => b[1] - a[1])
@@ -312,7 +320,7 @@ function describe(p) {
 }
 
 /** The most files one process may open (the hard limit: Node raises its soft limit to it). */
-function openFilesLimit() {
+export function openFilesLimit() {
   const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
   const hard = line?.split(/\s+/)[4];
   return hard === undefined || hard === "unlimited" ? Infinity : Number(hard);

@@ -6,20 +6,26 @@
 //               (what a client keeping the list from the events starts from)
 //   events-off  @presence/socketio with rooms tracked and `events: false`
 //   events-on   the same with the per-user events on (the default)
+//   authorize-off  events-off with an allow-all `authorize` (benchmark 8's baseline)
+//   authorize-on   events-off with the app's own `authorize`: a room to its
+//               members, a user list to the user's friends, the count to an
+//               identified user (benchmark 8)
+// Both authorize modes count the hook's calls (reported with the stats).
 // It loads everything, then waits to be told to listen, so that its idle
 // memory and CPU are read before any client comes. On SIGTERM it exits at
 // once, as an app with no shutdown handler does: a rolling restart replaces
 // the process, and the clients find the next one.
-//   node server.mjs <mode>
+//   node server.mjs <mode> [N]   (N: the population, for the friends the authorize-on hook allows)
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 import { createPresence } from "@presence/socketio";
 import { MemoryStore } from "@presence/memory";
 import { createRecipe } from "../recipe/standalone.mjs";
-import { ROOM_PREFIX, indexOf, roomOf } from "./population.mjs";
+import { ROOM_PREFIX, friendsOf, indexOf, roomOf, userId } from "./population.mjs";
 
 const mode = process.argv[2];
-if (!["off", "recipe", "events-off", "events-on"].includes(mode)) throw new Error(`unknown mode ${mode}`);
+if (!["off", "recipe", "events-off", "events-on", "authorize-off", "authorize-on"].includes(mode)) throw new Error(`unknown mode ${mode}`);
+const population = Number(process.argv[3] ?? 0);
 
 const http = createServer((req, res) => void (req.url.startsWith("/socket.io/") || res.writeHead(404).end()));
 // the load processes share two cores with this server and decode what N browsers would: under the
@@ -43,12 +49,35 @@ if (mode === "recipe") {
     });
   });
 }
-if (mode === "events-off" || mode === "events-on") {
+/** The hook's calls, to prove that every subscribe went through it. */
+let authorizeCalls = 0;
+/**
+ * The app's own rules, as an app writes them (async, as a lookup would be): a room only to its
+ * members, a user list only to the user's friends, the count to any identified user.
+ */
+async function authorizeByTheApp(socket, scope) {
+  authorizeCalls++;
+  const me = userIdOf(socket);
+  if (typeof me !== "string") return false;
+  if (scope.type === "room") return socket.rooms.has(scope.room);
+  if (scope.type === "users") {
+    const friends = new Set(friendsOf(indexOf(me), population).map(userId));
+    return scope.userIds.every((id) => friends.has(id));
+  }
+  return true; // "count" and "all"
+}
+function allowAll() {
+  authorizeCalls++;
+  return true;
+}
+if (mode.startsWith("authorize-") && !(population > 0)) throw new Error(`${mode} needs the population N as its second argument`);
+if (mode !== "off" && mode !== "recipe") {
   const presence = createPresence(io, {
     store: new MemoryStore(),
     identify: userIdOf,
     rooms: ROOM_PREFIX,
-    ...(mode === "events-off" ? { events: false } : {}),
+    ...(mode === "events-on" ? {} : { events: false }),
+    ...(mode === "authorize-on" ? { authorize: authorizeByTheApp } : mode === "authorize-off" ? { authorize: allowAll } : {}),
   });
   presence.on("error", (error) => console.error(`presence error: ${error.message}`));
 }
@@ -63,7 +92,7 @@ process.on("message", (message) => {
       http.listen(message.port, "127.0.0.1", () => process.send({ type: "listening", port: http.address().port, at: Date.now() }));
       return;
     case "stats":
-      return void process.send({ type: "stats", cpu: process.cpuUsage(), rss: process.memoryUsage.rss(), clients: io.engine.clientsCount });
+      return void process.send({ type: "stats", cpu: process.cpuUsage(), rss: process.memoryUsage.rss(), clients: io.engine.clientsCount, authorizeCalls });
   }
 });
 http.on("error", (error) => {
