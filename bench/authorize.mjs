@@ -27,7 +27,7 @@ const MODES = [
 ];
 
 export async function authorizeCost({ smoke }) {
-  const n = Number(process.env.BENCH_AUTH_CLIENTS ?? (smoke ? 100 : 5000));
+  const n = Number(process.env.BENCH_AUTH_CLIENTS ?? (smoke ? 100 : 2000));
   const runs = Number(process.env.BENCH_AUTH_RUNS ?? (smoke ? 1 : 5));
   if (!(n > ROOM_SIZE && runs >= 1)) throw new Error(`BENCH_AUTH_CLIENTS must be over ${ROOM_SIZE} and BENCH_AUTH_RUNS at least 1`);
   if (n + 64 > openFilesLimit()) throw new Error(`${n.toLocaleString("en")} clients do not fit this machine's open-file limit (ulimit -Hn)`);

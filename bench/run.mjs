@@ -3,6 +3,9 @@
 // README's Performance section.
 //   node run.mjs [--smoke] [--only 1,3] [--no-readme]
 //   node run.mjs --render    (rewrites the table and README from results/latest.json, running nothing)
+// A full run with --only keeps the other benchmarks' rows of results/latest.json
+// (each row says when and with which command it was measured), so that
+// --render can put them all into the README.
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { cpus } from "node:os";
 import { fileURLToPath } from "node:url";
@@ -46,10 +49,22 @@ const cell = (s) => (s ? `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})` : ""
 const here = fileURLToPath(new URL(".", import.meta.url));
 const rows = [];
 let measuredAt = new Date();
+const command = values.render ? undefined : only ? `node bench/run.mjs --only ${[...only].join(",")}` : "npx --yes pnpm@10 bench";
+const idOf = (row) => Number(row.bench.split(".")[0]);
+/** The rows of results/latest.json, each with when and how it was measured (older files say it once for all). */
+function savedRows() {
+  let saved;
+  try {
+    saved = JSON.parse(readFileSync(`${here}results/latest.json`, "utf8"));
+  } catch {
+    return [];
+  }
+  return saved.rows.map((row) => ({ measuredAt: saved.date, command: "npx --yes pnpm@10 bench", ...row }));
+}
+const kept = values.render ? savedRows() : only && !smoke ? savedRows().filter((row) => !only.has(idOf(row))) : [];
 if (values.render) {
-  const saved = JSON.parse(readFileSync(`${here}results/latest.json`, "utf8"));
-  rows.push(...saved.rows);
-  measuredAt = new Date(saved.date);
+  rows.push(...kept);
+  measuredAt = new Date(Math.max(...kept.map((row) => Date.parse(row.measuredAt))));
 }
 /**
  * A backstop for each benchmark as a whole (each also puts a deadline on every
@@ -65,6 +80,8 @@ try {
     console.error(`${id}. ${bench.name}: running${smoke ? " (smoke)" : ""}`);
     const result = await withDeadline(bench({ smoke, redis }), BENCH_MS, `benchmark ${id} (${bench.name})`);
     for (const row of result) {
+      row.measuredAt = measuredAt.toISOString();
+      row.command = command;
       row.ratio = row.theirs ? row.ours.median / row.theirs.median : null;
       rows.push(row);
       console.log(
@@ -89,6 +106,10 @@ if (failed) {
   process.exit(1);
 }
 
+if (!values.render && kept.length) {
+  rows.push(...kept);
+  rows.sort((a, b) => idOf(a) - idOf(b)); // stable: each benchmark's rows keep their order
+}
 const machine = `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, Node.js ${process.version}${smoke ? " (smoke run: small N)" : ""}`;
 const table = [
   "| benchmark | ours | peer | metric | ours: median (min–max) | peer: median (min–max) | ours ÷ peer |",
@@ -106,13 +127,25 @@ if (!values.render) {
 writeFileSync(`${here}results/${name}.md`, `${table}\n`);
 console.log(`\n${table}\n\nwrote bench/results/${name}.json and bench/results/${name}.md`);
 
+/** "Measured 2026-12-02 with `...`", or one clause per date and command when the rows were measured apart. */
+function measuredLine() {
+  const groups = new Map();
+  for (const row of rows) {
+    const key = `${(row.measuredAt ?? measuredAt.toISOString()).slice(0, 10)} with \`${row.command ?? command}\``;
+    if (!groups.has(key)) groups.set(key, new Set());
+    groups.get(key).add(idOf(row));
+  }
+  if (groups.size === 1) return `Measured ${[...groups.keys()][0]}`;
+  return `Measured ${[...groups].map(([key, ids]) => `benchmark${ids.size > 1 ? "s" : ""} ${[...ids].join(", ")} on ${key}`).join("; ")}`;
+}
+
 if (!smoke && !only && !values["no-readme"]) {
   const readme = `${here}../README.md`;
   const text = readFileSync(readme, "utf8");
   const start = "<!-- bench:start -->";
   const end = "<!-- bench:end -->";
   if (text.includes(start) && text.includes(end)) {
-    const section = `${start}\nMeasured ${measuredAt.toISOString().slice(0, 10)} on ${cpus().length} cores (${cpus()[0]?.model ?? "cpu"}), Node.js ${process.version}, with \`npx --yes pnpm@10 bench\`:\n\n${table}\n${end}`;
+    const section = `${start}\n${measuredLine()}; on ${cpus().length} cores (${cpus()[0]?.model ?? "cpu"}), Node.js ${process.version}:\n\n${table}\n${end}`;
     writeFileSync(readme, text.slice(0, text.indexOf(start)) + section + text.slice(text.indexOf(end) + end.length));
     console.log("updated the README's Performance section");
   }
