@@ -53,7 +53,11 @@ interface LoggedPacket {
 export interface RecoveryOptions {
   /** The recovery window: Socket.IO's `connectionStateRecovery.maxDisconnectionDuration`. */
   maxDisconnectionDuration: number;
-  /** At most this many broadcasts are kept, per namespace. Default 10,000 (the Redis Streams adapter's `maxLen`). */
+  /**
+   * At most this many broadcasts are kept, per namespace (about 200 bytes
+   * each). Default 100,000: every connection adds one (its
+   * `presence:session`), so a reconnect storm of that many still recovers.
+   */
   maxPackets?: number;
 }
 
@@ -117,7 +121,7 @@ export function createRecoveringAdapter(): typeof RecoveringClusterAdapter {
 }
 
 /** The primary side, beside the cluster adapter's own `setupPrimary()`: the sessions and the broadcasts' log. */
-export function setupRecoveryPrimary({ maxDisconnectionDuration, maxPackets = 10_000 }: RecoveryOptions): void {
+export function setupRecoveryPrimary({ maxDisconnectionDuration, maxPackets = 100_000 }: RecoveryOptions): void {
   const sessions = new Map<string, { session: Session; at: number }>();
   const logs = new Map<string, LoggedPacket[]>();
   const expire = (now: number) => {

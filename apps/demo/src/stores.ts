@@ -122,6 +122,8 @@ export function modeParts(config: DemoConfig): ModeParts {
             streamName: `${DEMO_KEY_PREFIX}socket.io`,
             sessionKeyPrefix: `${DEMO_KEY_PREFIX}session:`,
             channelPrefix: `${DEMO_KEY_PREFIX}socket.io`,
+            // every connection adds one entry (its presence:session): a reconnect storm of this many still recovers
+            maxLen: 100_000,
           }),
         },
         limits: { kind: "redis", client: limits },
