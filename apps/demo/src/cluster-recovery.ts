@@ -120,16 +120,49 @@ export function createRecoveringAdapter(): typeof RecoveringClusterAdapter {
   return RecoveringClusterAdapter;
 }
 
+/** One namespace's broadcasts, oldest first, found by offset in constant time; trimmed in chunks. */
+class PacketLog {
+  #entries: LoggedPacket[] = [];
+  /** The absolute position of `#entries[0]`. */
+  #base = 0;
+  readonly #positions = new Map<string, number>();
+
+  constructor(private readonly max: number) {}
+
+  push(packet: LoggedPacket): void {
+    this.#positions.set(packet.offset, this.#base + this.#entries.length);
+    this.#entries.push(packet);
+    // a tenth over the cap at most, so that trimming is not a copy per broadcast
+    if (this.#entries.length > this.max + Math.ceil(this.max / 10)) this.#drop(this.#entries.length - this.max);
+  }
+
+  /** Drops what is older than `since`. */
+  expire(since: number): void {
+    let stale = 0;
+    while (stale < this.#entries.length && this.#entries[stale]!.at < since) stale++;
+    this.#drop(stale);
+  }
+
+  /** The packets after `offset`, or undefined when it is not (or no longer) here. */
+  after(offset: string): LoggedPacket[] | undefined {
+    const position = this.#positions.get(offset);
+    return position === undefined ? undefined : this.#entries.slice(position - this.#base + 1);
+  }
+
+  #drop(count: number): void {
+    for (const packet of this.#entries.slice(0, count)) this.#positions.delete(packet.offset);
+    this.#entries = this.#entries.slice(count);
+    this.#base += count;
+  }
+}
+
 /** The primary side, beside the cluster adapter's own `setupPrimary()`: the sessions and the broadcasts' log. */
 export function setupRecoveryPrimary({ maxDisconnectionDuration, maxPackets = 100_000 }: RecoveryOptions): void {
   const sessions = new Map<string, { session: Session; at: number }>();
-  const logs = new Map<string, LoggedPacket[]>();
+  const logs = new Map<string, PacketLog>();
   const expire = (now: number) => {
     for (const [pid, { at }] of sessions) if (at + maxDisconnectionDuration < now) sessions.delete(pid);
-    for (const log of logs.values()) {
-      const kept = log.findIndex((packet) => packet.at + maxDisconnectionDuration >= now);
-      log.splice(0, kept === -1 ? log.length : kept);
-    }
+    for (const log of logs.values()) log.expire(now - maxDisconnectionDuration);
   };
   setInterval(() => expire(Date.now()), Math.min(60_000, maxDisconnectionDuration)).unref();
 
@@ -144,24 +177,21 @@ export function setupRecoveryPrimary({ maxDisconnectionDuration, maxPackets = 10
     const { packet, opts, requestId } = broadcast.data ?? {};
     // what Socket.IO keeps for recovery: events without an acknowledgement, not volatile
     if (requestId !== undefined || packet?.type !== 2 || packet.id !== undefined || !Array.isArray(packet.data) || !opts || opts.flags?.volatile) return;
-    let log = logs.get(broadcast.nsp ?? "/");
-    if (!log) logs.set(broadcast.nsp ?? "/", (log = []));
+    const nsp = broadcast.nsp ?? "/";
+    let log = logs.get(nsp);
+    if (!log) logs.set(nsp, (log = new PacketLog(maxPackets)));
     log.push({ offset: broadcast.offset, data: [...packet.data, broadcast.offset], rooms: opts.rooms, except: opts.except, at: Date.now() });
-    if (log.length > maxPackets) log.splice(0, log.length - maxPackets);
   });
 
   function restore({ nsp, request, pid, offset }: Extract<RecoveryMessage, { type: "restore" }>): Omit<Extract<RecoveryMessage, { type: "restored" }>, "source" | "type"> {
     const none = { nsp, request, session: null };
-    const now = Date.now();
     const kept = sessions.get(pid);
     sessions.delete(pid);
-    if (!kept || kept.at + maxDisconnectionDuration < now) return none;
-    const log = logs.get(nsp) ?? [];
-    const index = log.findIndex((packet) => packet.offset === offset);
-    if (index === -1) return none; // the offset fell out of the log: a new session
+    if (!kept || kept.at + maxDisconnectionDuration < Date.now()) return none;
+    const after = logs.get(nsp)?.after(offset);
+    if (after === undefined) return none; // the offset fell out of the log: a new session
     const rooms = kept.session.rooms;
-    const missedPackets = log
-      .slice(index + 1)
+    const missedPackets = after
       .filter((packet) => (packet.rooms.length === 0 || rooms.some((room) => packet.rooms.includes(room))) && rooms.every((room) => !packet.except.includes(room)))
       .map((packet) => packet.data);
     return { nsp, request, session: { ...kept.session, missedPackets } };
