@@ -22,7 +22,9 @@ describe("cluster-query across real Node cluster workers", () => {
 
   beforeAll(async () => {
     primary = spawn(process.execPath, [fixture], { env: { ...process.env, WORKERS: "3" }, stdio: ["ignore", "pipe", "inherit"] });
-    const [line] = (await once(createInterface({ input: primary.stdout! }), "line")) as [string];
+    const [line] = (await once(createInterface({ input: primary.stdout! }), "line", { signal: AbortSignal.timeout(30_000) }).catch((error: unknown) => {
+      throw new Error("timed out after 30000 ms waiting for the cluster fixture to print its workers", { cause: error });
+    })) as [string];
     workers = JSON.parse(line).workers;
     await eventually(async () => {
       for (const { port } of workers) expect((await getJson(port, "/servers")).body.count).toBe(3);

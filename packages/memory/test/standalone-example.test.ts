@@ -11,7 +11,9 @@ let url: string;
 
 beforeAll(async () => {
   child = spawn(process.execPath, [example], { env: { ...process.env, PORT: "0" }, stdio: ["ignore", "pipe", "inherit"] });
-  const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+  const [line] = (await once(createInterface({ input: child.stdout! }), "line", { signal: AbortSignal.timeout(15_000) }).catch((error: unknown) => {
+    throw new Error("timed out after 15000 ms waiting for the standalone example to print its URL", { cause: error });
+  })) as [string];
   url = /(http:\/\/\S+)/.exec(line)![1]!;
 });
 afterAll(() => {
@@ -19,9 +21,10 @@ afterAll(() => {
 });
 
 const client = (userId: string) =>
-  new Promise<Socket>((resolve) => {
+  new Promise<Socket>((resolve, reject) => {
     const socket = connect(url, { auth: { userId }, forceNew: true, transports: ["websocket"] });
-    socket.once("connect", () => resolve(socket));
+    const timer = setTimeout(() => reject(new Error(`timed out after 10000 ms waiting for ${userId}'s socket to connect`)), 10_000);
+    socket.once("connect", () => (clearTimeout(timer), resolve(socket)));
   });
 
 it("the README's standalone example counts users, not sockets", async () => {
