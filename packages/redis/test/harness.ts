@@ -4,6 +4,18 @@ import { Redis } from "ioredis";
 import { RedisStore, type RedisStoreOptions } from "../src";
 import { startRedisProxy, type RedisProxy } from "../src/testing";
 
+/** mulberry32: a small seeded generator, so that a failing seed of a history test can be replayed. */
+export function random(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it holds; fails saying what was awaited. */

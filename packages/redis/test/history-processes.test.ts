@@ -8,7 +8,7 @@ import { afterAll, expect, it } from "vitest";
 import { presenceKeys } from "../src/keys";
 import { SCRIPTS } from "../src/scripts";
 import { startRedisProxy, type RedisProxy } from "../src/testing";
-import { sleep, waitFor, within } from "./harness";
+import { random, sleep, waitFor, within } from "./harness";
 import { useRedis } from "./redis-fixture";
 
 // Randomized histories against a model, with every store in a process of its
@@ -39,17 +39,6 @@ const PROCESSES = 3;
 const USERS = ["u0", "u1", "u2", "u3", "zoë", "用户"];
 const ROOMS = ["r0", "部屋"];
 
-/** mulberry32, so that a failing seed can be replayed. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Reply {
   id?: number;

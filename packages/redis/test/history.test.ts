@@ -1,6 +1,6 @@
 import type { Transition } from "@presence/core";
 import { it, expect } from "vitest";
-import { deployment, sleep, waitFor, type ProxiedStore } from "./harness";
+import { deployment, random, sleep, waitFor, type ProxiedStore } from "./harness";
 import { useRedis } from "./redis-fixture";
 
 // Randomized histories: three processes connect, disconnect, join, leave and
@@ -19,17 +19,6 @@ const DATA_LOSS = process.env.REDIS_HISTORY_DATA_LOSS !== "0";
 const USERS = ["u0", "u1", "u2", "zoë", "用户"];
 const ROOMS = ["r0", "部屋"];
 
-/** mulberry32: a small seeded generator, so that a failing seed can be replayed. */
-function random(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Per user ("+u"/"-u") and per room ("r>u"/"r<u"): alternating, starting with a join, ending as the truth says. */
 function checkHistory(log: string[], online: Set<string>, inRoom: Set<string>): void {
