@@ -145,6 +145,10 @@ it(
             await checkInvariant();
           }
 
+          // Every process lost: nobody is left to clean, so the next one to
+          // start must (a deploy after a total outage).
+          if (processes.every((proc) => proc.crashed)) processes.push(await spawnProcess());
+
           // the truth: connections really open on processes still alive
           const expected: Record<string, number> = {};
           for (const proc of processes) {
