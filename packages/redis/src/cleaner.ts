@@ -17,7 +17,8 @@ export interface CleanerParts {
 
 /**
  * Removes dead processes: claims one (which hands the cleaner the dead
- * process's own outbox), takes its memberships out of their rooms, then
+ * process's own outbox, and the transitions of its last batch when it died
+ * before announcing them), takes its memberships out of their rooms, then
  * removes its connections, chunk by chunk. Every leave a chunk finds is
  * written, with its version, to the cleaner's outbox in Redis by the chunk
  * itself and announced from there, so a chunk whose reply is lost loses
@@ -69,8 +70,7 @@ export class Cleaner {
     for (const entry of outbox) {
       if (entry.id <= this.#through) continue;
       this.#through = entry.id;
-      const { userId, version } = entry;
-      this.#parts.announce(entry.room === undefined ? { type: "disconnected", userId, version } : { type: "left", room: entry.room, userId, version });
+      this.#parts.announce(entry.transition);
     }
   }
 

@@ -49,8 +49,14 @@ describe("the script boundary's encodings", () => {
   });
 
   it("parses outbox entries with their id and version", () => {
-    expect(parseOutboxEntry(`12|1733112345123456|${pack("", "zoë")}`)).toEqual({ id: 12, version: 1733112345123456, room: undefined, userId: "zoë" });
-    expect(parseOutboxEntry(`13|1733112345123457|${pack("部屋", "a|b")}`)).toEqual({ id: 13, version: 1733112345123457, room: "部屋", userId: "a|b" });
+    const version = 1733112345123456;
+    expect(parseOutboxEntry(`12|${version}|${pack("", "zoë")}`)).toEqual({ id: 12, transition: { type: "disconnected", userId: "zoë", version } });
+    expect(parseOutboxEntry(`13|${version}|${pack("部屋", "a|b")}`)).toEqual({ id: 13, transition: { type: "left", room: "部屋", userId: "a|b", version } });
+    // a dead process's last batch, taken from its record (includes/record.lua)
+    expect(parseOutboxEntry(`14|${version}|c${pack("c1", '{"n":1}')}`)).toEqual({ id: 14, transition: { type: "connected", userId: "c1", info: { n: 1 }, version } });
+    expect(parseOutboxEntry(`15|${version}|c${pack("c2", "")}`)).toEqual({ id: 15, transition: { type: "connected", userId: "c2", version } });
+    expect(parseOutboxEntry(`16|${version}|u${pack("u", '{"n":2}')}`)).toEqual({ id: 16, transition: { type: "updated", userId: "u", info: { n: 2 }, version } });
+    expect(parseOutboxEntry(`17|${version}|j${pack("1:", pack("j|1", ""))}`)).toEqual({ id: 17, transition: { type: "joined", room: "1:", userId: "j|1", version } });
     expect(() => parseOutboxEntry("12|zoë")).toThrow(/malformed outbox entry/);
   });
 

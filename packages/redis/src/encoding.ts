@@ -1,3 +1,4 @@
+import { parseUserInfo, type Transition } from "@presence/core";
 import type { Operation, OperationKind, OperationOutcome } from "./operations";
 
 /**
@@ -78,21 +79,37 @@ export function decodeOutcome(raw: unknown): OperationOutcome {
   throw new Error(`malformed apply result: ${JSON.stringify(raw)}`);
 }
 
-/** A leave a cleanup recorded in its cleaner's outbox (includes/outbox.lua): "<id>|<version>|" + pack(room or "", user). */
+/**
+ * A transition in a cleaner's outbox (includes/outbox.lua): a leave its
+ * cleanup decided, or one of a dead process's last batch it took from that
+ * process's record (includes/record.lua). "<id>|<version>|" + a payload:
+ * pack(room or "", user) for a room left or a user gone offline; "c" +
+ * pack(user, info) online, "u" + pack(user, info) updated, "j" + pack(room,
+ * pack(user, info)) entered a room (info "" for none).
+ */
 export interface OutboxEntry {
   id: number;
-  /** The leave's version, given by the cleanup that decided it. */
-  version: number;
-  /** undefined: the user went offline; otherwise the room the user left. */
-  room: string | undefined;
-  userId: string;
+  transition: Transition;
 }
 
 export function parseOutboxEntry(entry: string): OutboxEntry {
-  const match = /^(\d+)\|(\d+)\|/.exec(entry);
+  const match = /^(\d+)\|(\d+)\|([cuj]?)/.exec(entry);
   if (!match) throw new Error(`malformed outbox entry: ${JSON.stringify(entry.slice(0, 64))}`);
-  const [room, userId] = unpackPair(entry.slice(match[0].length));
-  return { id: Number(match[1]), version: Number(match[2]), room: room === "" ? undefined : room, userId };
+  const [id, version] = [Number(match[1]), Number(match[2])];
+  const [a, b] = unpackPair(entry.slice(match[0].length));
+  const withInfo = <T extends Transition>(transition: T, info: string): T => (info === "" ? transition : { ...transition, info: parseUserInfo(info) });
+  switch (match[3]) {
+    case "c":
+      return { id, transition: withInfo({ type: "connected", userId: a, version }, b) };
+    case "u":
+      return { id, transition: { type: "updated", userId: a, info: parseUserInfo(b), version } };
+    case "j": {
+      const [userId, info] = unpackPair(b);
+      return { id, transition: withInfo({ type: "joined", room: a, userId, version }, info) };
+    }
+    default:
+      return { id, transition: a === "" ? { type: "disconnected", userId: b, version } : { type: "left", room: a, userId: b, version } };
+  }
 }
 
 /**

@@ -18,8 +18,12 @@ export type OperationOutcome =
   | { type: "unchanged" }
   /** The connection id is counted for another user under this process id: nothing was written. */
   | { type: "conflict" }
-  /** A transition, with the version Redis gave it; for a join, the user's info as Redis held it. */
-  | { type: "transition"; version: number; info?: string };
+  /**
+   * A transition, with the version Redis gave it; for a join, the user's
+   * info as Redis held it. `taken`: a cleaner announced it, because the
+   * process seemed dead before it read the reply (includes/record.lua).
+   */
+  | { type: "transition"; version: number; info?: string; taken?: true };
 
 /** The transition an operation made, with its version. */
 export function transitionOf(operation: Operation, version: number, joinInfo?: string): Transition {

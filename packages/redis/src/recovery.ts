@@ -157,14 +157,14 @@ export class Recovery {
             operation,
             republish: true,
             queuedAt: Date.now(),
-            deliver: (outcome, processId) => {
+            deliver: (outcome, processId, _late, recorded) => {
               ledger.note(processId, operation, outcome);
-              if (outcome.type === "transition") {
+              if (outcome.type === "transition" && !outcome.taken) {
                 const transition: Transition = transitionOf(operation, outcome.version, outcome.info);
                 if (plan.loss) plan.loss.joined.set(knownField(transition.type === "joined" ? { userId: transition.userId, room: transition.room } : { userId: transition.userId }), transition);
                 else events.announce(transition);
               }
-              resolve(true);
+              void recorded.then(() => resolve(true));
             },
             fail: () => {}, // in doubt: delivered once settled
             drop: () => resolve(false),

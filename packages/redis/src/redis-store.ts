@@ -253,7 +253,7 @@ export class RedisStore extends StoreBase implements PresenceStore {
       this.#queue.push({
         operation,
         queuedAt: Date.now(),
-        deliver: (outcome, processId, late) => {
+        deliver: (outcome, processId, late, recorded) => {
           this.#ledger.note(processId, operation, outcome);
           if (outcome.type === "conflict") {
             // unreachable while this process's connections in Redis follow its own writes: keep them apart
@@ -263,8 +263,8 @@ export class RedisStore extends StoreBase implements PresenceStore {
             if (!late) reject(new ConnectionConflictError(connectionId, userId, "(another user)"));
             return;
           }
-          if (outcome.type === "transition") this.events.announce(transitionOf(operation, outcome.version, outcome.info));
-          if (!late) resolve(outcome.type === "transition");
+          if (outcome.type === "transition" && !outcome.taken) this.events.announce(transitionOf(operation, outcome.version, outcome.info));
+          if (!late) void recorded.then(() => resolve(outcome.type === "transition"));
         },
         fail: reject,
         drop: () => resolve(false), // never called: a caller's operation is kept through a fence

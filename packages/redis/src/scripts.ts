@@ -6,6 +6,7 @@ import { FencedError } from "./errors";
 import type { PresenceKeys } from "./keys";
 import { resolveIncludes } from "./lua-includes";
 import type { Operation, OperationOutcome } from "./operations";
+import ackSource from "./scripts/ack.lua";
 import applySource from "./scripts/apply.lua";
 import cleanupRoomsSource from "./scripts/cleanup-rooms.lua";
 import cleanupSource from "./scripts/cleanup.lua";
@@ -14,6 +15,7 @@ import clock from "./scripts/includes/clock.lua";
 import fences from "./scripts/includes/fences.lua";
 import outbox from "./scripts/includes/outbox.lua";
 import pack from "./scripts/includes/pack.lua";
+import record from "./scripts/includes/record.lua";
 import version from "./scripts/includes/version.lua";
 import knownSource from "./scripts/known.lua";
 import retireSource from "./scripts/retire.lua";
@@ -23,6 +25,7 @@ const INCLUDES = {
   "includes/fences.lua": fences,
   "includes/pack.lua": pack,
   "includes/outbox.lua": outbox,
+  "includes/record.lua": record,
   "includes/version.lua": version,
 };
 
@@ -40,6 +43,7 @@ function script(name: string, source: string): Script {
 
 export const SCRIPTS = {
   apply: script("apply.lua", applySource),
+  ack: script("ack.lua", ackSource),
   heartbeat: script("heartbeat.lua", heartbeatSource),
   cleanup: script("cleanup.lua", cleanupSource),
   cleanupRooms: script("cleanup-rooms.lua", cleanupRoomsSource),
@@ -126,8 +130,18 @@ export class PresenceScripts {
     const args = [processId, String(this.#options.leaseTimeoutMs), String(seq)];
     for (const operation of operations) args.push(...operationArguments(operation, indexOf));
     const reply = await this.#fenced(SCRIPTS.apply, keyList, args, processId);
-    if (!Array.isArray(reply) || reply.length !== operations.length) throw new Error(`apply.lua answered ${reply === null ? "null" : typeof reply} for ${operations.length} operations`);
-    return reply.map(decodeOutcome);
+    // answered from a record a cleaner took: it announced the transitions (includes/record.lua)
+    const taken = Array.isArray(reply) && reply.length === operations.length + 1 && reply.at(-1) === "taken";
+    if (!Array.isArray(reply) || reply.length !== operations.length + (taken ? 1 : 0)) throw new Error(`apply.lua answered ${reply === null ? "null" : typeof reply} for ${operations.length} operations`);
+    return reply.slice(0, operations.length).map((raw) => {
+      const outcome = decodeOutcome(raw);
+      return taken && outcome.type === "transition" ? { ...outcome, taken } : outcome;
+    });
+  }
+
+  /** Says this process announced batch `seq` (ack.lua), so that no cleaner announces it again. */
+  async ack(processId: string, seq: number): Promise<void> {
+    await this.#bounded("ack", () => this.#eval(SCRIPTS.ack, [this.#keys.record(processId)], [String(seq)]));
   }
 
   /** Registers a new process id (heartbeat.lua "register"); resolves with the dead processes to clean. */

@@ -19,11 +19,16 @@ type Call = { processId: string; seq: number; operations: readonly Operation[]; 
 /** apply.lua as a test drives it: every call waits for the test to answer it. */
 function fakeRedis() {
   const calls: Call[] = [];
+  /** ack.lua's calls, as "process#seq". */
+  const acks: string[] = [];
   const applier: BatchApplier = {
     apply: (processId, seq, operations) =>
       new Promise((resolve, reject) => calls.push({ processId, seq, operations, answer: resolve, refuse: reject })),
+    ack: async (processId, seq) => {
+      acks.push(`${processId}#${seq}`);
+    },
   };
-  return { calls, applier };
+  return { calls, applier, acks };
 }
 
 const connect = (n: number): Operation => ({ kind: "connect", connectionId: `c${n}`, userId: `u${n}`, info: "" });
@@ -69,7 +74,26 @@ describe("WriteQueue", () => {
     await until("batch 2 delivered", () => c.seen.length === 1);
     expect([a.seen, b.seen, c.seen]).toEqual([["deliver transition v7 under p1"], ["deliver unchanged under p1"], ["deliver transition v8 under p1"]]);
     expect(queue.acked).toBe(2);
-    expect(queue.idle).toBe(true);
+    // each batch that decided a transition is acked once announced
+    await until("the queue to be idle", () => queue.idle);
+    expect(redis.acks).toEqual(["p1#1", "p1#2"]);
+  });
+
+  it("sends no ack for a batch that decided no transition, or whose transitions a cleaner took", async () => {
+    const redis = fakeRedis();
+    const queue = new WriteQueue(redis.applier, options, () => {});
+    const [a, b] = [write(connect(1)), write(connect(2))];
+    queue.start("p1");
+    queue.push(a.pending);
+    await until("batch 1", () => redis.calls.length === 1);
+    redis.calls[0]!.answer([{ type: "unchanged" }]);
+    await until("batch 1 delivered", () => a.seen.length === 1);
+    queue.push(b.pending);
+    await until("batch 2", () => redis.calls.length === 2);
+    redis.calls[1]!.answer([{ type: "transition", version: 3, taken: true }]);
+    await until("batch 2 delivered", () => b.seen.length === 1);
+    await until("the queue to be idle", () => queue.idle);
+    expect(redis.acks).toEqual([]);
   });
 
   it("settles a lost reply by sending the same batch again under the same number, delivering late", async () => {

@@ -9,11 +9,14 @@ const debug = createDebug("presence:redis:writes");
  * An operation and whoever waits for its outcome. `deliver` is called
  * exactly once with what Redis did, when that is known: at once from the
  * reply, or later when the batch whose reply was lost is settled. `late`
- * says the caller was already answered (`fail`).
+ * says the caller was already answered (`fail`). `recorded` resolves once
+ * Redis knows the batch's transitions were announced (ack.lua), or could
+ * not be told: answer the caller then, so that a process killed right
+ * after a call resolved leaves no cleaner anything to announce again.
  */
 export interface PendingWrite {
   operation: Operation;
-  deliver(outcome: OperationOutcome, processId: string, late: boolean): void;
+  deliver(outcome: OperationOutcome, processId: string, late: boolean, recorded: Promise<void>): void;
   /** The caller gives up (timeout, in doubt): the operation itself stays, and is delivered late. */
   fail(error: Error): void;
   /** A republished operation refused (fenced): the next recovery makes it anew. */
@@ -24,9 +27,13 @@ export interface PendingWrite {
   failed?: boolean;
 }
 
-/** What the queue needs of Redis: apply.lua (`PresenceScripts.apply`), which throws `FencedError` when it refuses. */
+/**
+ * What the queue needs of Redis: apply.lua (`PresenceScripts.apply`), which
+ * throws `FencedError` when it refuses, and ack.lua (`PresenceScripts.ack`).
+ */
 export interface BatchApplier {
   apply(processId: string, seq: number, operations: readonly Operation[]): Promise<OperationOutcome[]>;
+  ack(processId: string, seq: number): Promise<void>;
 }
 
 interface Batch {
@@ -65,6 +72,8 @@ export class WriteQueue {
   /** The number of the last batch known applied: what the heartbeat checks Redis has not lost. */
   #acked = 0;
   #inFlight: Promise<void> | undefined;
+  /** Acks in flight (ack.lua): Redis keeps a batch's transitions for a cleaner until told they were announced. */
+  #acking = 0;
   /** A batch whose reply was lost, until it is settled. */
   #doubt: Batch | undefined;
   #settleTimer: NodeJS.Timeout | undefined;
@@ -95,9 +104,9 @@ export class WriteQueue {
     return this.#inFlight !== undefined || this.#doubt !== undefined;
   }
 
-  /** Whether nothing is queued, in flight or in doubt. */
+  /** Whether nothing is queued, in flight or in doubt, and Redis knows every batch's transitions were announced. */
   get idle(): boolean {
-    return !this.busy && this.#queue.length === 0;
+    return !this.busy && this.#queue.length === 0 && this.#acking === 0;
   }
 
   /** What is queued and not sent yet. */
@@ -180,6 +189,21 @@ export class WriteQueue {
     });
   }
 
+  /**
+   * Tells Redis a batch's transitions were announced (ack.lua), sent right
+   * after they were, ahead of the next batch. If it is lost, the heartbeat
+   * says it too; a process that dies before either may have the batch
+   * announced again by its cleaner, with the same versions (README, failure
+   * table). Resolves either way.
+   */
+  #ack(batch: Batch): Promise<void> {
+    this.#acking++;
+    return this.#scripts
+      .ack(batch.processId, batch.seq)
+      .catch((error: Error) => debug("ack of batch %d of %s failed (the heartbeat says it): %s", batch.seq, batch.processId, error.message))
+      .finally(() => this.#acking--);
+  }
+
   /** Answers the callers that waited longer than the command timeout; their operations stay queued. */
   #armExpiry(): void {
     if (this.#expiryTimer || this.#closed) return;
@@ -223,7 +247,9 @@ export class WriteQueue {
 
   #applied(batch: Batch, outcomes: readonly OperationOutcome[]): void {
     this.#acked = batch.seq;
-    batch.writes.forEach((write, i) => write.deliver(outcomes[i] ?? { type: "unchanged" }, batch.processId, write.failed === true));
+    const announces = outcomes.some((outcome) => outcome.type === "transition" && !outcome.taken);
+    const recorded = announces ? this.#ack(batch) : Promise.resolve();
+    batch.writes.forEach((write, i) => write.deliver(outcomes[i] ?? { type: "unchanged" }, batch.processId, write.failed === true, recorded));
   }
 
   /** Nothing of the batch was applied: the process must move to a new id (the store's recovery). */

@@ -8,7 +8,8 @@
 -- KEYS[3] this process's connections (hash: connection id -> user id)
 -- KEYS[4] this process's room memberships (hash: pack(connection id, room) -> user id)
 -- KEYS[5] the info hash (user id -> JSON, while online)
--- KEYS[6] this process's record (hash: seq, reply, and i<n>: the info of join n)
+-- KEYS[6] this process's record (hash: seq, reply, i<n>: the info of join n, t: the
+--         transitions decided, until announced; see includes/record.lua)
 -- KEYS[7] the version counter (see includes/version.lua)
 -- KEYS[8...] the rooms the batch touches (hash: user id -> connections in the room)
 -- ARGV[1] process id, ARGV[2] lease in ms, ARGV[3] batch number (1, 2, ...),
@@ -28,10 +29,15 @@
 -- number again returns the recorded results and changes nothing, also once
 -- the process was fenced (the record outlives it by a day). Otherwise a
 -- fenced process gets a code from includes/fences.lua, and nothing applied.
+-- When a cleaner took the batch's transitions to announce them (its
+-- process died, or seemed to, before it read the reply: see
+-- includes/record.lua), the recorded results end with "taken": the process
+-- delivers them to its callers without announcing them again.
 
 --- @include "includes/fences.lua"
 --- @include "includes/pack.lua"
 --- @include "includes/version.lua"
+--- @include "includes/record.lua"
 
 local pid = ARGV[1]
 local lease, seq = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -55,11 +61,13 @@ local applied = tonumber(redis.call('HGET', record_key, 'seq'))
 if applied == seq then
   -- this batch ran and its reply was lost: answer from the record
   local fields = redis.call('HGETALL', record_key)
-  local reply, infos = '', {}
+  local reply, infos, taken = '', {}, false
   for i = 1, #fields, 2 do
     local name = fields[i]
     if name == 'reply' then
       reply = fields[i + 1]
+    elseif name == 'taken' then
+      taken = true
     elseif string.sub(name, 1, 1) == 'i' then
       infos[tonumber(string.sub(name, 2))] = fields[i + 1]
     end
@@ -67,6 +75,7 @@ if applied == seq then
   local results = {}
   for token in string.gmatch(reply, '[^,]+') do results[#results + 1] = tonumber(token) end
   for index, json in pairs(infos) do results[index] = { results[index], json } end
+  if taken then results[#results + 1] = 'taken' end
   return results
 end
 if not redis.call('ZSCORE', KEYS[1], pid) then return FENCE_GONE end
@@ -76,7 +85,7 @@ if applied ~= seq - 1 then return FENCE_BEHIND end
 redis.call('ZADD', KEYS[1], 'XX', 'GT', now_ms() + lease, pid)
 
 local users, connections, memberships, info, versions = KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7]
-local results, tokens, join_infos = {}, {}, {}
+local results, tokens, join_infos, decided = {}, {}, {}, {}
 for i = 4, #ARGV, 4 do
   local op, a, b, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local result = 0
@@ -87,7 +96,10 @@ for i = 4, #ARGV, 4 do
     else
       if not owner then
         redis.call('HSET', connections, a, b)
-        if redis.call('HINCRBY', users, b, 1) == 1 then result = next_version(versions) end
+        if redis.call('HINCRBY', users, b, 1) == 1 then
+          result = next_version(versions)
+          record_connected(decided, result, b, c)
+        end
       end
       if c ~= '' then
         if op == 'c' then redis.call('HSET', info, b, c) else redis.call('HSETNX', info, b, c) end
@@ -100,6 +112,7 @@ for i = 4, #ARGV, 4 do
         redis.call('HDEL', users, b)
         redis.call('HDEL', info, b)
         result = next_version(versions)
+        record_left(decided, result, '', b)
       end
     end
   elseif op == 'j' then
@@ -109,6 +122,7 @@ for i = 4, #ARGV, 4 do
         result = next_version(versions)
         local json = redis.call('HGET', info, owner)
         if json then join_infos[#results + 1] = json end
+        record_joined(decided, result, b, owner, json or '')
       end
     end
   elseif op == 'l' then
@@ -119,12 +133,14 @@ for i = 4, #ARGV, 4 do
       if redis.call('HINCRBY', KEYS[tonumber(c)], owner, -1) <= 0 then
         redis.call('HDEL', KEYS[tonumber(c)], owner)
         result = next_version(versions)
+        record_left(decided, result, b, owner)
       end
     end
   else -- 'u'
     if redis.call('HEXISTS', users, a) == 1 then
       redis.call('HSET', info, a, b)
       result = next_version(versions)
+      record_updated(decided, result, a, b)
     end
   end
   results[#results + 1] = result
@@ -133,6 +149,7 @@ end
 
 redis.call('DEL', record_key)
 redis.call('HSET', record_key, 'seq', seq, 'reply', table.concat(tokens, ','))
+if #decided > 0 then redis.call('HSET', record_key, 't', table.concat(decided)) end
 for index, json in pairs(join_infos) do
   redis.call('HSET', record_key, 'i' .. index, json)
   results[index] = { results[index], json }

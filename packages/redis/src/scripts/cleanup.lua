@@ -21,8 +21,9 @@
 --
 -- The claim moves the process out of the registry into the cleanups,
 -- atomically, and moves its outbox (the leaves it had found as a cleaner and
--- not announced) to the cleaner's; a claim whose cleaner went silent can be
--- taken over. Each chunk takes the connections one HSCAN step returns and
+-- not announced) to the cleaner's, and, when its lease ran out, the
+-- transitions of its last batch if it had not announced them
+-- (includes/record.lua); a claim whose cleaner went silent can be taken over. Each chunk takes the connections one HSCAN step returns and
 -- deletes them. The stored cursor is only a hint: after a restart or a
 -- failover of Redis it may mean nothing, so the cleanup is "done" only once
 -- the hash is empty, and a scan that came round to 0 with connections left
@@ -41,6 +42,7 @@
 --- @include "includes/pack.lua"
 --- @include "includes/version.lua"
 --- @include "includes/outbox.lua"
+--- @include "includes/record.lua"
 
 local pid, cleaner, mode = ARGV[1], ARGV[2], ARGV[5]
 local claim_ms, chunk, through, announced = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -74,13 +76,18 @@ if lease then
   if tonumber(lease) >= now and mode == 'expired' then return reply('alive') end
   redis.call('ZREM', KEYS[1], pid)
   take_outbox(mode == 'expired' and 0 or announced)
+  -- a process whose lease ran out may have died before it read its last reply
+  if mode == 'expired' and not quiet then record_take(KEYS[6], KEYS[7], KEYS[8]) end
 else
   local claim = redis.call('HGET', KEYS[2], pid)
   if not claim then return reply('gone') end
   local claimed_cursor, expiry, owner = string.match(claim, '^([^|]*)|(%d+)|(.*)$')
   if owner ~= cleaner and tonumber(expiry) > now then return reply('busy') end
   -- a process that died saying goodbye held its own leaves
-  if owner == pid then take_outbox(0) end
+  if owner == pid then
+    take_outbox(0)
+    record_take(KEYS[6], KEYS[7], KEYS[8])
+  end
   cursor = claimed_cursor
 end
 redis.call('PEXPIRE', KEYS[6], 86400000)

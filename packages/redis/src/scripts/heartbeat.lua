@@ -7,7 +7,8 @@
 -- KEYS[4] this process's outbox (list), trimmed up to ARGV[6]
 -- ARGV[1] process id, ARGV[2] lease in ms, ARGV[3] "register" or "renew",
 -- ARGV[4] how many dead processes to list at most, ARGV[5] the last batch
--- the process saw applied, ARGV[6] the last outbox entry it announced.
+-- the process saw applied (and announced: includes/record.lua), ARGV[6] the
+-- last outbox entry it announced.
 --
 -- Returns { ids of processes to clean up, outbox entries not yet announced }
 -- (a cleanup whose last reply was lost is announced from there). A renewal
@@ -19,6 +20,7 @@
 --- @include "includes/fences.lua"
 --- @include "includes/clock.lua"
 --- @include "includes/outbox.lua"
+--- @include "includes/record.lua"
 
 local pid = ARGV[1]
 local lease, limit, acked, through = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -34,6 +36,7 @@ else
   if not redis.call('ZSCORE', KEYS[1], pid) then return FENCE_GONE end
   local seq = tonumber(redis.call('HGET', KEYS[3], 'seq'))
   if not seq or seq < acked then return FENCE_BEHIND end
+  record_announced(KEYS[3], acked)
 end
 redis.call('ZADD', KEYS[1], now + lease, pid)
 outbox_trim(KEYS[4], through)
