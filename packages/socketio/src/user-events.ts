@@ -20,7 +20,11 @@ const REMEMBERED = 100_000;
  * The classic per-user events ("user has connected", ...), sent by every node
  * to its own sockets, in the decider's order per user: an event older than
  * the last one sent for its user (or user in a room) arrived late and is
- * dropped, so an observer's last event for a user matches the truth.
+ * dropped, so an observer's last event for a user matches the truth. Only a
+ * change is sent: joins and leaves alternate per user. (A join and the leave
+ * after it, both decided on a node killed before it relayed them, never
+ * reach the other nodes: the second of two leaves in a row is dropped, and
+ * the second of two joins is sent as an update when it carries info.)
  * Arguments: `(userId, info | null, version)` on connect and update,
  * `(userId, version)` on disconnect, `(room, userId, info | null, version)` on
  * a room join, `(room, userId, version)` on a room leave; the version is left
@@ -45,10 +49,19 @@ export class UserEvents {
     const key = "room" in transition ? `r:${transition.room} ${transition.userId}` : `u:${transition.userId}`;
     const last = this.#last.get(key);
     if (version !== null && last?.version != null && last.version >= version) return;
-    if (transition.type !== "updated") this.#remember(key, version, transition.type === "connected" || transition.type === "joined");
     const tail = version === null ? [] : [version];
     const names = this.#names;
     const local = this.#namespace.local;
+    if (transition.type !== "updated") {
+      const present = transition.type === "connected" || transition.type === "joined";
+      this.#remember(key, version, present);
+      if (last?.present === present) {
+        // no change here: the opposite transition between them never arrived (decided on a node killed before it relayed it).
+        // A join's info may be new: it is sent as an update.
+        if (transition.type === "connected" && transition.info !== undefined) local.to(EVENTS_ROOM).emit(names.updated, transition.userId, transition.info, ...tail);
+        return;
+      }
+    }
     switch (transition.type) {
       case "connected":
         return void local.to(EVENTS_ROOM).emit(names.connected, transition.userId, transition.info ?? null, ...tail);
