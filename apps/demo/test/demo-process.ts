@@ -53,7 +53,10 @@ export async function startDemo(args: string[] = [], env: Record<string, string>
     async stop(signal = "SIGTERM") {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill(signal);
-      const [code] = (await once(child, "exit")) as [number | null];
+      const [code] = (await once(child, "exit", { signal: AbortSignal.timeout(20_000) }).catch(() => {
+        child.kill("SIGKILL");
+        throw new Error(`waited 20000 ms for the demo process to exit after ${signal} (killed)`);
+      })) as [number | null];
       return code;
     },
   };

@@ -131,7 +131,7 @@ describe("the sticky handoff, workers' IPC backed up (a bare cluster of 2 Socket
     for (const socket of opened.splice(0)) socket.close();
     if (harness && harness.exitCode === null && harness.signalCode === null) {
       harness.kill("SIGTERM");
-      await once(harness, "exit");
+      await once(harness, "exit", { signal: AbortSignal.timeout(15_000) }).catch(() => harness!.kill("SIGKILL")); // stuck past its deadline: killed
     }
   });
 

@@ -34,7 +34,7 @@ describe("cluster-query across real Node cluster workers", () => {
   afterAll(async () => {
     for (const client of clients) client.close();
     primary.kill("SIGTERM");
-    await once(primary, "exit");
+    await once(primary, "exit", { signal: AbortSignal.timeout(15_000) }).catch(() => primary.kill("SIGKILL")); // stuck past its deadline: killed
   });
 
   const client = (port: number, userId: string) =>

@@ -292,13 +292,17 @@ export async function startPinger(url: string): Promise<{ stop(): Promise<PingRe
   const here = typeof __dirname === "string" ? __dirname : fileURLToPath(new URL(".", import.meta.url));
   const child = spawn(process.execPath, ["--input-type=module", "-e", PINGER, url], { stdio: ["pipe", "pipe", "inherit"], cwd: here });
   const lines = createInterface({ input: child.stdout! });
-  await once(lines, "line");
-  const report = once(lines, "line");
+  const line = (what: string) =>
+    once(lines, "line", { signal: AbortSignal.timeout(15_000) }).catch(() => {
+      child.kill("SIGKILL");
+      throw new Error(`waited 15000 ms for the pinger ${what}`);
+    }) as Promise<[string]>;
+  await line("to start");
   return {
     async stop() {
+      const report = line("to report");
       child.stdin!.end();
-      const [line] = (await report) as [string];
-      return JSON.parse(line) as PingReport;
+      return JSON.parse((await report)[0]) as PingReport;
     },
   };
 }

@@ -67,7 +67,7 @@ export async function startCluster(env: Record<string, string> = {}): Promise<St
       for (const socket of clients) socket.close();
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");
-        await once(child, "exit");
+        await once(child, "exit", { signal: AbortSignal.timeout(10_000) }).catch(() => child.kill("SIGKILL")); // stuck past its deadline: killed
       }
     },
   };
