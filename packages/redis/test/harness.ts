@@ -16,6 +16,14 @@ export function random(seed: number): () => number {
   };
 }
 
+/**
+ * Timings for suites that check semantics, not faults: a loaded 2-core CI
+ * machine meets them. Cases that lose a reply on purpose use FAST, to time
+ * out quickly.
+ */
+export const STEADY = { heartbeatMs: 1000, leaseTimeoutMs: 5000, commandTimeoutMs: 3000 };
+export const FAST = { heartbeatMs: 200, leaseTimeoutMs: 1000, commandTimeoutMs: 500 };
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it holds; fails saying what was awaited. */

@@ -7,7 +7,7 @@ import { Cluster as Cluster6, Redis as Redis6 } from "ioredis6";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisStore } from "../src";
 import { startRedisCluster, startRedisProxy, startRedisServer, type RedisClusterNodes, type RedisProxy, type RedisServer } from "../src/testing";
-import { show, sleep, waitFor } from "./harness";
+import { FAST, STEADY, show, sleep, waitFor } from "./harness";
 
 // The same store on ioredis 6 (the current release): the conformance suite,
 // a lost reply on standalone Redis and one on a one-node Redis Cluster.
@@ -41,8 +41,8 @@ function client6(url: string, protocol: 2 | 3 = 2) {
   return client;
 }
 
-function store(client: unknown, prefix = `v6-${randomUUID()}`) {
-  const s = new RedisStore({ redis: as5(client), prefix, heartbeatMs: 200, leaseTimeoutMs: 1000, commandTimeoutMs: 500 });
+function store(client: unknown, prefix = `v6-${randomUUID()}`, timing = STEADY) {
+  const s = new RedisStore({ redis: as5(client), prefix, ...timing });
   s.onError(() => {});
   stores.push(s);
   return s;
@@ -63,7 +63,7 @@ describe("ioredis 6", () => {
     const proxy = await startRedisProxy(server.port);
     try {
       const prefix = `v6-${randomUUID()}`;
-      const [a, b] = [store(client6(proxy.url), prefix), store(client6(server.url), prefix)];
+      const [a, b] = [store(client6(proxy.url), prefix, FAST), store(client6(server.url), prefix, FAST)];
       const log: string[] = [];
       for (const s of [a, b]) s.onTransition((t: Transition) => log.push(show(t)));
       await b.connect("b1", "bob");
@@ -86,7 +86,7 @@ describe("ioredis 6", () => {
     });
     client.on("error", () => {});
     clients.push(client);
-    const s = store(client);
+    const s = store(client, undefined, FAST);
     await s.usersCount();
     const log: string[] = [];
     s.onTransition((t: Transition) => log.push(show(t)));

@@ -8,7 +8,7 @@ import { createClient as createClient6 } from "redis6";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RedisStore, type RedisStoreOptions } from "../src";
 import { startRedisProxy, startRedisServer, type RedisServer } from "../src/testing";
-import { show, sleep, waitFor } from "./harness";
+import { FAST, STEADY, show, sleep, waitFor } from "./harness";
 
 // The same store on node-redis (`redis` 4, 5 and 6, the client the
 // Socket.IO recipe shows first; 6 speaks RESP3 by default, and is run on
@@ -43,8 +43,8 @@ for (const [name, create] of versions) {
     clients.push(c as unknown as (typeof clients)[number]);
     return c;
   };
-  const store = (url: string, prefix = `nr-${randomUUID()}`) => {
-    const s = new RedisStore({ redis: client(url) as unknown as RedisStoreOptions["redis"], prefix, heartbeatMs: 200, leaseTimeoutMs: 1000, commandTimeoutMs: 500 });
+  const store = (url: string, prefix = `nr-${randomUUID()}`, timing = STEADY) => {
+    const s = new RedisStore({ redis: client(url) as unknown as RedisStoreOptions["redis"], prefix, ...timing });
     s.onError(() => {});
     stores.push(s);
     return s;
@@ -64,7 +64,7 @@ for (const [name, create] of versions) {
       const proxy = await startRedisProxy(server.port);
       try {
         const prefix = `nr-${randomUUID()}`;
-        const [a, b] = [store(proxy.url, prefix), store(server.url, prefix)];
+        const [a, b] = [store(proxy.url, prefix, FAST), store(server.url, prefix, FAST)];
         const log: string[] = [];
         for (const s of [a, b]) s.onTransition((t: Transition) => log.push(show(t)));
         await b.connect("b1", "bob");

@@ -70,3 +70,22 @@ it("sends each user's changes of presence in the decider's order: a late event, 
   await ping();
   expect(heard).toEqual(["+u@1", "-u@2", "+u@5", "~u@7", "r>u@10", "r<u@13"]);
 });
+
+it("drops an update repeated or arrived late, and sends an update that follows a lost join as the join", async () => {
+  const { events, heard, ping } = await setup();
+  const sent: Transition[] = [
+    { type: "connected", userId: "u", version: 1 },
+    { type: "updated", userId: "u", info: { n: 2 }, version: 2 },
+    { type: "updated", userId: "u", info: { n: 2 }, version: 2 }, // repeated (a batch announced again by a cleaner)
+    { type: "updated", userId: "u", info: { n: 3 }, version: 4 },
+    { type: "updated", userId: "u", info: { n: 1 }, version: 3 }, // late: an older info must not replace the newer one
+    { type: "disconnected", userId: "u", version: 5 },
+    { type: "connected", userId: "u", version: 4 }, // late: older than the leave
+    // the join of v6 was lost on its way here: the update says the user is back
+    { type: "updated", userId: "u", info: { n: 7 }, version: 7 },
+    { type: "disconnected", userId: "u", version: 8 },
+  ];
+  for (const transition of sent) events.send(transition);
+  await ping();
+  expect(heard).toEqual(["+u@1", "~u@2", "~u@4", "-u@5", "+u@7", "-u@8"]);
+});

@@ -21,7 +21,8 @@ const REMEMBERED = 100_000;
  * to its own sockets, in the decider's order per user: an event older than
  * the last one sent for its user (or user in a room) arrived late and is
  * dropped, so an observer's last event for a user matches the truth. Only a
- * change is sent: joins and leaves alternate per user. (A join and the leave
+ * change is sent: joins and leaves alternate per user, and an update repeated
+ * or late is dropped like any event. (A join and the leave
  * after it, both decided on a node killed before it relayed them, never
  * reach the other nodes: the second of two leaves in a row is dropped, and
  * the second of two joins is sent as an update when it carries info.)
@@ -52,23 +53,25 @@ export class UserEvents {
     const tail = version === null ? [] : [version];
     const names = this.#names;
     const local = this.#namespace.local;
-    if (transition.type !== "updated") {
-      const present = transition.type === "connected" || transition.type === "joined";
-      this.#remember(key, version, present);
-      if (last?.present === present) {
-        // no change here: the opposite transition between them never arrived (decided on a node killed before it relayed it).
-        // A join's info may be new: it is sent as an update.
-        if (transition.type === "connected" && transition.info !== undefined) local.to(EVENTS_ROOM).emit(names.updated, transition.userId, transition.info, ...tail);
-        return;
-      }
+    if (transition.type === "updated") {
+      this.#remember(key, version, true);
+      // an update for a user last shown offline here follows a join that never arrived: it is sent as that join
+      const name = last?.present === false ? names.connected : names.updated;
+      return void local.to(EVENTS_ROOM).emit(name, transition.userId, transition.info, ...tail);
+    }
+    const present = transition.type === "connected" || transition.type === "joined";
+    this.#remember(key, version, present);
+    if (last?.present === present) {
+      // no change here: the opposite transition between them never arrived (decided on a node killed before it relayed it).
+      // A join's info may be new: it is sent as an update.
+      if (transition.type === "connected" && transition.info !== undefined) local.to(EVENTS_ROOM).emit(names.updated, transition.userId, transition.info, ...tail);
+      return;
     }
     switch (transition.type) {
       case "connected":
         return void local.to(EVENTS_ROOM).emit(names.connected, transition.userId, transition.info ?? null, ...tail);
       case "disconnected":
         return void local.to(EVENTS_ROOM).emit(names.disconnected, transition.userId, ...tail);
-      case "updated":
-        return void local.to(EVENTS_ROOM).emit(names.updated, transition.userId, transition.info, ...tail);
       case "joined":
         // to the room's members only
         return void local.to(this.#socketRoom(transition.room)).emit(names.joined, transition.room, transition.userId, transition.info ?? null, ...tail);
