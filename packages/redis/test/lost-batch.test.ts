@@ -61,6 +61,29 @@ describe("a batch applied whose reply its process never read", () => {
     expect(new Set(versions).size).toBe(versions.length);
   });
 
+  it("is announced by its process's own goodbye when its reply is still lost at the goodbye's deadline", async () => {
+    const d = setup();
+    const [a, b] = [await d.store(), await d.store()];
+    await b.store.connect("b1", "bob");
+    // every reply to the batch is lost: the first, and each resend that would settle it, until a has said goodbye
+    let closing = true;
+    const lose = async () => {
+      while (closing) await a.proxy.dropReplyTo("tab-in-doubt");
+    };
+    const losing = lose();
+    const connected = a.store.connect("tab-in-doubt", "alice").catch((error: Error) => error);
+    await sleep(100);
+    // a goes (no grace): its goodbye cleans it up after the drain's deadline, the batch still in doubt,
+    // and takes the batch's transitions from its record (cleanup.lua, the second call of its own claim)
+    await within("a to say goodbye", a.store.close(), 10_000);
+    closing = false;
+    expect(await connected).toBeInstanceOf(Error);
+    void losing;
+    await sleep(3 * FAST.heartbeatMs);
+    expect(d.log.join(" ")).toBe("+bob +alice -alice");
+    expect(await redis.admin.hexists(b.store.keys.users, "alice")).toBe(0);
+  });
+
   it("is not announced again by a survivor when its process is cut off the moment the call resolved", async () => {
     const d = setup();
     const [a, b] = [await d.store(), await d.store()];

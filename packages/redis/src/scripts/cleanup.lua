@@ -22,7 +22,8 @@
 -- The claim moves the process out of the registry into the cleanups,
 -- atomically, and moves its outbox (the leaves it had found as a cleaner and
 -- not announced) to the cleaner's, and, when its lease ran out, the
--- transitions of its last batch if it had not announced them
+-- transitions of its last batch if it had not announced them (a process
+-- saying goodbye takes its own on the call after its claim)
 -- (includes/record.lua); a claim whose cleaner went silent can be taken over. Each chunk takes the connections one HSCAN step returns and
 -- deletes them. The stored cursor is only a hint: after a restart or a
 -- failover of Redis it may mean nothing, so the cleanup is "done" only once
