@@ -14,6 +14,9 @@ import { handleSockets, limitAttempts } from "./sockets";
 import type { TabSlots } from "./tabs";
 import { TokenSigner } from "./token";
 
+/** How long a stopping server lets the HTTP requests in flight finish before it closes their connections. */
+const SHUTDOWN_GRACE_MS = 2000;
+
 export interface DemoApp {
   http: HttpServer;
   fastify: FastifyInstance;
@@ -105,8 +108,16 @@ export async function createDemoApp({
       // the clients not to come back): its clients see "transport close" and reconnect elsewhere
       io.engine.close();
       await presence?.close();
-      await new Promise<void>((resolve) => io.close(() => resolve()));
-      await fastify.close();
+      // a request in flight gets a moment to finish; then every connection left is closed, so that a stop is bounded
+      const server = fastify.server;
+      server.closeIdleConnections();
+      const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS).unref();
+      try {
+        await new Promise<void>((resolve) => io.close(() => resolve()));
+        await fastify.close();
+      } finally {
+        clearTimeout(force);
+      }
       await close?.();
     },
   };

@@ -16,8 +16,23 @@ import { createTabSlots, setupTabSlotsPrimary } from "./tabs";
 
 const debug = createDebug("presence:demo");
 
-/** How long a worker gets to say goodbye on shutdown before it is killed. */
+/** How long a worker gets to say goodbye on shutdown before it is killed, and a process before it exits anyway. */
 const SHUTDOWN_GRACE_MS = 5000;
+
+/** Closes the app and exits: 0 once it closed, 1 (said on stderr) if closing failed or passed its deadline. */
+function closeAndExit(app: DemoApp): Promise<void> {
+  setTimeout(() => {
+    console.error(`presence demo: shutdown not done after ${SHUTDOWN_GRACE_MS} ms; exiting anyway`);
+    process.exit(1);
+  }, SHUTDOWN_GRACE_MS).unref();
+  return app.close().then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error("presence demo: shutdown failed:", error);
+      process.exit(1);
+    },
+  );
+}
 
 function banner(config: DemoConfig, port: number): string {
   const workers = config.mode === "standalone" ? "one process" : `${config.workers} workers`;
@@ -48,9 +63,7 @@ async function runStandalone(config: DemoConfig): Promise<void> {
   await new Promise<void>((resolve) => app.http.listen(config.port, resolve));
   const address = app.http.address();
   console.log(banner(config, typeof address === "object" && address ? address.port : config.port));
-  const stop = () => {
-    app.close().finally(() => process.exit(0));
-  };
+  const stop = () => void closeAndExit(app);
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
 }
@@ -137,7 +150,7 @@ async function runWorker(config: DemoConfig): Promise<void> {
   const shutdown = () => {
     if (closing) return;
     process.send?.({ type: "presence:stopping" });
-    closing = app.close().finally(() => process.exit(0));
+    closing = closeAndExit(app);
   };
   process.on("message", (message: { type?: string }) => {
     if (message?.type === "presence:shutdown") shutdown();
