@@ -51,10 +51,12 @@ export class Cleaner {
    * Cleans one process (see `CleanupMode`); `retiredThrough`, for this
    * store's own old ids, is the last entry of that id's outbox it had
    * announced. Resolves with the last status; one cleanup at a time.
+   * Between chunks it goes on while `proceed()` says so, else it resolves
+   * with "more" (the claim then lapses, and any cleaner resumes it).
    * Rejects with `FencedError` when this store's own lease does not hold.
    */
-  clean(processId: string, mode: CleanupMode, retiredThrough = 0): Promise<ClaimStatus | ChunkStatus> {
-    const run = this.#work.then(() => this.#clean(processId, mode, retiredThrough));
+  clean(processId: string, mode: CleanupMode, retiredThrough = 0, proceed: () => boolean = () => true): Promise<ClaimStatus | ChunkStatus> {
+    const run = this.#work.then(() => this.#clean(processId, mode, retiredThrough, proceed));
     this.#work = run.catch(() => {});
     return run;
   }
@@ -74,7 +76,7 @@ export class Cleaner {
     }
   }
 
-  async #clean(processId: string, mode: CleanupMode, retiredThrough: number): Promise<ClaimStatus | ChunkStatus> {
+  async #clean(processId: string, mode: CleanupMode, retiredThrough: number, proceed: () => boolean): Promise<ClaimStatus | ChunkStatus> {
     const { scripts, cleanupChunkSize } = this.#parts;
     const cleanerId = this.#parts.cleanerId();
     if (cleanerId === undefined) return "busy";
@@ -85,6 +87,7 @@ export class Cleaner {
     // the cursor is a hint only: the memberships are done once none is left
     let cursor = "0";
     for (;;) {
+      if (!proceed()) return "more";
       const [next, picked] = await scripts.scanMemberships(processId, cursor, cleanupChunkSize);
       cursor = next;
       if (picked.length > 0) {
@@ -97,6 +100,7 @@ export class Cleaner {
     }
 
     for (;;) {
+      if (!proceed()) return "more";
       const reply = await scripts.cleanup<ChunkStatus>(processId, cleanerId, cleanupChunkSize, mode, this.#through, retiredThrough);
       this.deliver(reply.outbox);
       if (reply.status !== "more") {

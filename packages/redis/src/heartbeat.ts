@@ -29,6 +29,8 @@ export class Heartbeat {
   readonly #parts: HeartbeatParts;
   #timer: NodeJS.Timeout | undefined;
   #ticking = false;
+  /** The cleanup of the dead processes in progress, if any. */
+  #sweeping: Promise<void> | undefined;
 
   constructor(parts: HeartbeatParts) {
     this.#parts = parts;
@@ -50,16 +52,22 @@ export class Heartbeat {
     try {
       await this.#beat();
     } catch (error) {
-      if (error instanceof FencedError && error.processId === lifecycle.processId) {
-        debug("heartbeat: %s; recovering", error.message);
-        lifecycle.fence(error);
-      } else {
-        this.#parts.error(error as Error);
-      }
+      this.#failed(error);
     } finally {
       this.#ticking = false;
     }
     if (lifecycle.phase === "registering" || lifecycle.phase === "fenced") return lifecycle.recover();
+  }
+
+  /** A fence of this store's own process id starts a recovery (at the next tick); anything else is reported. */
+  #failed(error: unknown): void {
+    const { lifecycle } = this.#parts;
+    if (error instanceof FencedError && error.processId === lifecycle.processId) {
+      debug("heartbeat: %s; recovering", error.message);
+      lifecycle.fence(error);
+    } else {
+      this.#parts.error(error as Error);
+    }
   }
 
   /**
@@ -82,12 +90,23 @@ export class Heartbeat {
     const { dead, outbox } = await scripts.renew(processId, queue.acked, cleaner.announcedThrough);
     lifecycle.renewed(processId, sentAt, leaseTimeoutMs);
     cleaner.deliver(outbox);
-    if (!clean || lifecycle.phase !== "live") return;
+    if (!clean || lifecycle.phase !== "live" || dead.length === 0 || this.#sweeping) return;
+    // in the background, so that the lease is renewed while a big cleanup runs (one sweep at a time)
+    this.#sweeping = this.#sweep(dead)
+      .catch((error: unknown) => this.#failed(error))
+      .finally(() => (this.#sweeping = undefined));
+  }
+
+  /** Cleans the dead processes one after the other, chunk by chunk, until done or until the heartbeat stops. */
+  async #sweep(dead: readonly string[]): Promise<void> {
+    const { lifecycle, cleaner } = this.#parts;
+    const beating = () => this.#timer !== undefined && lifecycle.phase === "live";
     for (const id of dead) {
-      if (this.#timer === undefined || id === lifecycle.processId) continue;
+      if (!beating()) return;
+      if (id === lifecycle.processId) continue;
       const retired = lifecycle.retired.get(id);
-      const status = await cleaner.clean(id, retired === undefined ? "expired" : "retire", retired);
-      if (retired !== undefined && status !== "busy" && status !== "alive") lifecycle.retired.delete(id);
+      const status = await cleaner.clean(id, retired === undefined ? "expired" : "retire", retired, beating);
+      if (retired !== undefined && (status === "done" || status === "gone")) lifecycle.retired.delete(id);
     }
   }
 }

@@ -49,6 +49,11 @@ it("cleans up a dead process holding 1,000,000 connections without stalling Redi
   const survivor = deployment.store();
   survivor.onTransition((t) => t.type === "disconnected" && leaves.push(t.userId));
   await survivor.connect("live", "u0"); // u0 keeps a connection elsewhere
+  // the cleanup takes several leases' time: the cleaner's own lease must hold throughout (no fence, no new id)
+  const cleanerId = survivor.processId;
+  expect(cleanerId).toBeDefined();
+  let fencedAt: number | undefined;
+  const watch = setInterval(() => (fencedAt ??= survivor.processId === cleanerId ? undefined : Date.now()), 20);
   const seen: number[] = [];
   const deadline = Date.now() + 100_000;
   for (let left = total; left > 0; ) {
@@ -60,6 +65,9 @@ it("cleans up a dead process holding 1,000,000 connections without stalling Redi
     expect(await admin.hlen(keys.users)).toBe(1);
     expect(leaves).toHaveLength(users - 1);
   }, 20_000);
+  clearInterval(watch);
+  expect(fencedAt, "the cleaner lost its own lease while it cleaned").toBeUndefined();
+  expect(survivor.processId).toBe(cleanerId);
   const calls = (await scriptCalls()) - callsBefore;
   const midway = new Set(seen.filter((left) => left > 0 && left < total));
   console.log(`1,000,000-connection cleanup: ${calls} script calls; another client answered ${seen.length} times, ${midway.size} of them mid-cleanup at distinct points`);
@@ -73,5 +81,45 @@ it("cleans up a dead process holding 1,000,000 connections without stalling Redi
   expect(await admin.hgetall(keys.users)).toEqual({ u0: "1" });
   expect(leaves).toHaveLength(users - 1);
   expect(new Set(leaves).size).toBe(users - 1);
+  expect(await admin.hlen(keys.cleanups)).toBe(0);
+});
+
+it("a cleaner that closes mid-cleanup stops between chunks, and another finishes: every leave announced once", { timeout: 120_000 }, async () => {
+  const total = 200_000; // one user per connection: every connection removed is a leave
+  const deployment = redis.deployment({ heartbeatMs: 100, leaseTimeoutMs: 1000, leaveGraceMs: 0 });
+  const { admin } = redis;
+  const keys = (await import("../src")).presenceKeys(deployment.prefix);
+  for (let from = 0; from < total; from += 100_000) {
+    await admin.eval(POPULATE, 1, keys.connections("dead-process"), from, from + 100_000, total);
+  }
+  for (let from = 0; from < total; from += 10_000) {
+    const args: Array<string | number> = [];
+    for (let u = from; u < from + 10_000; u++) args.push(`u${u}`, 1);
+    await admin.hset(keys.users, ...args);
+  }
+  await admin.zadd(keys.processes, 0, "dead-process");
+
+  const heard = new Map<string, number>();
+  const hear = (t: { type: string; userId: string }) => t.type === "disconnected" && heard.set(t.userId, (heard.get(t.userId) ?? 0) + 1);
+  const first = deployment.store();
+  first.onTransition(hear);
+  await first.usersCount(); // registered: its heartbeat starts the cleanup
+  const deadline = Date.now() + 60_000;
+  const left = () => admin.hlen(keys.connections("dead-process"));
+  while ((await left()) > total * 0.75) if (Date.now() > deadline) throw new Error("timed out waiting for the first cleaner to start");
+  await first.close();
+  const leftAtClose = await left();
+  // it stopped between chunks: the rest is left for another cleaner (a close does not wait for a whole cleanup)
+  expect(leftAtClose).toBeGreaterThan(0);
+  expect(heard.size).toBe(total - leftAtClose);
+
+  const second = deployment.store();
+  second.onTransition(hear);
+  await waitFor("the second cleaner to finish the cleanup", async () => {
+    expect(await left()).toBe(0);
+    expect(await admin.hlen(keys.users)).toBe(0);
+    expect(heard.size).toBe(total);
+  }, 60_000);
+  expect([...heard.values()].filter((times) => times !== 1)).toEqual([]);
   expect(await admin.hlen(keys.cleanups)).toBe(0);
 });

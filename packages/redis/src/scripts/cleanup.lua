@@ -28,9 +28,10 @@
 -- deletes them. The stored cursor is only a hint: after a restart or a
 -- failover of Redis it may mean nothing, so the cleanup is "done" only once
 -- the hash is empty, and a scan that came round to 0 with connections left
--- starts again from 0. Each connection is removed once (HDEL decides), and
--- each user it leaves offline goes to the cleaner's outbox, with its
--- version, in the same step. A cleaner writes only while its own lease holds.
+-- starts again from 0. Each connection is removed once (the script is atomic:
+-- what its scan returns is there, and a repeat is counted once), and each
+-- user it leaves offline goes to the cleaner's outbox, with its version, in
+-- the same step. A cleaner writes only while its own lease holds.
 --
 -- Returns { status, the cleaner's outbox entries... } where status is
 -- "claimed", "more", "done", "alive" (the lease was renewed meanwhile),
@@ -97,18 +98,29 @@ if chunk == 0 then
   return reply('claimed')
 end
 
+-- the step's connections (a scan may repeat one: counted once), each user's
+-- count lowered by its connections at once, and the users this leaves
+-- offline removed and written to the outbox, with one call per kind
 local scan = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', chunk)
 local entries = scan[2]
+local fields, taken, users, order = {}, {}, {}, {}
 for i = 1, #entries, 2 do
-  local user = entries[i + 1]
-  if redis.call('HDEL', KEYS[4], entries[i]) == 1 then
-    if redis.call('HINCRBY', KEYS[3], user, -1) <= 0 then
-      redis.call('HDEL', KEYS[3], user)
-      redis.call('HDEL', KEYS[5], user)
-      if not quiet then outbox_push(KEYS[7], KEYS[8], next_version(KEYS[9]), '', user) end
-    end
+  local field, user = entries[i], entries[i + 1]
+  if not taken[field] then
+    taken[field] = true
+    fields[#fields + 1] = field
+    if not users[user] then order[#order + 1] = user end
+    users[user] = (users[user] or 0) + 1
   end
 end
+local offline = {}
+for _, user in ipairs(order) do
+  if redis.call('HINCRBY', KEYS[3], user, -users[user]) <= 0 then offline[#offline + 1] = user end
+end
+call_sliced('HDEL', KEYS[4], fields)
+call_sliced('HDEL', KEYS[3], offline)
+call_sliced('HDEL', KEYS[5], offline)
+if not quiet and #offline > 0 then outbox_push_leaves(KEYS[7], KEYS[8], next_versions(KEYS[9], #offline), offline) end
 
 local status = 'more'
 if redis.call('EXISTS', KEYS[4]) == 0 then

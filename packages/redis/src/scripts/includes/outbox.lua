@@ -7,17 +7,47 @@
 -- cleaner announces the entries above the last id it announced, and its
 -- next call passes that id so that the entries up to it are dropped. The
 -- outbox of a process that died is moved to its cleaner's (outbox_move).
+local function outbox_id(outbox_key, index)
+  return tonumber(string.match(redis.call('LINDEX', outbox_key, index), '^(%d+)|'))
+end
+
+-- Drops the entries up to `through`: ids grow along the list, so the first
+-- one above it is found by bisection, and the rest kept with one LTRIM.
 local function outbox_trim(outbox_key, through)
-  while true do
-    local head = redis.call('LINDEX', outbox_key, 0)
-    if not head or tonumber(string.match(head, '^(%d+)|')) > through then return end
-    redis.call('LPOP', outbox_key)
+  local length = redis.call('LLEN', outbox_key)
+  if length == 0 or outbox_id(outbox_key, 0) > through then return end
+  local lo, hi = 1, length -- the first index above `through` is in [lo, hi]
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if outbox_id(outbox_key, mid) > through then hi = mid else lo = mid + 1 end
   end
+  if lo == length then redis.call('DEL', outbox_key) else redis.call('LTRIM', outbox_key, lo, -1) end
 end
 
 local function outbox_push(outbox_key, ids_key, version, room, user)
   local id = redis.call('INCR', ids_key)
   redis.call('RPUSH', outbox_key, integer_string(id) .. '|' .. integer_string(version) .. '|' .. pack(room, user))
+end
+
+-- Calls `command key args...` over `values` in slices (Lua's unpack has a
+-- stack limit, and a chunk size is the user's choice).
+local function call_sliced(command, key, values)
+  for from = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, from, math.min(#values, from + 999)))
+  end
+end
+
+-- "users went offline", one entry per user of `users` in order, versions
+-- `first_version`, `first_version + 1`, ...: as outbox_push each, with one
+-- INCRBY and one RPUSH per slice.
+local function outbox_push_leaves(outbox_key, ids_key, first_version, users)
+  if #users == 0 then return end
+  local id = redis.call('INCRBY', ids_key, #users) - #users
+  local entries = {}
+  for i, user in ipairs(users) do
+    entries[i] = integer_string(id + i) .. '|' .. integer_string(first_version + i - 1) .. '|' .. pack('', user)
+  end
+  call_sliced('RPUSH', outbox_key, entries)
 end
 
 -- Moves every entry of a dead process's outbox above `announced` (what it

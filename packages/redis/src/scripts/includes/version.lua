@@ -10,11 +10,18 @@
 -- Versions stay below 2^53 (exact in Lua and JavaScript) until 2255.
 -- (The counter is read once per script run, then counted on in Lua.)
 local version_last = nil
-local function next_version(version_key)
+
+-- The next `n` versions (1 if not given), written back once: returns the first.
+local function next_versions(version_key, n)
   if not version_last then
     version_last = math.max(tonumber(redis.call('GET', version_key)) or 0, now_us())
   end
-  version_last = version_last + 1
+  local first = version_last + 1
+  version_last = version_last + (n or 1)
   redis.call('SET', version_key, integer_string(version_last))
-  return version_last
+  return first
+end
+
+local function next_version(version_key)
+  return next_versions(version_key, 1)
 end
