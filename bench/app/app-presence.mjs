@@ -256,7 +256,13 @@ async function totals(loads, n, message, what) {
   for (const load of loads) load.send(message);
   const replies = await gather(loads, n, "totals", START_MS, what);
   const kinds = {};
-  for (const reply of replies) for (const [kind, count] of Object.entries(reply.kinds)) kinds[kind] = (kinds[kind] ?? 0) + count / n;
+  for (const reply of replies) {
+    for (const [kind, { frames, bytes }] of Object.entries(reply.kinds)) {
+      const sum = (kinds[kind] ??= { frames: 0, bytes: 0 });
+      sum.frames += frames / n;
+      sum.bytes += bytes / n;
+    }
+  }
   return { frames: replies.reduce((a, r) => a + r.frames, 0) / n, bytes: replies.reduce((a, r) => a + r.bytes, 0) / n, kinds };
 }
 
@@ -302,12 +308,12 @@ export async function runOnce(mode, n, options) {
   }
 }
 
-/** One storm's figures on one line, with the frames each client received by kind beside the minimum per scope. */
+/** One storm's figures on one line, with the frames (and bytes) each client received by kind beside the minimum per scope. */
 export function describe(p) {
   const one = (x) => (x >= 100 ? Math.round(x).toLocaleString("en") : x.toFixed(1));
   const kinds = Object.entries(p.received.kinds)
-    .sort((a, b) => b[1] - a[1])
-    .map(([kind, count]) => `${kind} ${one(count)}`)
+    .sort((a, b) => b[1].bytes - a[1].bytes)
+    .map(([kind, { frames, bytes }]) => `${kind} ${one(frames)} (${one(bytes)} B)`)
     .join(", ");
   const minimum = Object.entries(p.minimum.scopes)
     .map(([scope, count]) => `${scope} ${one(count)}`)

@@ -23,7 +23,7 @@ let setup;
 let phase = 1;
 let frames = 0;
 let bytes = 0;
-/** Frames by what they carry (a presence scope's state or diff, an ack, a per-user event). */
+/** Frames and their bytes by what they carry (a presence scope's state or diff, an ack, a per-user event). */
 let kinds = {};
 let clients = [];
 const counts = { connected: 0, complete: 0, errors: 0, lastError: undefined };
@@ -34,10 +34,12 @@ const send = (message) => process.connected && process.send(message);
 /** What a Socket.IO packet (as sent, a string) carries: an ack, a presence frame and its scope, or an event's name. */
 function kindOf(data) {
   if (data[0] === "3") return "ack";
-  const event = /^2\["([^"]*)"(?:,\{"key":"(count|users|room)?)?/.exec(data);
+  const event = /^2\["([^"]*)"/.exec(data);
   if (!event) return "other";
-  if (event[1] === "presence:state" || event[1] === "presence:diff") return `${event[1].slice(9)} ${event[2] === "users" ? "friends" : (event[2] ?? "?")}`;
-  return event[1];
+  if (event[1] !== "presence:state" && event[1] !== "presence:diff") return event[1];
+  // a state is one scope's; a diff packet carries the frames of every scope that changed in the tick
+  const scopes = [...data.matchAll(/"key":"(count|users|room)/g)].map((key) => (key[1] === "users" ? "friends" : key[1]));
+  return `${event[1].slice(9)} ${scopes.join("+") || "?"}`;
 }
 
 /** Counts what reaches the client: every Socket.IO packet but its CONNECT, with its bytes as sent. */
@@ -50,7 +52,9 @@ function meter(socket) {
       frames++;
       bytes += typeof data === "string" ? data.length : data.byteLength;
       const kind = typeof data === "string" ? kindOf(data) : "binary";
-      kinds[kind] = (kinds[kind] ?? 0) + 1;
+      const seen = (kinds[kind] ??= { frames: 0, bytes: 0 });
+      seen.frames++;
+      seen.bytes += typeof data === "string" ? data.length : data.byteLength;
     }),
   );
 }

@@ -250,9 +250,10 @@ export function createPresenceClient<Info extends object = UserInfo>(
     settle(applyState(view, entries, frame.version, frame.count), "subscribed");
   }
 
-  function onDiff(frame: DiffFrame): void {
+  function onDiff(frames: DiffFrame[]): void {
     // diffs that come while the state is read are applied at once: the state's versions settle the order
-    settle(applyDiff(view, frame, scope));
+    if (!Array.isArray(frames)) return;
+    for (const frame of frames) if (frame?.key === key) settle(applyDiff(view, frame, scope));
   }
 
   function onResync(frame: ResyncFrame = {}): void {

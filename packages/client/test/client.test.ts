@@ -33,7 +33,7 @@ describe("@presence/client against one server", () => {
   };
   const recordFrames = (socket: ClientSocket) => {
     const frames: { diffs: DiffFrame[]; states: StateFrame[] } = { diffs: [], states: [] };
-    socket.on(DIFF, (frame: DiffFrame) => frames.diffs.push(frame));
+    socket.on(DIFF, (tick: DiffFrame[]) => frames.diffs.push(...tick));
     socket.on(STATE, (frame: StateFrame) => frames.states.push(frame));
     return frames;
   };
@@ -244,6 +244,47 @@ describe("@presence/client against one server", () => {
     // and on the server's request
     n.presence.sync!.resync();
     await waitFor("still right after a requested resync", () => expect([online.state, ids(online)]).toEqual(["subscribed", ["carol", "observer"]]));
+  });
+
+  it("gets one packet per tick for every scope it follows; a frame of more than 16 changes comes on its own", async () => {
+    // ticks are flushed by hand, so that what a tick holds does not depend on timing
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 600_000 } });
+    n.io.on("connection", (socket) => {
+      const { userId } = socket.handshake.auth as { userId: string };
+      if (userId === "f1" || userId.startsWith("stranger")) void socket.join("room-1");
+    });
+    const observer = await user(n.port, "observer");
+    await n.io.in(observer.id!).socketsJoin("room-1");
+    const packets: DiffFrame[][] = [];
+    observer.on(DIFF, (tick: DiffFrame[]) => packets.push(tick));
+    const count = createPresenceClient(observer, { countOnly: true });
+    const friends = createPresenceClient(observer, { userIds: ["f1", "f2", "far"] });
+    const room = createPresenceClient(observer, { room: "room-1" });
+    await waitFor("three views subscribed", () => expect([count.synced, friends.synced, room.synced]).toEqual([true, true, true]));
+    /** Flushes the tick once the server has heard `online` users, `inRoom` of them in the room; returns the packets it brought. */
+    const tick = async (online: number, inRoom: number, views: () => void) => {
+      await waitFor(`${online} online, ${inRoom} in the room`, async () =>
+        expect([await n.presence.usersCount(), await n.presence.roomUsersCount("room-1")]).toEqual([online, inRoom]),
+      );
+      const before = packets.length;
+      await n.presence.sync!.flush();
+      await waitFor("the views after the tick", views);
+      return packets.slice(before).map((frames) => frames.map((frame) => frame.key).sort());
+    };
+    // two friends connect, one into the room: one packet carries the count, the list and the room
+    await Promise.all([user(n.port, "f1"), user(n.port, "f2")]);
+    const first = await tick(3, 2, () => expect([count.count, ids(friends), ids(room)]).toEqual([3, ["f1", "f2"], ["f1", "observer"]]));
+    expect(first).toEqual([["count", "room:room-1", "users"]]);
+    // 20 strangers join the room at once: the room's frame (20 joins) is broadcast alone, the count rides in the socket's packet
+    await Promise.all(Array.from({ length: 20 }, (_, i) => user(n.port, `stranger-${i}`)));
+    const second = await tick(23, 22, () => expect([count.count, ids(friends), ids(room).length]).toEqual([23, ["f1", "f2"], 22]));
+    expect(second.sort()).toEqual([["count"], ["room:room-1"]]);
+    // a friend leaves and one stranger leaves the room: one packet again
+    const f2 = sockets.find((socket) => (socket.auth as { userId: string }).userId === "f2")!;
+    f2.close();
+    await n.io.in(sockets.find((socket) => (socket.auth as { userId: string }).userId === "stranger-0")!.id!).socketsLeave("room-1");
+    const third = await tick(22, 21, () => expect([count.count, ids(friends), ids(room).length]).toEqual([22, ["f1"], 21]));
+    expect(third).toEqual([["count", "room:room-1", "users"]]);
   });
 
   it("applies the diffs that arrive while the state is read, and the state settles the order", async () => {

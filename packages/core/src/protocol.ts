@@ -15,7 +15,7 @@
 export type ProtocolUserInfo = { [key: string]: unknown };
 
 /** The protocol's version: a subscribe of another version is refused with the reason `"protocol-version"`. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** client -> server, with an ack: `(request: SubscribeRequest, ack: (reply: SubscribeReply) => void)`. */
 export const SUBSCRIBE = "presence:subscribe";
@@ -25,7 +25,11 @@ export const UNSUBSCRIBE = "presence:unsubscribe";
 export const UPDATE = "presence:update";
 /** server -> the subscribing socket only: one page of a scope's state, {@link StateFrame}. */
 export const STATE = "presence:state";
-/** server -> each subscriber of a scope: {@link DiffFrame}. */
+/**
+ * server -> each subscriber, once per tick: `DiffFrame[]`, the frames of every
+ * scope it follows that changed (a large frame may come alone, as its own
+ * packet). Since protocol 3; protocol 2 sent one frame per packet.
+ */
 export const DIFF = "presence:diff";
 /** server -> subscribers: read the state again, {@link ResyncFrame}. */
 export const RESYNC = "presence:resync";

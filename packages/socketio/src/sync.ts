@@ -1,13 +1,11 @@
 import { PresenceError, isValidUserId, type PresenceErrorCode, type PresenceLimits, type PresenceStore, type Transition, type UserInfo } from "@presence/core";
 import {
-  DIFF,
   PROTOCOL_VERSION,
   RESYNC,
   SUBSCRIBE,
   UNSUBSCRIBE,
   UPDATE,
   scopeKey,
-  type DiffFrame,
   type ResyncFrame,
   type SubscribeReply,
   type SyncErrorReason,
@@ -18,6 +16,7 @@ import type { Namespace, Socket } from "socket.io";
 import { SyncBatch } from "./sync-batch";
 import { DEFAULT_SOCKET_BOUNDS, SocketGuard, type SocketBounds } from "./sync-guard";
 import { StateReads } from "./sync-state";
+import { TickFrames } from "./tick-frames";
 
 const debug = createDebug("presence:socketio:sync");
 
@@ -196,9 +195,13 @@ export class PresenceSync {
 
   async #sendDiffs(batch: SyncBatch): Promise<void> {
     const { namespace, store } = this.#context;
-    const local = namespace.local;
     const rooms = namespace.adapter.rooms;
     const subscribed = (room: string) => (rooms.get(room)?.size ?? 0) > 0;
+    // the count is read beside the lookups below, as of at least the version delivered before the read starts
+    const counting =
+      batch.countChanged && !this.#closed && subscribed(COUNT_ROOM)
+        ? { version: this.#context.version(), count: store.usersCount().catch(() => undefined) }
+        : undefined;
     // a store may announce a room join without the user's info: look it up once per user
     const missing = new Set<string>();
     for (const [room, changes] of batch.rooms) if (subscribed(roomRoom(room))) for (const userId of changes.joinsWithoutInfo()) missing.add(userId);
@@ -206,35 +209,43 @@ export class PresenceSync {
     if (missing.size > 0 && !this.#closed) {
       await Promise.all([...missing].map(async (userId) => void infos.set(userId, await store.userInfo(userId).catch(() => undefined))));
     }
+    const frames = new TickFrames(namespace);
     if (subscribed(ALL_ROOM)) {
       const all = batch.all.frame("all");
-      if (all) local.to(ALL_ROOM).emit(DIFF, all);
+      if (all) frames.toRoom(ALL_ROOM, all);
     }
-    // a user-list subscriber gets its users' changes only, one frame per changed user it follows
+    // a user-list subscriber gets the changes of the users it follows, in one frame
+    const followed = new Map<string, string[]>();
     for (const userId of batch.all.userIds()) {
-      if (!subscribed(userRoom(userId))) continue;
-      const frame = batch.all.frame("users", [userId]);
-      if (frame) local.to(userRoom(userId)).emit(DIFF, frame);
+      for (const socketId of rooms.get(userRoom(userId)) ?? []) {
+        const userIds = followed.get(socketId);
+        if (userIds) userIds.push(userId);
+        else followed.set(socketId, [userId]);
+      }
+    }
+    for (const [socketId, userIds] of followed) {
+      const frame = batch.all.frame("users", userIds);
+      if (frame) frames.toSocket(socketId, frame);
     }
     for (const [room, changes] of batch.rooms) {
       if (!subscribed(roomRoom(room))) continue;
       for (const userId of changes.joinsWithoutInfo()) changes.fillInfo(userId, infos.get(userId));
       const frame = changes.frame(`room:${room}`);
-      if (frame) local.to(roomRoom(room)).emit(DIFF, frame);
+      if (frame) frames.toRoom(roomRoom(room), frame);
     }
     if (batch.roomUpdates.size > 0 && subscribed(ROOMS_ROOM)) {
       // an update reaches each followed room's subscribers; a client ignores one for a user not in its room
       for (const room of rooms.keys()) {
         if (!room.startsWith(`${SYNC_ROOM_PREFIX}room:`)) continue;
         const frame = batch.roomUpdates.frame(room.slice(SYNC_ROOM_PREFIX.length));
-        if (frame) local.to(room).emit(DIFF, frame);
+        if (frame) frames.toRoom(room, frame);
       }
     }
-    if (batch.countChanged && !this.#closed && subscribed(COUNT_ROOM)) {
-      const version = this.#context.version();
-      const count = await store.usersCount().catch(() => undefined);
-      if (count !== undefined) local.to(COUNT_ROOM).emit(DIFF, { key: "count", version, count } satisfies DiffFrame);
+    if (counting) {
+      const count = await counting.count;
+      if (count !== undefined) frames.toRoom(COUNT_ROOM, { key: "count", version: counting.version, count });
     }
+    frames.send();
     this.#dropSlowReaders();
   }
 

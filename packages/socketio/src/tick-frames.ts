@@ -1,0 +1,49 @@
+import { DIFF, type DiffFrame } from "@presence/core/protocol";
+import type { Namespace } from "socket.io";
+
+/**
+ * A frame with more changes than this goes to its subscribers as a broadcast
+ * of its own (encoded once for all of them); a smaller one rides in each
+ * subscriber's packet of the tick.
+ */
+export const SHARED_FRAME_ENTRIES = 16;
+
+const entries = (frame: DiffFrame) => (frame.joins?.length ?? 0) + (frame.leaves?.length ?? 0) + (frame.updates?.length ?? 0);
+
+/**
+ * The diff frames one tick sends from this node, gathered per socket: each
+ * subscriber gets one packet per tick (`DIFF` with an array of frames) for
+ * all it follows (the count, its rooms, its user list), not a frame per
+ * scope and per changed user. Below Engine.IO every packet is a WebSocket
+ * frame and a system call of its own, so that cost follows the ticks, not
+ * the scopes. A large frame is broadcast alone instead: encoding it once per
+ * subscriber would cost more than the frame it saves.
+ */
+export class TickFrames {
+  readonly #namespace: Namespace;
+  readonly #bySocket = new Map<string, DiffFrame[]>();
+
+  constructor(namespace: Namespace) {
+    this.#namespace = namespace;
+  }
+
+  /** A frame for every local socket in a Socket.IO room. */
+  toRoom(room: string, frame: DiffFrame): void {
+    if (entries(frame) > SHARED_FRAME_ENTRIES) return void this.#namespace.local.to(room).emit(DIFF, [frame]);
+    for (const socketId of this.#namespace.adapter.rooms.get(room) ?? []) this.toSocket(socketId, frame);
+  }
+
+  /** A frame for one local socket. */
+  toSocket(socketId: string, frame: DiffFrame): void {
+    const frames = this.#bySocket.get(socketId);
+    if (frames) frames.push(frame);
+    else this.#bySocket.set(socketId, [frame]);
+  }
+
+  /** Sends each socket its packet. */
+  send(): void {
+    const { sockets } = this.#namespace;
+    for (const [socketId, frames] of this.#bySocket) sockets.get(socketId)?.emit(DIFF, frames);
+    this.#bySocket.clear();
+  }
+}
