@@ -277,7 +277,8 @@ export async function runOnce(mode, n, options) {
   const order = arrivalOrder(n);
   try {
     for (let l = 0; l < loadCount; l++) {
-      const load = forkChild(LOAD, [], `load process ${l + 1} of ${loadCount}`);
+      const loadProfile = process.env.BENCH_APP_LOAD_CPU_PROF;
+      const load = forkChild(LOAD, [], `load process ${l + 1} of ${loadCount}`, loadProfile ? ["--cpu-prof", `--cpu-prof-dir=${loadProfile}`] : []);
       // the clients yield to the server: on 2 cores, the server's rate is what is measured
       if (process.env.BENCH_APP_NICE !== "0") setPriority(load.child.pid, 10);
       // each load process takes every loadCount-th arrival: the storm's order is kept across them

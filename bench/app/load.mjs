@@ -217,4 +217,5 @@ process.on("message", (message) => {
   }
 });
 process.on("disconnect", () => process.exit(0)); // the coordinator is gone: so are its clients
+process.on("SIGTERM", () => process.exit(0)); // an exit of its own, so that a --cpu-prof profile is written
 send({ type: "ready" });

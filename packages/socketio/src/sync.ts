@@ -17,6 +17,7 @@ import { SyncBatch } from "./sync-batch";
 import { DEFAULT_SOCKET_BOUNDS, SocketGuard, type SocketBounds } from "./sync-guard";
 import { StateReads } from "./sync-state";
 import { TickFrames } from "./tick-frames";
+import { Followers } from "./followers";
 
 const debug = createDebug("presence:socketio:sync");
 
@@ -29,7 +30,6 @@ const ROOMS_ROOM = `${SYNC_ROOM_PREFIX}rooms`;
 /** Every user-list subscriber, for resyncs. */
 const USERS_ROOM = `${SYNC_ROOM_PREFIX}users`;
 const roomRoom = (room: string) => `${SYNC_ROOM_PREFIX}room:${room}`;
-const userRoom = (userId: string) => `${SYNC_ROOM_PREFIX}user:${userId}`;
 
 export const isSyncRoom = (room: string): boolean => room.startsWith(SYNC_ROOM_PREFIX);
 
@@ -114,11 +114,10 @@ export interface PresenceSyncContext {
   onError: (error: unknown) => void;
 }
 
-/** What one socket follows, beyond the Socket.IO rooms it joined for it. */
+/** What one socket follows, beyond the Socket.IO rooms it joined for it (its user list is in `Followers`). */
 interface Following {
   keys: Set<string>;
   rooms: Set<string>;
-  userIds: Set<string>;
 }
 
 /**
@@ -131,6 +130,7 @@ export class PresenceSync {
   readonly options: Readonly<ResolvedSyncOptions>;
   readonly #context: PresenceSyncContext;
   readonly #following = new WeakMap<Socket, Following>();
+  readonly #followers = new Followers();
   readonly #states: StateReads;
   readonly #guard: SocketGuard;
   #batch = new SyncBatch();
@@ -215,17 +215,17 @@ export class PresenceSync {
       if (all) frames.toRoom(ALL_ROOM, all);
     }
     // a user-list subscriber gets the changes of the users it follows, in one frame
-    const followed = new Map<string, string[]>();
+    const followed = new Map<Socket, string[]>();
     for (const userId of batch.all.userIds()) {
-      for (const socketId of rooms.get(userRoom(userId)) ?? []) {
-        const userIds = followed.get(socketId);
+      for (const socket of this.#followers.of(userId)) {
+        const userIds = followed.get(socket);
         if (userIds) userIds.push(userId);
-        else followed.set(socketId, [userId]);
+        else followed.set(socket, [userId]);
       }
     }
-    for (const [socketId, userIds] of followed) {
+    for (const [socket, userIds] of followed) {
       const frame = batch.all.frame("users", userIds);
-      if (frame) frames.toSocket(socketId, frame);
+      if (frame) frames.toSocket(socket, frame);
     }
     for (const [room, changes] of batch.rooms) {
       if (!subscribed(roomRoom(room))) continue;
@@ -282,7 +282,7 @@ export class PresenceSync {
 
   #followingOf(socket: Socket): Following {
     let following = this.#following.get(socket);
-    if (!following) this.#following.set(socket, (following = { keys: new Set(), rooms: new Set(), userIds: new Set() }));
+    if (!following) this.#following.set(socket, (following = { keys: new Set(), rooms: new Set() }));
     return following;
   }
 
@@ -313,10 +313,8 @@ export class PresenceSync {
       case "users": {
         // replaced whole, as Slack's presence_sub: one user list per socket
         userIds = [...new Set(scope.userIds)];
-        const next = new Set(userIds);
-        for (const userId of following.userIds) if (!next.has(userId)) socket.leave(userRoom(userId));
-        following.userIds = next;
-        socket.join([USERS_ROOM, ...userIds.map(userRoom)]);
+        this.#followers.set(socket, userIds);
+        socket.join(USERS_ROOM);
         break;
       }
     }
@@ -350,8 +348,7 @@ export class PresenceSync {
         if (following.rooms.size === 0) socket.leave(ROOMS_ROOM);
         break;
       case "users":
-        for (const userId of following.userIds) socket.leave(userRoom(userId));
-        following.userIds = new Set();
+        this.#followers.set(socket, []);
         socket.leave(USERS_ROOM);
         break;
     }

@@ -1,5 +1,5 @@
 import { DIFF, type DiffFrame } from "@presence/core/protocol";
-import type { Namespace } from "socket.io";
+import type { Namespace, Socket } from "socket.io";
 
 /**
  * A frame with more changes than this goes to its subscribers as a broadcast
@@ -21,7 +21,7 @@ const entries = (frame: DiffFrame) => (frame.joins?.length ?? 0) + (frame.leaves
  */
 export class TickFrames {
   readonly #namespace: Namespace;
-  readonly #bySocket = new Map<string, DiffFrame[]>();
+  readonly #bySocket = new Map<Socket, DiffFrame[]>();
 
   constructor(namespace: Namespace) {
     this.#namespace = namespace;
@@ -30,20 +30,23 @@ export class TickFrames {
   /** A frame for every local socket in a Socket.IO room. */
   toRoom(room: string, frame: DiffFrame): void {
     if (entries(frame) > SHARED_FRAME_ENTRIES) return void this.#namespace.local.to(room).emit(DIFF, [frame]);
-    for (const socketId of this.#namespace.adapter.rooms.get(room) ?? []) this.toSocket(socketId, frame);
+    const { sockets } = this.#namespace;
+    for (const socketId of this.#namespace.adapter.rooms.get(room) ?? []) {
+      const socket = sockets.get(socketId);
+      if (socket) this.toSocket(socket, frame);
+    }
   }
 
   /** A frame for one local socket. */
-  toSocket(socketId: string, frame: DiffFrame): void {
-    const frames = this.#bySocket.get(socketId);
+  toSocket(socket: Socket, frame: DiffFrame): void {
+    const frames = this.#bySocket.get(socket);
     if (frames) frames.push(frame);
-    else this.#bySocket.set(socketId, [frame]);
+    else this.#bySocket.set(socket, [frame]);
   }
 
-  /** Sends each socket its packet. */
+  /** Sends each socket its packet (none to a socket gone meanwhile). */
   send(): void {
-    const { sockets } = this.#namespace;
-    for (const [socketId, frames] of this.#bySocket) sockets.get(socketId)?.emit(DIFF, frames);
+    for (const [socket, frames] of this.#bySocket) if (socket.connected) socket.emit(DIFF, frames);
     this.#bySocket.clear();
   }
 }
