@@ -1,4 +1,5 @@
 import { ConnectionConflictError } from "./errors";
+import { SetMap } from "./set-map";
 
 /**
  * The counting rules, in one place. A connection belongs to one user; a user
@@ -11,7 +12,7 @@ import { ConnectionConflictError } from "./errors";
  */
 export class ConnectionCounter {
   readonly #userByConnection = new Map<string, string>();
-  readonly #connectionsByUser = new Map<string, Set<string>>();
+  readonly #connectionsByUser = new SetMap<string>();
 
   /** Counts `connectionId` for `userId`; true when the user went offline -> online. */
   connect(connectionId: string, userId: string): boolean {
@@ -21,13 +22,9 @@ export class ConnectionCounter {
       return false;
     }
     this.#userByConnection.set(connectionId, userId);
-    const connections = this.#connectionsByUser.get(userId);
-    if (connections) {
-      connections.add(connectionId);
-      return false;
-    }
-    this.#connectionsByUser.set(userId, new Set([connectionId]));
-    return true;
+    const wasOnline = this.#connectionsByUser.has(userId);
+    this.#connectionsByUser.add(userId, connectionId);
+    return !wasOnline;
   }
 
   /**
@@ -38,11 +35,8 @@ export class ConnectionCounter {
     const userId = this.#userByConnection.get(connectionId);
     if (userId === undefined) return undefined;
     this.#userByConnection.delete(connectionId);
-    const connections = this.#connectionsByUser.get(userId);
-    connections?.delete(connectionId);
-    if (connections && connections.size > 0) return undefined;
-    this.#connectionsByUser.delete(userId);
-    return userId;
+    this.#connectionsByUser.delete(userId, connectionId);
+    return this.#connectionsByUser.has(userId) ? undefined : userId;
   }
 
   userOf(connectionId: string): string | undefined {
@@ -54,7 +48,7 @@ export class ConnectionCounter {
   }
 
   connectionsOf(userId: string): number {
-    return this.#connectionsByUser.get(userId)?.size ?? 0;
+    return this.#connectionsByUser.count(userId);
   }
 
   /** Number of online users. */

@@ -2,6 +2,7 @@ import { ConnectionCounter } from "./counter";
 import { InvalidOptionError } from "./errors";
 import { DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_USER_ID_BYTES, DEFAULT_MAX_USER_INFO_BYTES, assertConnectionId, assertRoom, assertUserId, parseUserInfo, serializeUserInfo } from "./ids";
 import type { Transition, UserInfo, UserPresence } from "./store";
+import { SetMap } from "./set-map";
 import { VersionCounter } from "./version";
 
 /** The input limits a store enforces: the binding reads them from its store rather than declaring its own. */
@@ -65,7 +66,7 @@ export class LocalPresence {
   readonly #counter = new ConnectionCounter();
   /** One counter per room: which connections of which users are in it. */
   readonly #rooms = new Map<string, ConnectionCounter>();
-  readonly #roomsOf = new Map<string, Set<string>>();
+  readonly #roomsOf = new SetMap<string>();
   /** Info as JSON, per online user: every read hands out a fresh copy. */
   readonly #info = new Map<string, string>();
 
@@ -90,7 +91,7 @@ export class LocalPresence {
   /** Uncounts a connection and takes it out of its rooms. Unknown connections change nothing. */
   disconnect(connectionId: string): DisconnectResult {
     const transitions: Transition[] = [];
-    for (const room of this.#roomsOf.get(connectionId) ?? []) {
+    for (const room of this.#roomsOf.values(connectionId)) {
       const userId = this.#leaveRoom(connectionId, room);
       if (userId !== undefined) transitions.push({ type: "left", room, userId, version: this.versions.next() });
     }
@@ -118,9 +119,7 @@ export class LocalPresence {
     if (userId === undefined) return [];
     let members = this.#rooms.get(room);
     if (!members) this.#rooms.set(room, (members = new ConnectionCounter()));
-    let rooms = this.#roomsOf.get(connectionId);
-    if (!rooms) this.#roomsOf.set(connectionId, (rooms = new Set()));
-    rooms.add(room);
+    this.#roomsOf.add(connectionId, room);
     if (!members.connect(connectionId, userId)) return [];
     const info = this.info(userId);
     const version = this.versions.next();
@@ -136,7 +135,7 @@ export class LocalPresence {
 
   /** The rooms a counted connection is in. */
   roomsOf(connectionId: string): string[] {
-    return [...(this.#roomsOf.get(connectionId) ?? [])];
+    return this.#roomsOf.values(connectionId);
   }
 
   isOnline(userId: string): boolean {
@@ -214,9 +213,7 @@ export class LocalPresence {
   }
 
   #leaveRoom(connectionId: string, room: string): string | undefined {
-    const rooms = this.#roomsOf.get(connectionId);
-    if (!rooms?.delete(room)) return undefined;
-    if (rooms.size === 0) this.#roomsOf.delete(connectionId);
+    if (!this.#roomsOf.delete(connectionId, room)) return undefined;
     const members = this.#rooms.get(room)!;
     const userId = members.disconnect(connectionId);
     if (members.connectionsCount === 0) this.#rooms.delete(room);

@@ -51,3 +51,16 @@ it("indexes each socket's list, replaced whole, and forgets a socket once it dis
   await waitFor("a's disconnect", () => expect(a.connected).toBe(false));
   expect(followers.size).toBe(0);
 });
+
+it("keeps a user followed by more sockets than an array holds exact, past the switch to a set, down to none", async () => {
+  const { server } = await sockets(70);
+  const followers = new Followers();
+  for (const [i, socket] of server.entries()) followers.set(socket, i % 2 ? ["star", "odd"] : ["star"]);
+  expect([following(followers, "star", server).length, following(followers, "odd", server).length]).toEqual([70, 35]);
+  // the even ones stop following the star, one by one
+  for (const [i, socket] of server.entries()) if (i % 2 === 0) followers.set(socket, []);
+  const odd = server.flatMap((_, i) => (i % 2 ? [i] : [])).sort();
+  expect([following(followers, "star", server), following(followers, "odd", server)]).toEqual([odd, odd]);
+  for (const socket of server) followers.set(socket, []);
+  expect(followers.size).toBe(0);
+});

@@ -66,8 +66,8 @@ export class Presence extends EventEmitter<PresenceEvents> {
   readonly #warned = new Set<string>();
   /** Sockets whose counting has started (their connect is queued). */
   readonly #counted = new WeakSet<Socket>();
-  /** The tracked rooms each socket is in, as far as presence follows them (at most `maxRoomsPerConnection`). */
-  readonly #roomsOf = new WeakMap<Socket, Set<string>>();
+  /** The tracked rooms each socket is in, as far as presence follows them (at most `maxRoomsPerConnection`: an array is the smallest). */
+  readonly #roomsOf = new WeakMap<Socket, string[]>();
   readonly #maxRoomsPerConnection: number;
   /** Sockets on their way out: the store's disconnect takes them out of their rooms. */
   readonly #disconnecting = new WeakSet<Socket>();
@@ -324,15 +324,18 @@ export class Presence extends EventEmitter<PresenceEvents> {
     const userId = socket && identityOf(socket)?.userId;
     if (!socket || userId === undefined) return;
     if (change === "leave" && this.#disconnecting.has(socket)) return; // the store's disconnect does it
-    let tracked = this.#roomsOf.get(socket);
-    if (!tracked) this.#roomsOf.set(socket, (tracked = new Set()));
-    if (change === "join" && !tracked.has(room) && tracked.size >= this.#maxRoomsPerConnection) {
+    const tracked = this.#roomsOf.get(socket) ?? [];
+    const at = tracked.indexOf(room);
+    if (change === "join" && at < 0 && tracked.length >= this.#maxRoomsPerConnection) {
       // the app joined the room; presence does not follow it, so that no socket makes the store hold unbounded rooms
-      this.#fail(new PresenceError("LIMIT_EXCEEDED", `socket ${socketId} is in ${tracked.size} tracked rooms already (maxRoomsPerConnection): ${JSON.stringify(room.slice(0, 64))} is not tracked`));
+      this.#fail(new PresenceError("LIMIT_EXCEEDED", `socket ${socketId} is in ${tracked.length} tracked rooms already (maxRoomsPerConnection): ${JSON.stringify(room.slice(0, 64))} is not tracked`));
       return;
     }
-    if (change === "join") tracked.add(room);
-    else if (!tracked.delete(room)) return;
+    // copies of the exact size (a push grows an array to 17 slots)
+    if (change === "join") {
+      if (at < 0) this.#roomsOf.set(socket, [...tracked, room]);
+    } else if (at >= 0) this.#roomsOf.set(socket, tracked.toSpliced(at, 1));
+    else return;
     this.#count(socket);
     const connectionId = this.#connectionIds.get(socket);
     if (connectionId === undefined) return; // not counted (closing, or already gone): its disconnect does the rest

@@ -114,11 +114,6 @@ export interface PresenceSyncContext {
   onError: (error: unknown) => void;
 }
 
-/** What one socket follows, beyond the Socket.IO rooms it joined for it (its user list is in `Followers`). */
-interface Following {
-  keys: Set<string>;
-  rooms: Set<string>;
-}
 
 /**
  * The sync protocol's server side for one namespace. Every node hears every
@@ -129,7 +124,8 @@ interface Following {
 export class PresenceSync {
   readonly options: Readonly<ResolvedSyncOptions>;
   readonly #context: PresenceSyncContext;
-  readonly #following = new WeakMap<Socket, Following>();
+  /** The scope keys each socket follows (at most `maxSubscriptions`: an array is the smallest). Its user list is in `Followers`. */
+  readonly #following = new WeakMap<Socket, readonly string[]>();
   readonly #followers = new Followers();
   readonly #states: StateReads;
   readonly #guard: SocketGuard;
@@ -260,31 +256,40 @@ export class PresenceSync {
     }
   }
 
-  #listen(socket: Socket): void {
-    const handle = (run: (request: unknown) => Promise<SubscribeReply>) => (request: unknown, ack: unknown) => {
-      const reply = (answer: SubscribeReply) => typeof ack === "function" && ack(answer);
-      // a socket that sends without reading what it is sent backs up its own output: dropped, not buffered for
-      if (this.#guard.dropIfSlow(socket)) return void debug("socket %s reads too slowly: disconnected", socket.id);
-      if (!this.#guard.admit(socket)) return reply(refusal(new SyncScopeError("rate-limited", "too many presence requests: slow down")));
-      this.#guard.inOrder(socket, () => run(request)).then(reply, (error: unknown) => reply(refusal(error)));
+  /**
+   * The request handlers, made once and shared by every socket (an EventEmitter calls a listener with the
+   * socket as `this`): closures per socket would cost each connection six functions and their scopes.
+   */
+  readonly #handlers = (() => {
+    const handle = (run: (socket: Socket, request: unknown) => Promise<SubscribeReply>) => {
+      const sync = this;
+      return function (this: Socket, request: unknown, ack: unknown) {
+        const socket = this;
+        const reply = (answer: SubscribeReply) => typeof ack === "function" && ack(answer);
+        // a socket that sends without reading what it is sent backs up its own output: dropped, not buffered for
+        if (sync.#guard.dropIfSlow(socket)) return void debug("socket %s reads too slowly: disconnected", socket.id);
+        if (!sync.#guard.admit(socket)) return reply(refusal(new SyncScopeError("rate-limited", "too many presence requests: slow down")));
+        sync.#guard.inOrder(socket, () => run(socket, request)).then(reply, (error: unknown) => reply(refusal(error)));
+      };
     };
-    socket.on(SUBSCRIBE, handle((request) => this.#subscribe(socket, request)));
-    socket.on(UNSUBSCRIBE, handle((request) => this.#unsubscribe(socket, request)));
-    socket.on(
-      UPDATE,
-      handle(async (request) => {
-        const { info } = parseRequest(request, "update") as { info: unknown };
-        await this.#context.update(socket, info);
-        return { ok: true };
-      }),
-    );
+    return [
+      [SUBSCRIBE, handle((socket, request) => this.#subscribe(socket, request))],
+      [UNSUBSCRIBE, handle((socket, request) => this.#unsubscribe(socket, request))],
+      [
+        UPDATE,
+        handle(async (socket, request) => {
+          const { info } = parseRequest(request, "update") as { info: unknown };
+          await this.#context.update(socket, info);
+          return { ok: true };
+        }),
+      ],
+    ] as const;
+  })();
+
+  #listen(socket: Socket): void {
+    for (const [event, handler] of this.#handlers) socket.on(event, handler);
   }
 
-  #followingOf(socket: Socket): Following {
-    let following = this.#following.get(socket);
-    if (!following) this.#following.set(socket, (following = { keys: new Set(), rooms: new Set() }));
-    return following;
-  }
 
   async #subscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
     const { scope, number } = this.#parse(request);
@@ -293,8 +298,8 @@ export class PresenceSync {
       throw new SyncScopeError("rooms-disabled", `the room ${JSON.stringify(scope.room)} is not tracked`);
     }
     if (!(await this.#context.authorize(socket, scope))) throw new SyncScopeError("forbidden", `this socket may not follow ${key}`);
-    const following = this.#followingOf(socket);
-    if (!following.keys.has(key) && following.keys.size >= this.options.maxSubscriptions) {
+    const following = this.#following.get(socket) ?? [];
+    if (!following.includes(key) && following.length >= this.options.maxSubscriptions) {
       throw new SyncScopeError("too-many-subscriptions", `at most ${this.options.maxSubscriptions} subscriptions per socket`);
     }
     if (socket.disconnected) return { ok: true };
@@ -307,7 +312,6 @@ export class PresenceSync {
         socket.join(COUNT_ROOM);
         break;
       case "room":
-        following.rooms.add(scope.room);
         socket.join([roomRoom(scope.room), ROOMS_ROOM]);
         break;
       case "users": {
@@ -318,7 +322,7 @@ export class PresenceSync {
         break;
       }
     }
-    following.keys.add(key);
+    if (!following.includes(key)) this.#following.set(socket, [...following, key]); // of the exact size: a push grows it to 17 slots
     // joined first, then read: a change decided after the read starts reaches the socket as a diff
     const read = this.#guard.read(socket, () => this.#states.send(socket, scope, number, userIds));
     if (!read) throw new SyncScopeError("rate-limited", `at most ${this.options.maxStateReads} state reads in flight per socket`);
@@ -333,8 +337,9 @@ export class PresenceSync {
 
   async #unsubscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
     const { scope } = this.#parse(request);
-    const following = this.#followingOf(socket);
-    following.keys.delete(scopeKey(scope));
+    const key = scopeKey(scope);
+    const following = (this.#following.get(socket) ?? []).filter((followed) => followed !== key);
+    this.#following.set(socket, following);
     switch (scope.type) {
       case "all":
         socket.leave(ALL_ROOM);
@@ -343,9 +348,8 @@ export class PresenceSync {
         socket.leave(COUNT_ROOM);
         break;
       case "room":
-        following.rooms.delete(scope.room);
         socket.leave(roomRoom(scope.room));
-        if (following.rooms.size === 0) socket.leave(ROOMS_ROOM);
+        if (!following.some((followed) => followed.startsWith("room:"))) socket.leave(ROOMS_ROOM);
         break;
       case "users":
         this.#followers.set(socket, []);
