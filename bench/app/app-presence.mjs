@@ -132,11 +132,12 @@ function stalled(moved, ms, what, status) {
 
 /** Starts the server in `mode` (for a population of `n`) and reads its idle stats; it listens once `listen()` says so. */
 async function bootServer(mode, n, execArgv, idleMs) {
-  const server = forkChild(SERVER, [mode, String(n)], `the ${mode} server`, execArgv);
+  const server = forkChild(SERVER, [mode, String(n)], `the ${mode} server`, ["--expose-gc", ...execArgv]);
   try {
     await within(server.next("ready", "it was ready"), START_MS, `the ${mode} server to start`, () => "no ready message");
     await sleep(idleMs);
-    return { server, idle: await stats(server) };
+    const idle = await stats(server);
+    return { server, idle: { ...idle, heap: await heap(server) } };
   } catch (error) {
     await server.stop();
     throw error;
@@ -148,6 +149,13 @@ async function listen({ server }, port) {
   server.send({ type: "listen", port });
   const { port: listening, at } = await within(server.next("listening", "it listened"), START_MS, `${server.name} to listen on port ${port}`, () => "no listening message");
   return { port: listening, listeningAt: at };
+}
+
+/** The server's heap after a full GC: what it holds for good. */
+async function heap(server) {
+  server.send({ type: "heap" });
+  const { heap } = await within(server.next("heap", "its heap"), START_MS, `${server.name} to report its heap`, () => "no answer over IPC");
+  return heap;
 }
 
 function stats(server) {
@@ -241,11 +249,13 @@ async function storm({ phase, mode, n, server, idle, startedAt, loads, settleMs 
   const completeAt = completed.reduce((a, message) => Math.max(a, message.at), 0);
   // every view is complete: every subscribe has been answered (and, in benchmark 8, authorized)
   const { authorizeCalls } = await stats(server);
+  const settledHeap = await heap(server);
   const cpuMicros = settled.cpu.user + settled.cpu.system - (idle.cpu.user + idle.cpu.system);
   return {
     rate: (n / Math.max(1, lastConnect - startedAt)) * 1000,
     cpuPerConnection: cpuMicros / n,
     rssPerConnection: (settled.rss - idle.rss) / n,
+    heapPerConnection: (settledHeap - idle.heap) / n,
     completeMs: Math.max(0, completeAt - lastConnect),
     authorizeCalls,
     minimum: minimumOf(connectAt, n, lastConnect),
@@ -320,7 +330,7 @@ export function describe(p) {
     .map(([scope, count]) => `${scope} ${one(count)}`)
     .join(", ");
   return (
-    `${one(p.rate)} connections/s, ${one(p.cpuPerConnection)} µs CPU and ${one(p.rssPerConnection)} B RSS per connection, ` +
+    `${one(p.rate)} connections/s, ${one(p.cpuPerConnection)} µs CPU, ${one(p.rssPerConnection)} B RSS and ${one(p.heapPerConnection)} B live heap per connection, ` +
     `complete ${p.completeMs} ms after the last connect; per client ${one(p.received.frames)} frames (${kinds || "none"}), ` +
     `${one(p.received.bytes)} bytes; minimum ${one(p.minimum.frames)} frames (${minimum}), ${one(p.minimum.bytes)} bytes`
   );
@@ -383,6 +393,7 @@ export async function appEndToEnd({ smoke }) {
       ...vsOff("connections/s", (p) => p.rate),
       ...vsOff("server CPU µs/connection", (p) => p.cpuPerConnection, true),
       ...vsOff("server RSS bytes/connection", (p) => p.rssPerConnection, true),
+      ...vsOff("server live heap bytes/connection (after a full GC)", (p) => p.heapPerConnection, true),
       ...vsMinimum("frames/client", (p) => p.received.frames, (p) => p.minimum.frames),
       ...vsMinimum("bytes/client", (p) => p.received.bytes, (p) => p.minimum.bytes),
       ...subjects.map(([mode, subject]) => ({
