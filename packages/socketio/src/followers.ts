@@ -1,19 +1,19 @@
 import type { Socket } from "socket.io";
 
 /**
- * Which local sockets follow each user through a user-list subscription.
- * An index of the binding's own, not a Socket.IO room per followed user: a
- * room per friend costs each socket a room name and an entry in the
- * adapter's per-socket set for every user it follows (20 friends, 20 rooms),
- * and the index is only ever read on this node.
- */
-/**
  * A user's followers stay an array up to this many (about 200 bytes for 20,
  * where a `Set` of 20 costs 1.3 KB), a `Set` beyond (so that a user followed
  * by thousands costs no scan per follower's disconnect).
  */
 const ARRAY_MAX = 64;
 
+/**
+ * Which local sockets follow each user through a user-list subscription.
+ * An index of the binding's own, not a Socket.IO room per followed user: a
+ * room per friend costs each socket a room name and an entry in the
+ * adapter's per-socket set for every user it follows (20 friends, 20 rooms),
+ * and the index is only ever read on this node.
+ */
 export class Followers {
   readonly #byUser = new Map<string, Socket[] | Set<Socket>>();
   /** What each socket follows (a socket has one list, replaced whole by each subscribe). */

@@ -114,7 +114,6 @@ export interface PresenceSyncContext {
   onError: (error: unknown) => void;
 }
 
-
 /**
  * The sync protocol's server side for one namespace. Every node hears every
  * transition (`TransitionRelay`) and serves its own sockets: it answers
@@ -289,7 +288,6 @@ export class PresenceSync {
   #listen(socket: Socket): void {
     for (const [event, handler] of this.#handlers) socket.on(event, handler);
   }
-
 
   async #subscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
     const { scope, number } = this.#parse(request);

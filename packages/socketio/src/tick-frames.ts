@@ -44,9 +44,14 @@ export class TickFrames {
     else this.#bySocket.set(socket, [frame]);
   }
 
-  /** Sends each socket its packet (none to a socket gone meanwhile). */
+  /**
+   * Sends each socket its packet (none to a socket gone meanwhile), through the local adapter as every
+   * frame: with connection state recovery on, a plain `socket.emit` goes through the cluster's adapter
+   * (a message to every node, an entry in Redis) for a frame no recovered client needs replayed.
+   */
   send(): void {
-    for (const [socket, frames] of this.#bySocket) if (socket.connected) socket.emit(DIFF, frames);
+    const local = this.#namespace.local;
+    for (const [socket, frames] of this.#bySocket) if (socket.connected) local.to(socket.id).emit(DIFF, frames);
     this.#bySocket.clear();
   }
 }
