@@ -30,6 +30,8 @@ export type PresenceErrorCode =
   | "NODES_UNRESPONSIVE"
   /** The process was declared dead by the others (its lease expired) and must republish. */
   | "FENCED"
+  /** Stores of one deployment spread users over different numbers of Redis buckets. */
+  | "BUCKET_LAYOUT"
   /** Anything that was not thrown on purpose (normalized by {@link toPresenceError}). */
   | "UNKNOWN";
 
@@ -51,6 +53,7 @@ export const PRESENCE_ERROR_CODES: readonly PresenceErrorCode[] = [
   "STORE_UNAVAILABLE",
   "NODES_UNRESPONSIVE",
   "FENCED",
+  "BUCKET_LAYOUT",
   "UNKNOWN",
 ];
 

@@ -17,3 +17,19 @@ export class FencedError extends PresenceError {
     this.reason = reason;
   }
 }
+
+/**
+ * The deployment's users are spread over another number of buckets than
+ * this store's `buckets` option: its writes would land where the other
+ * stores never look. Nothing is written; every write is refused with it.
+ */
+export class BucketLayoutError extends PresenceError {
+  readonly expected: number;
+  readonly found: number;
+
+  constructor(expected: number, found: number) {
+    super("BUCKET_LAYOUT", `this store spreads users over ${expected} bucket(s), but the deployment in Redis uses ${found}: every store of a deployment needs the same \`buckets\``);
+    this.expected = expected;
+    this.found = found;
+  }
+}

@@ -1,11 +1,14 @@
 import { createHash } from "node:crypto";
 
 /**
- * Every key of a deployment: `{prefix}:...`. The braces make the prefix the
- * Redis Cluster hash tag, so every key lands in one slot and every script
- * runs unchanged on a cluster. User ids are never part of a key name: they
- * are hash fields and script arguments only. Process ids are generated here;
- * a room's key carries the SHA-1 of its name, never the name itself.
+ * Every key of one bucket of a deployment: `{tag}:...`, where the tag is
+ * the prefix itself for a deployment of one bucket and `prefix:<bucket>-<n>`
+ * otherwise (see {@link bucketTags}). The braces make it the Redis Cluster
+ * hash tag, so every key of a bucket lands in one slot and every script runs
+ * unchanged on a cluster. User ids are never part of a key name: they are
+ * hash fields and script arguments only. Process ids are generated here; a
+ * room's key carries the SHA-1 of its name, never the name itself (each
+ * bucket holds its own users' share of a room).
  */
 export interface PresenceKeys {
   /** zset: process id -> lease expiry (ms, Redis clock) */
@@ -38,11 +41,12 @@ export interface PresenceKeys {
   room(room: string): string;
 }
 
-export function presenceKeys(prefix: string): PresenceKeys {
-  if (prefix.length === 0 || /[{}]/.test(prefix)) {
-    throw new TypeError(`the key prefix must be non-empty and free of braces, got ${JSON.stringify(prefix)}`);
+/** The keys of the bucket whose hash tag is `tag` (the prefix itself for the first bucket of one). */
+export function presenceKeys(tag: string): PresenceKeys {
+  if (tag.length === 0 || /[{}]/.test(tag)) {
+    throw new TypeError(`the key prefix must be non-empty and free of braces, got ${JSON.stringify(tag)}`);
   }
-  const tag = `{${prefix}}`;
+  tag = `{${tag}}`;
   return {
     processes: `${tag}:processes`,
     cleanups: `${tag}:cleanups`,
@@ -57,4 +61,47 @@ export function presenceKeys(prefix: string): PresenceKeys {
     outbox: (processId) => `${tag}:outbox:${processId}`,
     room: (room) => `${tag}:room:${createHash("sha1").update(room, "utf8").digest("hex")}`,
   };
+}
+
+/** Redis Cluster's slot of a hash tag's content: CRC16 (XMODEM) of its UTF-8 bytes, mod 16384. */
+export function slotOf(tag: string): number {
+  let crc = 0;
+  for (const byte of Buffer.from(tag, "utf8")) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
+
+/**
+ * The hash tags of a deployment's `buckets`: the prefix itself for one
+ * (the layout of a deployment before buckets, so its data stays readable);
+ * otherwise `prefix:<b>-<n>` for bucket b, with the smallest n that puts it
+ * in the b-th of `buckets` equal ranges of the 16384 slots. A Redis Cluster
+ * whose masters hold equal slot ranges (what `redis-cli --cluster create`
+ * makes) so gets the buckets evenly, whatever the prefix.
+ */
+export function bucketTags(prefix: string, buckets: number): string[] {
+  if (buckets === 1) return [prefix];
+  const tags: string[] = [];
+  for (let b = 0; b < buckets; b++) {
+    const [low, high] = [Math.floor((b * 16384) / buckets), Math.floor(((b + 1) * 16384) / buckets)];
+    for (let n = 0; ; n++) {
+      const tag = `${prefix}:${b}-${n}`;
+      const slot = slotOf(tag);
+      if (slot >= low && slot < high) {
+        tags.push(tag);
+        break;
+      }
+    }
+  }
+  return tags;
+}
+
+/** The bucket of a user: FNV-1a (32 bits) of the id's UTF-8 bytes, mod `buckets`. Part of the data layout: it never changes. */
+export function bucketOf(userId: string, buckets: number): number {
+  if (buckets === 1) return 0;
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(userId, "utf8")) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
+  return hash % buckets;
 }

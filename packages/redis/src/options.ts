@@ -15,6 +15,18 @@ export interface RedisStoreOptions {
    */
   prefix?: string;
   /**
+   * How many buckets the users are spread over: each is one hash tag, so on
+   * a Redis Cluster each lands in its own slot, and the buckets spread
+   * evenly over the masters (see `bucketTags`). Every per-user decision
+   * stays inside its user's bucket. Every store of a deployment must use the
+   * same number: a store that finds another number in Redis refuses to
+   * write (`BucketLayoutError`). 1 keeps every key under `{prefix}`, the
+   * layout of earlier versions; on a Redis Cluster of N masters, use a
+   * multiple of N (16 for 2 to 4 masters, for example).
+   * @default 1
+   */
+  buckets?: number;
+  /**
    * How often this process renews its lease and looks for dead processes, in ms.
    * @default 5000
    */
@@ -77,8 +89,12 @@ export type ResolvedOptions = Required<RedisStoreOptions>;
 
 const OWNER = "RedisStore";
 
+/** Each bucket holds a lease, heartbeats and a cleaner of every process: a few hundred is already far past what a cluster's masters can use. */
+export const MAX_BUCKETS = 1024;
+
 const DEFAULTS = {
   prefix: "presence",
+  buckets: 1,
   heartbeatMs: 5000,
   leaseTimeoutMs: 10_000,
   leaveGraceMs: 2000,
@@ -119,6 +135,7 @@ export function resolveOptions(options: RedisStoreOptions): ResolvedOptions {
   const resolved: ResolvedOptions = {
     redis: options.redis,
     prefix,
+    buckets: positiveInteger(options, "buckets"),
     heartbeatMs: positiveInteger(options, "heartbeatMs"),
     leaseTimeoutMs: positiveInteger(options, "leaseTimeoutMs"),
     leaveGraceMs: positiveInteger(options, "leaveGraceMs", 0),
@@ -129,6 +146,7 @@ export function resolveOptions(options: RedisStoreOptions): ResolvedOptions {
     maxRoomBytes: positiveInteger(options, "maxRoomBytes"),
     maxUserInfoBytes: positiveInteger(options, "maxUserInfoBytes"),
   };
+  if (resolved.buckets > MAX_BUCKETS) throw new InvalidOptionError(OWNER, "buckets", `must be at most ${MAX_BUCKETS}, got ${resolved.buckets}`);
   if (resolved.leaseTimeoutMs <= resolved.heartbeatMs) {
     throw new InvalidOptionError(OWNER, "leaseTimeoutMs", `(${resolved.leaseTimeoutMs}) must be longer than heartbeatMs (${resolved.heartbeatMs})`);
   }

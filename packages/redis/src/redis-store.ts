@@ -1,170 +1,135 @@
-import { randomUUID } from "node:crypto";
-import {
-  ConnectionConflictError,
-  LocalPresence,
-  StoreBase,
-  StoreClosedError,
-  assertUserId,
-  parseUserInfo,
-  serializeUserInfo,
-  type PresenceLimits,
-  type PresenceStore,
-  type UserInfo,
-  type UserPresence,
-  type UsersPageOptions,
-} from "@presence/core";
-import createDebug from "debug";
-import { Cleaner } from "./cleaner";
-import { assertRedisClient, connect } from "./client";
-import { Heartbeat } from "./heartbeat";
-import { presenceKeys, type PresenceKeys } from "./keys";
-import { Ledger } from "./ledger";
-import { Lifecycle, type Phase } from "./lifecycle";
-import { transitionOf, type Operation } from "./operations";
+import { ConnectionConflictError, StoreBase, assertUserId, type PresenceLimits, type PresenceStore, type UserInfo, type UserPresence, type UsersPageOptions } from "@presence/core";
+import { Bucket } from "./bucket";
+import { assertRedisClient, connect, type Connection } from "./client";
+import { BucketLayoutError } from "./errors";
+import { bucketOf, bucketTags, presenceKeys, type PresenceKeys } from "./keys";
+import type { Phase } from "./lifecycle";
 import { resolveOptions, type RedisStoreOptions, type ResolvedOptions } from "./options";
-import { Recovery } from "./recovery";
-import { PresenceScripts } from "./scripts";
-import { WriteQueue } from "./write-queue";
-
-const debug = createDebug("presence:redis");
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Exact all-users presence on Redis, for every process of every host that
  * shares one Redis (or Redis Cluster), with rooms and user info.
  *
- * Each process keeps the truth of its own open connections in core's
- * `LocalPresence` and projects it onto Redis through the write queue
- * (numbered batches, settled from Redis's record when a reply is lost).
- * Redis decides every transition and gives it a version; the store
- * announces each one through `onTransition`, before the call that made it
- * resolves. A process holds a lease it renews on every heartbeat; when it
- * dies, the cleaner of another process removes its connections in bounded
- * chunks and announces, from its outbox in Redis, the users this leaves
- * offline. A process that finds it was fenced (declared dead, or Redis lost
- * or rolled back its data) recovers under a new process id and republishes
- * its connections (lifecycle.ts, recovery.ts): presence converges to the
- * connections that are really open.
+ * The users are spread over `buckets` (bucket.ts): a user always lands in
+ * the same one, and each bucket is a whole store of its own under its own
+ * hash tag (leases, numbered batches, outbox, fencing, versions), so every
+ * decision about a user is one script in one slot and exactly-once holds
+ * per bucket with nothing shared between them. This class only routes: a
+ * connection goes to its user's bucket, reads of a user go to one bucket,
+ * counts are the sum of one read per bucket, sent together, and lists walk
+ * the buckets in turn. The transitions of every bucket reach `onTransition`
+ * with versions that order each user's changes (a user's versions all come
+ * from one bucket's counter); versions of users in different buckets are
+ * not comparable.
  */
 export class RedisStore extends StoreBase implements PresenceStore {
-  readonly keys: PresenceKeys;
-  /** This store's identity: stable across its process ids. */
-  readonly id = randomUUID();
-
   readonly #options: ResolvedOptions;
-  readonly #local: LocalPresence;
-  readonly #ledger = new Ledger();
-  readonly #scripts: PresenceScripts;
-  readonly #queue: WriteQueue;
-  readonly #cleaner: Cleaner;
-  readonly #lifecycle: Lifecycle;
-  readonly #recovery: Recovery;
-  readonly #heartbeat: Heartbeat;
+  readonly #connection: Connection;
+  readonly #buckets: readonly Bucket[];
+  /** Settled once Redis said which layout the deployment uses; a mismatch refuses every write. */
+  #layout: BucketLayoutError | "checked" | "unknown" | Promise<void>;
 
   constructor(options: RedisStoreOptions) {
     super();
     this.#options = resolveOptions(options);
     assertRedisClient(this.#options.redis);
-    const { maxUserIdBytes, maxRoomBytes, maxUserInfoBytes, commandTimeoutMs, leaseTimeoutMs, maxBatchSize, cleanupChunkSize, heartbeatMs } = this.#options;
-    this.#local = new LocalPresence({ maxUserIdBytes, maxRoomBytes, maxUserInfoBytes });
-    this.keys = presenceKeys(this.#options.prefix);
-    const scripts = (this.#scripts = new PresenceScripts(connect(this.#options.redis, commandTimeoutMs, `presence:${this.id}`), this.keys, { commandTimeoutMs, leaseTimeoutMs }));
-    const lifecycle = (this.#lifecycle = new Lifecycle({
-      run: (plan) => this.#recovery.run(plan),
-      entered: (phase) => {
-        if (phase === "fenced") this.#queue.hold();
-      },
-      error: (error) => this.events.error(error),
-    }));
-    const queue = (this.#queue = new WriteQueue(scripts, { maxBatchSize, commandTimeoutMs, whereabouts: () => scripts.whereabouts() }, (fence) => {
-      lifecycle.fence(fence);
-      void lifecycle.recover();
-    }));
-    const cleaner = (this.#cleaner = new Cleaner({
-      scripts,
-      cleanupChunkSize,
-      cleanerId: () => lifecycle.processId,
-      leaseHolds: () => lifecycle.leaseHolds,
-      announce: (transition) => this.events.announce(transition),
-    }));
-    this.#recovery = new Recovery({ storeId: this.id, leaseTimeoutMs, scripts, queue, cleaner, local: this.#local, ledger: this.#ledger, lifecycle, events: this.events });
-    this.#heartbeat = new Heartbeat({ heartbeatMs, leaseTimeoutMs, scripts, queue, cleaner, lifecycle, error: (error) => this.events.error(error) });
-    this.#heartbeat.start();
-    void lifecycle.recover();
+    const { prefix, buckets, commandTimeoutMs } = this.#options;
+    presenceKeys(prefix); // checks the prefix before anything connects
+    this.#connection = connect(this.#options.redis, commandTimeoutMs, `presence:${prefix}`);
+    this.#buckets = bucketTags(prefix, buckets).map((tag) => new Bucket(this.#options, this.#connection, presenceKeys(tag)));
+    for (const bucket of this.#buckets) {
+      bucket.onTransition((transition) => this.events.announce(transition));
+      bucket.onError((error) => this.events.error(error));
+    }
+    this.#layout = this.#checkLayout();
+  }
+
+  /** The keys of the first bucket (of the only one, by default). */
+  get keys(): PresenceKeys {
+    return this.#buckets[0]!.keys;
+  }
+
+  /** The keys of every bucket, in bucket order. */
+  get bucketKeys(): PresenceKeys[] {
+    return this.#buckets.map((bucket) => bucket.keys);
+  }
+
+  /** The process id this store writes under in the first bucket (changes after a fence). */
+  get processId(): string | undefined {
+    return this.#buckets[0]!.processId;
+  }
+
+  /** Where the store is on Redis: `live` once every bucket is, else the first bucket's phase that is not. */
+  get phase(): Phase {
+    return this.#buckets.find((bucket) => bucket.phase !== "live")?.phase ?? "live";
   }
 
   get limits(): Readonly<PresenceLimits> {
-    return this.#local.limits;
-  }
-
-  /** The process id this store currently writes under (changes after a fence). */
-  get processId(): string | undefined {
-    return this.#lifecycle.processId;
-  }
-
-  /** Where the store is in its lifecycle on Redis (see lifecycle.ts). */
-  get phase(): Phase {
-    return this.#lifecycle.phase;
+    return this.#buckets[0]!.limits;
   }
 
   async connect(connectionId: string, userId: string, info?: UserInfo): Promise<boolean> {
     this.assertOpen();
-    const repeat = this.#local.userOf(connectionId) !== undefined;
-    this.#local.connect(connectionId, userId, info); // checks the input and the owner first
-    if (repeat && info === undefined) return false; // a repeat brings nothing to send
-    const json = info === undefined ? "" : serializeUserInfo(info, this.limits.maxUserInfoBytes);
-    return this.#write({ kind: "connect", connectionId, userId, info: json });
+    this.#assertLayout();
+    assertUserId(userId, this.limits.maxUserIdBytes);
+    const bucket = this.#bucketOf(userId);
+    if (this.#buckets.length > 1) {
+      const other = this.#holder(connectionId);
+      if (other !== undefined && other !== bucket) throw new ConnectionConflictError(connectionId, userId, other.userOf(connectionId)!);
+    }
+    return bucket.connect(connectionId, userId, info);
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
     this.assertOpen();
-    const rooms = this.#local.roomsOf(connectionId);
-    const { userId } = this.#local.disconnect(connectionId);
-    if (userId === undefined) return false;
-    // the rooms it leaves are announced as they are decided, before the disconnect resolves
-    for (const room of rooms) this.#write({ kind: "leave", connectionId, userId, room }).catch(() => {});
-    return this.#write({ kind: "disconnect", connectionId, userId });
+    return (this.#holder(connectionId) ?? this.#buckets[0]!).disconnect(connectionId);
   }
 
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
     this.assertOpen();
-    this.#local.updateInfo(userId, info); // checks the input; kept locally while the user is online here
-    return this.#write({ kind: "update", userId, info: serializeUserInfo(info, this.limits.maxUserInfoBytes) });
+    this.#assertLayout();
+    assertUserId(userId, this.limits.maxUserIdBytes);
+    return this.#bucketOf(userId).updateInfo(userId, info);
   }
 
   async userInfo(userId: string): Promise<UserInfo | undefined> {
     this.assertOpen();
-    const json = await this.#scripts.command<string | null>("HGET info", ["HGET", this.keys.info, userId]);
-    return json === null || json === undefined ? undefined : parseUserInfo(json);
+    assertUserId(userId, this.limits.maxUserIdBytes);
+    return this.#bucketOf(userId).userInfo(userId);
   }
 
   async join(connectionId: string, room: string): Promise<boolean> {
     this.assertOpen();
-    const member = this.#local.roomsOf(connectionId).includes(room);
-    this.#local.join(connectionId, room); // checks the room; ignores an unknown connection
-    const userId = this.#local.userOf(connectionId);
-    if (userId === undefined || member) return false;
-    return this.#write({ kind: "join", connectionId, userId, room });
+    this.#assertLayout();
+    return (this.#holder(connectionId) ?? this.#buckets[0]!).join(connectionId, room);
   }
 
   async leave(connectionId: string, room: string): Promise<boolean> {
     this.assertOpen();
-    const member = this.#local.roomsOf(connectionId).includes(room);
-    this.#local.leave(connectionId, room); // checks the room
-    const userId = this.#local.userOf(connectionId);
-    if (userId === undefined || !member) return false;
-    return this.#write({ kind: "leave", connectionId, userId, room });
+    return (this.#holder(connectionId) ?? this.#buckets[0]!).leave(connectionId, room);
   }
 
   async isUserConnected(userId: string): Promise<boolean> {
     this.assertOpen();
     assertUserId(userId, this.limits.maxUserIdBytes);
-    return (await this.#scripts.command<number>("HEXISTS", ["HEXISTS", this.keys.users, userId])) === 1;
+    return this.#bucketOf(userId).isUserConnected(userId);
   }
 
+  async isUserInRoom(userId: string, room: string): Promise<boolean> {
+    this.assertOpen();
+    assertUserId(userId, this.limits.maxUserIdBytes);
+    return this.#bucketOf(userId).isUserInRoom(userId, room);
+  }
+
+  /** One HLEN per bucket, all sent at once (pipelined on each master's connection): never a scan. */
   async usersCount(): Promise<number> {
     this.assertOpen();
-    return this.#scripts.command<number>("HLEN", ["HLEN", this.keys.users]);
+    return sum(await Promise.all(this.#buckets.map((bucket) => bucket.usersCount())));
+  }
+
+  async roomUsersCount(room: string): Promise<number> {
+    this.assertOpen();
+    return sum(await Promise.all(this.#buckets.map((bucket) => bucket.roomUsersCount(room))));
   }
 
   async usersList(): Promise<string[]> {
@@ -173,132 +138,74 @@ export class RedisStore extends StoreBase implements PresenceStore {
     return users;
   }
 
-  /** Online users in pages, streamed with HSCAN: never one giant reply. */
+  /** Online users in pages: each bucket's, streamed with HSCAN, one bucket after the other (a user is in one bucket only). */
   users(options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
     this.assertOpen();
-    return this.#scan(this.keys.users, options.pageSize);
+    return this.#concat((bucket) => bucket.users(options));
   }
 
-  async isUserInRoom(userId: string, room: string): Promise<boolean> {
-    this.assertOpen();
-    return (await this.#scripts.command<number>("HEXISTS", ["HEXISTS", this.keys.room(room), userId])) === 1;
-  }
-
-  async roomUsersCount(room: string): Promise<number> {
-    this.assertOpen();
-    return this.#scripts.command<number>("HLEN", ["HLEN", this.keys.room(room)]);
-  }
-
-  /** A room's users in pages, streamed with HSCAN of that room's hash alone. */
+  /** A room's users in pages: each bucket's share of the room in turn. */
   roomUsers(room: string, options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
     this.assertOpen();
-    return this.#scan(this.keys.room(room), options.pageSize);
+    return this.#concat((bucket) => bucket.roomUsers(room, options));
   }
 
-  /**
-   * Resolves once the store is live and nothing it was asked to write is
-   * queued, in flight or in doubt: every outcome is known and announced.
-   * Waits as long as Redis is away; bound it yourself.
-   */
+  /** Resolves once every bucket is live with nothing queued, in flight or in doubt. Waits as long as Redis is away. */
   async settled(): Promise<void> {
-    while (!this.closed && !(this.#lifecycle.phase === "live" && this.#queue.idle)) await sleep(10);
+    await Promise.all(this.#buckets.map((bucket) => bucket.settled()));
   }
 
-  /**
-   * Says goodbye: sends what is queued, then, when another process is alive,
-   * leaves this process's connections to the survivors after `leaveGraceMs`
-   * (a rolling deploy is silent); otherwise (or with a grace of 0) removes
-   * them at once, announcing the room leaves and offline users this causes.
-   * Closes the store's Redis connection; your own client is left open.
-   */
+  /** Every bucket says goodbye at once (see `Bucket`), then the shared connection closes. */
   protected async shutdown(): Promise<void> {
-    this.#heartbeat.stop();
-    const phase = this.#lifecycle.close();
     try {
-      await this.#lifecycle.running;
-      if (phase === "live") {
-        await this.#heartbeat.renew().catch(() => {}); // the lease fresh for the goodbye, the outbox drained
-        const deadline = Date.now() + this.#options.commandTimeoutMs;
-        while (!this.#queue.idle && Date.now() < deadline) {
-          if (this.#queue.inDoubt()) await this.#queue.settle();
-          await this.#queue.drained();
-          await sleep(5);
-        }
-      }
-      this.#queue.hold();
-      await this.#recovery.cleanRetired(false);
-      const processId = this.#lifecycle.processId;
-      const graced = processId !== undefined && phase === "live" && this.#options.leaveGraceMs > 0 && (await this.#scripts.retireAfter(processId, this.#options.leaveGraceMs));
-      if (processId !== undefined && !graced) {
-        // the goodbye: this store cleans itself, announcing from its own outbox
-        await this.#cleaner.clean(processId, "retire", this.#cleaner.announcedThrough);
-        await this.#scripts.forget([processId]);
-      }
-      // graced: its lease ends after the grace and a survivor cleans it up, announcing once what is left
-    } catch (error) {
-      this.events.error(error);
+      await Promise.all(this.#buckets.map((bucket) => bucket.close()));
     } finally {
-      this.#queue.close(new StoreClosedError());
-      this.#local.clear();
-      this.#scripts.close();
-      this.#lifecycle.closed();
+      this.#connection.close();
     }
   }
 
-  // -- writes --
-
-  /** Queues an operation; its transition, if Redis decides one, is announced before the returned promise resolves. */
-  #write(operation: Operation): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      this.#queue.push({
-        operation,
-        queuedAt: Date.now(),
-        deliver: (outcome, processId, late, recorded) => {
-          this.#ledger.note(processId, operation, outcome);
-          if (outcome.type === "conflict") {
-            // unreachable while this process's connections in Redis follow its own writes: keep them apart
-            const { connectionId, userId } = operation as Extract<Operation, { connectionId: string }>;
-            debug("connection %s is counted for another user under %s", connectionId, processId);
-            if (operation.kind === "connect" && this.#local.userOf(connectionId) === userId) this.#local.disconnect(connectionId);
-            if (!late) reject(new ConnectionConflictError(connectionId, userId, "(another user)"));
-            return;
-          }
-          if (outcome.type === "transition" && !outcome.taken) this.events.announce(transitionOf(operation, outcome.version, outcome.info));
-          if (!late) void recorded.then(() => resolve(outcome.type === "transition"));
-        },
-        fail: reject,
-        drop: () => resolve(false), // never called: a caller's operation is kept through a fence
-      });
-    });
+  #bucketOf(userId: string): Bucket {
+    return this.#buckets[bucketOf(userId, this.#buckets.length)]!;
   }
 
-  // -- reads --
+  /** The bucket where this process holds the connection open, if any. */
+  #holder(connectionId: string): Bucket | undefined {
+    if (this.#buckets.length === 1) return this.#buckets[0];
+    return this.#buckets.find((bucket) => bucket.userOf(connectionId) !== undefined);
+  }
 
-  /** Pages of a users hash (all users, or one room's), with each user's info. */
-  async *#scan(key: string, pageSize = 100): AsyncIterable<UserPresence[]> {
-    const count = Math.max(1, pageSize);
-    const seen = new Set<string>(); // HSCAN may return an entry twice while the hash resizes
-    let cursor = "0";
-    do {
-      const [next, entries] = await this.#scripts.command<[string, string[]]>("HSCAN", ["HSCAN", key, cursor, "COUNT", String(count)]);
-      cursor = String(next);
-      const page: UserPresence[] = [];
-      for (let i = 0; i + 1 < entries.length; i += 2) {
-        const userId = entries[i]!;
-        if (seen.has(userId)) continue;
-        seen.add(userId);
-        page.push({ userId, connections: Number(entries[i + 1]) });
-      }
-      if (page.length === 0) continue;
-      const infos = await this.#scripts.command<Array<string | null>>("HMGET info", ["HMGET", this.keys.info, ...page.map((u) => u.userId)]);
-      page.forEach((user, i) => {
-        const json = infos[i];
-        if (json) user.info = parseUserInfo(json);
-      });
-      yield page;
-    } while (cursor !== "0");
+  async *#concat(pagesOf: (bucket: Bucket) => AsyncIterable<UserPresence[]>): AsyncIterable<UserPresence[]> {
+    for (const bucket of this.#buckets) yield* pagesOf(bucket);
+  }
+
+  // -- the layout guard --
+
+  /**
+   * `{prefix}:layout` holds the deployment's number of buckets, set by its
+   * first store. A store with another number would write where the others
+   * never read: it refuses every write, saying why. Until Redis answers,
+   * writes go ahead (their keys are this store's to clean either way).
+   */
+  async #checkLayout(): Promise<void> {
+    const key = `{${this.#options.prefix}}:layout`;
+    const expected = this.#options.buckets;
+    try {
+      await this.#connection.send(["SET", key, String(expected), "NX"]);
+      const found = Number(await this.#connection.send(["GET", key]));
+      this.#layout = found === expected ? "checked" : new BucketLayoutError(expected, found);
+      if (this.#layout !== "checked") this.events.error(this.#layout);
+    } catch {
+      this.#layout = "unknown"; // Redis away: asked again by the next write
+    }
+  }
+
+  #assertLayout(): void {
+    if (this.#layout instanceof BucketLayoutError) throw this.#layout;
+    if (this.#layout === "unknown") this.#layout = this.#checkLayout();
   }
 }
+
+const sum = (values: number[]) => values.reduce((total, value) => total + value, 0);
 
 /** Factory form, in the style of Socket.IO's `createAdapter()`. */
 export function createRedisStore(options: RedisStoreOptions): RedisStore {

@@ -9,6 +9,9 @@ afterAll(() => redis.disconnect());
 
 describe("RedisStore options", () => {
   it.each([
+    ["buckets", 0],
+    ["buckets", 1025],
+    ["buckets", 2.5],
     ["maxBatchSize", 0],
     ["maxBatchSize", -5],
     ["maxBatchSize", Number.NaN],
@@ -38,7 +41,7 @@ describe("RedisStore options", () => {
   });
 
   it("refuses an unknown option with nothing close, listing the known ones", () => {
-    expect(() => new RedisStore({ redis, zzzzzzzz: 1 } as unknown as RedisStoreOptions)).toThrow(/`zzzzzzzz` is not an option \(known: redis, prefix, heartbeatMs/);
+    expect(() => new RedisStore({ redis, zzzzzzzz: 1 } as unknown as RedisStoreOptions)).toThrow(/`zzzzzzzz` is not an option \(known: redis, prefix, buckets, heartbeatMs/);
   });
 
   it("names the option and the value it refuses", () => {

@@ -17,6 +17,7 @@ import {
 } from "@presence/core";
 import createDebug from "debug";
 import type { Namespace, Server, Socket } from "socket.io";
+import type { LastDelivered } from "./delivery-order";
 import { IDENTITY_KEY, identityOf, type Identified } from "./identity";
 import {
   DEFAULT_SYNC_OPTIONS,
@@ -90,7 +91,6 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#identify = resolved.identify;
     this.#authorize = resolved.authorize ?? ((socket, scope) => authorizeByMembership(socket, scope, (room) => this.#rooms.socketRoom(room)));
     this.#clientUpdates = resolved.clientUpdates;
-    this.#userEvents = resolved.events === false ? undefined : new UserEvents(namespace, resolved.events, (room) => this.#rooms.socketRoom(room));
     this.#leaveDelayMs = resolved.leaveDelayMs;
     // the store owns the limits: the binding never accepts what its store would refuse
     this.#limits = resolveLimits(this.store.limits);
@@ -105,11 +105,12 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#relay = new TransitionRelay(
       namespace,
       {
-        deliver: (transition) => this.#deliver(transition),
+        deliver: (transition, seq, previous) => this.#deliver(transition, seq, previous),
         lost: () => this.#lost(),
       },
       sync === false ? DEFAULT_SYNC_OPTIONS.nodeHeartbeatMs : sync.nodeHeartbeatMs,
     );
+    this.#userEvents = resolved.events === false ? undefined : new UserEvents(namespace, resolved.events, this.#relay.order, (room) => this.#rooms.socketRoom(room));
     this.sync =
       sync === false
         ? undefined
@@ -426,8 +427,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
   /** Transitions were lost on their way here: views read their state again, and the per-user events are corrected. */
   #lost(): void {
     this.sync?.resync();
-    const version = this.#relay.seen;
-    this.#userEvents?.reconcile(this.store, version).catch((error: unknown) => this.#fail(error));
+    this.#userEvents?.reconcile(this.store).catch((error: unknown) => this.#fail(error));
   }
 
   /** A transition this node's store announced: every node hears it, this one first. */
@@ -449,10 +449,10 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#emitServerSide(transition);
   }
 
-  /** A transition heard here (this node's or relayed): to this node's sockets, in the decider's order. */
-  #deliver(transition: Transition): void {
-    this.#userEvents?.send(transition);
-    this.sync?.queue(transition);
+  /** A transition heard here (this node's or relayed), numbered `seq` in this node's delivery order: to this node's sockets. */
+  #deliver(transition: Transition, seq: number, previous: LastDelivered | undefined): void {
+    this.#userEvents?.send(transition, previous);
+    this.sync?.queue({ ...transition, version: seq }); // what reaches sockets is ordered by this node's delivery (delivery-order.ts)
   }
 
   /** The server-side events, fired on the node whose store announced the transition: once across the deployment. */

@@ -3,6 +3,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import createDebug from "debug";
 import type { Namespace } from "socket.io";
+import { DeliveryOrder, type LastDelivered } from "./delivery-order";
 
 const debug = createDebug("presence:socketio:relay");
 
@@ -38,8 +39,12 @@ export function reachesOtherNodes(namespace: Namespace): boolean {
 }
 
 export interface RelayHandlers {
-  /** A transition, from this node's store or relayed from another node: every node hears every one. */
-  deliver(transition: Transition): void;
+  /**
+   * A transition, from this node's store or relayed from another node: every
+   * node hears every one. `seq` is its number in this node's delivery order,
+   * `previous` what was delivered for its user (or user in its room) before it.
+   */
+  deliver(transition: Transition, seq: number, previous: LastDelivered | undefined): void;
   /** Transitions may have been lost on the way (a gap in a node's numbers, a node gone silent): views must read their state again. */
   lost(why: string): void;
 }
@@ -52,9 +57,10 @@ export interface RelayHandlers {
  * silent (its heartbeat carries its last number), means transitions were
  * lost: `lost()` makes the views read their state again.
  *
- * `seen` is the highest version delivered here: a state read that starts
- * after it holds every change versioned at most that (a single decider
- * applies its versions in order), which is what a state frame's version says.
+ * Delivery goes through the node's `order` (delivery-order.ts): a late
+ * transition is dropped, the others numbered. `seen` is the last number
+ * given: a state read that starts after it holds every change numbered at
+ * most that, which is what a state frame's version says.
  */
 export class TransitionRelay {
   readonly #namespace: Namespace;
@@ -66,8 +72,9 @@ export class TransitionRelay {
   /** Per other node: the last number heard, and when. */
   readonly #peers = new Map<string, { seq: number; heard: number }>();
   readonly #timer: NodeJS.Timeout | undefined;
-  /** The highest version delivered; `null` once an unversioned transition was seen (no single decider). */
-  #seen: number | null = 0;
+  readonly order = new DeliveryOrder();
+  /** Once an unversioned transition was delivered, nothing orders the deliveries: `seen` is `null`. */
+  #unversioned = false;
   #closed = false;
 
   readonly #onRelayed = (message: unknown) => {
@@ -98,7 +105,7 @@ export class TransitionRelay {
   }
 
   get seen(): number | null {
-    return this.#seen;
+    return this.#unversioned ? null : this.order.seq;
   }
 
   /** A transition this node's store announced: delivered here, then to every other node. */
@@ -115,10 +122,10 @@ export class TransitionRelay {
   }
 
   #deliver(transition: Transition): void {
-    const { version } = transition;
-    if (version === undefined) this.#seen = null;
-    else if (this.#seen !== null && version > this.#seen) this.#seen = version;
-    this.#handlers.deliver(transition);
+    if (transition.version === undefined) this.#unversioned = true;
+    const admitted = this.order.admit(transition);
+    if (admitted) this.#handlers.deliver(transition, admitted.seq, admitted.previous);
+    else debug("late transition dropped: %o", transition);
   }
 
   /** Records a sender's number: a transition skipped (or one announced by a heartbeat but never received) is a loss. */

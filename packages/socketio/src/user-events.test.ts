@@ -4,6 +4,7 @@ import type { Transition } from "@presence/core";
 import { Server } from "socket.io";
 import { io as connect, type Socket as ClientSocket } from "socket.io-client";
 import { afterEach, expect, it } from "vitest";
+import { DeliveryOrder } from "./delivery-order";
 import { EVENTS_ROOM, UserEvents } from "./user-events";
 
 const NAMES = { connected: "user has connected", disconnected: "user has disconnected", updated: "user has updated", joined: "user has joined", left: "user has left" };
@@ -37,7 +38,15 @@ async function setup() {
     });
   });
   await new Promise((resolve) => setTimeout(resolve, 50)); // joined the rooms
-  const events = new UserEvents(io.of("/"), NAMES);
+  const order = new DeliveryOrder();
+  const userEvents = new UserEvents(io.of("/"), NAMES, order);
+  // as the relay delivers: through the node's order, which drops a late transition
+  const events = {
+    send(transition: Transition) {
+      const admitted = order.admit(transition);
+      if (admitted) userEvents.send(transition, admitted.previous);
+    },
+  };
   const ping = async () => {
     // a round trip after the events: everything sent before it has arrived
     const marker = `marker-${heard.length}-${Math.random()}`;
