@@ -28,6 +28,9 @@ export interface ModeParts {
   close(): Promise<void>;
 }
 
+/** How many buckets the users are spread over on a Redis Cluster: as many on each master of 2, 3, 4, 6, 8, 12, 16 or 24. */
+export const CLUSTER_BUCKETS = 48;
+
 /** How long a dropped connection keeps its state for recovery: Socket.IO's own default. */
 export const RECOVERY_WINDOW_MS = 2 * 60 * 1000;
 
@@ -110,6 +113,8 @@ export function modeParts(config: DemoConfig): ModeParts {
           new RedisStore({
             redis: store,
             prefix: REDIS_PREFIX,
+            // on a Redis Cluster the users are spread over every master (see CLUSTER_BUCKETS); one server keeps one
+            buckets: target.kind === "cluster" ? CLUSTER_BUCKETS : 1,
             heartbeatMs: config.heartbeatMs,
             leaseTimeoutMs: config.leaseTimeoutMs,
             // a stopping instance's users are kept for the same grace as a closed tab: a rolling deploy is silent

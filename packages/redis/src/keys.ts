@@ -85,7 +85,8 @@ export function bucketTags(prefix: string, buckets: number): string[] {
   if (buckets === 1) return [prefix];
   const tags: string[] = [];
   for (let b = 0; b < buckets; b++) {
-    const [low, high] = [Math.floor((b * 16384) / buckets), Math.floor(((b + 1) * 16384) / buckets)];
+    // rounded up, as \`redis-cli --cluster create\` rounds its masters' ranges: bucket b of 3 (or 6) is on master b (or b/2)
+    const [low, high] = [Math.ceil((b * 16384) / buckets), Math.ceil(((b + 1) * 16384) / buckets)];
     for (let n = 0; ; n++) {
       const tag = `${prefix}:${b}-${n}`;
       const slot = slotOf(tag);

@@ -114,45 +114,117 @@ export async function startRedisServer(options: StartRedisOptions = {}): Promise
 export interface RedisClusterNodes {
   ports: number[];
   nodes: RedisServer[];
+  /** The nodes that are masters now (a failover changes them), each with the slot ranges it serves. */
+  masters(): Array<{ node: RedisServer; id: string; slots: Array<[number, number]> }>;
+  /** The node serving `slot` now. */
+  masterOf(slot: number): RedisServer;
+  /** The replicas of a master, by its node id. */
+  replicasOf(masterId: string): RedisServer[];
+  /** Resolves once every node says `cluster_state:ok` and agrees on who serves every slot (after a failover or a migration). */
+  settled(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
-/** A Redis Cluster of `masters` masters (no replicas), made with `redis-cli --cluster create` (one master: `CLUSTER ADDSLOTSRANGE`). */
-export async function startRedisCluster(masters = 3): Promise<RedisClusterNodes> {
+export interface StartRedisClusterOptions {
+  /** Replicas per master. @default 0 */
+  replicas?: number;
+  /** `cluster-node-timeout`: how long a master may be unreachable before its replica takes over. @default 5000 */
+  nodeTimeoutMs?: number;
+}
+
+interface NodeLine {
+  id: string;
+  port: number;
+  master: boolean;
+  failed: boolean;
+  masterId: string;
+  slots: Array<[number, number]>;
+}
+
+function parseNodes(text: string): NodeLine[] {
+  return text
+    .split("\n")
+    .filter((line) => line.trim().length > 0)
+    .map((line) => {
+      const [id, address, flags, masterId, , , , , ...slots] = line.split(" ");
+      return {
+        id: id!,
+        port: Number(address!.split("@")[0]!.split(":")[1]),
+        master: flags!.includes("master"),
+        failed: flags!.includes("fail"),
+        masterId: masterId!,
+        slots: slots.filter((slot) => !slot.startsWith("[")).map((slot) => {
+          const [low, high] = slot.split("-").map(Number);
+          return [low!, high ?? low!] as [number, number];
+        }),
+      };
+    });
+}
+
+/**
+ * A Redis Cluster of `masters` masters, each with `replicas` replicas, made
+ * with `redis-cli --cluster create` (one master without replicas:
+ * `CLUSTER ADDSLOTSRANGE`).
+ */
+export async function startRedisCluster(masters = 3, options: StartRedisClusterOptions = {}): Promise<RedisClusterNodes> {
+  const { replicas = 0, nodeTimeoutMs = 5000 } = options;
   const nodes: RedisServer[] = [];
-  for (let i = 0; i < masters; i++) {
+  for (let i = 0; i < masters * (1 + replicas); i++) {
     const port = await freePort();
     nodes.push(
       await startRedisServer({
         port,
-        args: ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", "5000", "--cluster-announce-ip", "127.0.0.1"],
+        args: ["--cluster-enabled", "yes", "--cluster-config-file", `nodes-${port}.conf`, "--cluster-node-timeout", String(nodeTimeoutMs), "--cluster-announce-ip", "127.0.0.1"],
       }),
     );
   }
-  if (masters === 1) {
+  if (masters === 1 && replicas === 0) {
     // redis-cli --cluster create wants three masters: one node takes every slot itself
     const added = nodes[0]!.cli("CLUSTER", "ADDSLOTSRANGE", "0", "16383");
     if (added !== "OK") throw new Error(`CLUSTER ADDSLOTSRANGE failed: ${added}`);
   } else {
     const create = spawnSync(
       "redis-cli",
-      ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", "0", "--cluster-yes"],
+      ["--cluster", "create", ...nodes.map((n) => `127.0.0.1:${n.port}`), "--cluster-replicas", String(replicas), "--cluster-yes"],
       { encoding: "utf8" },
     );
     if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
   }
-  const deadline = Date.now() + 15_000;
-  while (!nodes.every((n) => n.cli("CLUSTER", "INFO").includes("cluster_state:ok"))) {
-    if (Date.now() > deadline) throw new Error("the Redis Cluster did not reach cluster_state:ok");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return {
+  const alive = () => nodes.filter((n) => n.process.exitCode === null && n.process.signalCode === null);
+  const view = () => parseNodes(alive()[0]!.cli("CLUSTER", "NODES"));
+  const byPort = (port: number) => nodes.find((n) => n.port === port)!;
+  const cluster: RedisClusterNodes = {
     ports: nodes.map((n) => n.port),
     nodes,
+    masters: () =>
+      view()
+        .filter((line) => line.master && !line.failed && line.slots.length > 0)
+        .map((line) => ({ node: byPort(line.port), id: line.id, slots: line.slots })),
+    masterOf(slot) {
+      const master = cluster.masters().find(({ slots }) => slots.some(([low, high]) => slot >= low && slot <= high));
+      if (!master) throw new Error(`no master serves slot ${slot}`);
+      return master.node;
+    },
+    replicasOf: (masterId) =>
+      view()
+        .filter((line) => !line.master && line.masterId === masterId)
+        .map((line) => byPort(line.port)),
+    async settled(timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const views = alive().map((n) => n.cli("CLUSTER", "INFO").includes("cluster_state:ok") && JSON.stringify(parseNodes(n.cli("CLUSTER", "NODES")).filter((l) => l.master && !l.failed).map((l) => [l.port, l.slots]).sort()));
+        const replicasUp = alive().every((n) => !n.cli("INFO", "replication").includes("role:slave") || n.cli("INFO", "replication").includes("master_link_status:up"));
+        if (views.every((v) => v !== false && v === views[0]) && replicasUp) return;
+        if (Date.now() > deadline) throw new Error(`waited ${timeoutMs} ms for the Redis Cluster to settle (every node ok, agreeing on the slots, replicas in sync)`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    },
     stop: async () => {
       await Promise.all(nodes.map((n) => n.stop()));
     },
   };
+  await cluster.settled(30_000);
+  return cluster;
 }
 
 /**

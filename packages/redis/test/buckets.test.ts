@@ -44,8 +44,8 @@ describe("buckets on one Redis", () => {
       expect(new Set(tags).size).toBe(buckets);
       tags.forEach((tag, b) => {
         const slot = slotOf(tag);
-        expect(slot).toBeGreaterThanOrEqual(Math.floor((b * 16384) / buckets));
-        expect(slot).toBeLessThan(Math.floor(((b + 1) * 16384) / buckets));
+        expect(slot).toBeGreaterThanOrEqual(Math.ceil((b * 16384) / buckets));
+        expect(slot).toBeLessThan(Math.ceil(((b + 1) * 16384) / buckets));
       });
     }
     expect(bucketTags("presence", 1)).toEqual(["presence"]); // the layout before buckets

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Transition } from "@presence/core";
 import { Redis } from "ioredis";
+import { expect } from "vitest";
 import { RedisStore, type RedisStoreOptions } from "../src";
 import { startRedisProxy, type RedisProxy } from "../src/testing";
 
@@ -117,4 +118,31 @@ export function deployment(redisPort: number, options: Partial<RedisStoreOptions
       await Promise.allSettled(made.map((m) => m.close()));
     },
   };
+}
+
+/**
+ * The same per user and per room, in the decider's order: every
+ * announcement has a version, no version is heard twice, and sorted by
+ * version they alternate and end as the truth says.
+ */
+export function checkVersions(transitions: Transition[], online: Set<string>, inRoom: Set<string>): void {
+  const streams = new Map<string, Array<{ join: boolean; version: number }>>();
+  for (const t of transitions) {
+    if (t.type === "updated") continue;
+    expect(Number.isSafeInteger(t.version), `version of ${JSON.stringify(t)}`).toBe(true);
+    const key = t.type === "connected" || t.type === "disconnected" ? t.userId : `${t.room}|${t.userId}`;
+    const stream = streams.get(key) ?? [];
+    stream.push({ join: t.type === "connected" || t.type === "joined", version: t.version! });
+    streams.set(key, stream);
+  }
+  for (const [key, stream] of streams) {
+    stream.sort((a, b) => a.version - b.version);
+    const shape = stream.map((e) => `${e.join ? "join" : "leave"}@${e.version}`).join(",");
+    stream.forEach((e, i) => {
+      if (i > 0) expect(e.version, `${key}: a version heard twice in ${shape}`).toBeGreaterThan(stream[i - 1]!.version);
+      expect(e.join, `${key}: transition ${i} of ${shape} in version order`).toBe(i % 2 === 0);
+    });
+  }
+  const announcedOnline = [...streams].filter(([, s]) => s.at(-1)?.join === true).map(([k]) => k).sort();
+  expect(announcedOnline).toEqual([...online, ...inRoom].sort());
 }

@@ -1,6 +1,6 @@
 import type { Transition } from "@presence/core";
 import { it, expect } from "vitest";
-import { deployment, random, sleep, waitFor, type ProxiedStore } from "./harness";
+import { checkVersions, deployment, random, sleep, waitFor, type ProxiedStore } from "./harness";
 import { useRedis } from "./redis-fixture";
 
 // Randomized histories: three processes connect, disconnect, join, leave and
@@ -42,33 +42,6 @@ function checkHistory(log: string[], online: Set<string>, inRoom: Set<string>): 
   const expectedOnline = [...online, ...[...inRoom]].sort();
   const announcedOnline = [...streams].filter(([, s]) => s.at(-1) === true).map(([k]) => k).sort();
   expect(announcedOnline).toEqual(expectedOnline);
-}
-
-/**
- * The same per user and per room, in the decider's order: every
- * announcement has a version, no version is heard twice, and sorted by
- * version they alternate and end as the truth says.
- */
-function checkVersions(transitions: Transition[], online: Set<string>, inRoom: Set<string>): void {
-  const streams = new Map<string, Array<{ join: boolean; version: number }>>();
-  for (const t of transitions) {
-    if (t.type === "updated") continue;
-    expect(Number.isSafeInteger(t.version), `version of ${JSON.stringify(t)}`).toBe(true);
-    const key = t.type === "connected" || t.type === "disconnected" ? t.userId : `${t.room}|${t.userId}`;
-    const stream = streams.get(key) ?? [];
-    stream.push({ join: t.type === "connected" || t.type === "joined", version: t.version! });
-    streams.set(key, stream);
-  }
-  for (const [key, stream] of streams) {
-    stream.sort((a, b) => a.version - b.version);
-    const shape = stream.map((e) => `${e.join ? "join" : "leave"}@${e.version}`).join(",");
-    stream.forEach((e, i) => {
-      if (i > 0) expect(e.version, `${key}: a version heard twice in ${shape}`).toBeGreaterThan(stream[i - 1]!.version);
-      expect(e.join, `${key}: transition ${i} of ${shape} in version order`).toBe(i % 2 === 0);
-    });
-  }
-  const announcedOnline = [...streams].filter(([, s]) => s.at(-1)?.join === true).map(([k]) => k).sort();
-  expect(announcedOnline).toEqual([...online, ...inRoom].sort());
 }
 
 it(`keeps announcements alternating and complete over ${SEEDS} random histories`, { timeout: 120_000 * SEEDS }, async () => {
