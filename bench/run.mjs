@@ -15,6 +15,7 @@ import { withDeadline } from "./lib/deadline.mjs";
 import { appEndToEnd } from "./app/app-presence.mjs";
 import { authorizeCost } from "./authorize.mjs";
 import { cleanupAtScale } from "./cleanup.mjs";
+import { clusterSharding } from "./cluster-sharding.mjs";
 import { clusterQueryLatency } from "./cluster-query.mjs";
 import { endToEnd } from "./end-to-end.mjs";
 import { redisMemory } from "./redis-memory.mjs";
@@ -41,6 +42,7 @@ const benchmarks = [
   [6, syncEndToEnd],
   [7, appEndToEnd],
   [8, authorizeCost],
+  [9, clusterSharding],
 ];
 
 const fmt = (n) => (n >= 100 ? Math.round(n).toLocaleString("en") : n >= 10 ? n.toFixed(1) : n >= 0.1 ? n.toFixed(2) : n.toPrecision(2));

@@ -4,11 +4,14 @@
  * `@presence/core/protocol`; the client bundles it at build time, so that
  * the client has no run-time dependency.
  *
- * Order comes from the store that decided each change (its `version`), never
- * from a clock: a client applies a change to a user only when its version is
- * newer than what it holds for that user, so duplicates and late frames are
- * harmless. A state is as of at least its `version`: every change with a
- * version at most that is in it.
+ * Order comes from the store that decided each change, never from a clock:
+ * the server's node drops a change older, by its decider's version, than the
+ * last one it delivered for that user, and numbers the rest in the order it
+ * delivers them (the `version` of states, diffs and counts is that number).
+ * A client applies a change to a user only when its version is newer than
+ * what it holds for that user, so duplicates and late frames are harmless. A
+ * state is as of at least its `version`: every change with a version at most
+ * that is in it.
  */
 
 /** What a user shows others while online: a plain JSON object. */

@@ -22,7 +22,8 @@ export interface RedisStoreOptions {
    * same number: a store that finds another number in Redis refuses to
    * write (`BucketLayoutError`). 1 keeps every key under `{prefix}`, the
    * layout of earlier versions; on a Redis Cluster of N masters, use a
-   * multiple of N (16 for 2 to 4 masters, for example).
+   * small multiple of N (12 suits 1, 2, 3, 4, 6 or 12 masters): each bucket
+   * batches its own writes, so many buckets make smaller batches.
    * @default 1
    */
   buckets?: number;
