@@ -98,13 +98,18 @@ describe("the demo on a Redis Cluster (redis+cluster:// seeds; two instances of 
     expect(seen.filter((event) => event === "-bob")).toHaveLength(1);
   });
 
-  it("keeps every key of the deployment under {presence}: in one slot, the demo's limits and tab slots included", async () => {
+  it("spreads presence over every master in its buckets, and keeps the demo's own keys under {presence} in one slot", async () => {
     const keys = cluster.nodes.flatMap((node) => node.cli("--scan").split("\n").filter(Boolean).map((key) => ({ key, node: node.port })));
     expect(keys.length).toBeGreaterThan(0);
-    for (const { key } of keys) expect(key.startsWith("{presence}:"), key).toBe(true);
-    expect(new Set(keys.map((k) => k.node)).size).toBe(1); // one hash tag: one slot, one master
-    expect(keys.some(({ key }) => key.startsWith("{presence}:demo:tabs:"))).toBe(true);
-    expect(keys.some(({ key }) => key.startsWith("{presence}:demo:attempts:"))).toBe(true);
+    for (const { key } of keys) expect(/^\{presence(:\d+-\d+)?\}:/.test(key), key).toBe(true);
+    const buckets = keys.filter(({ key }) => key.startsWith("{presence:"));
+    expect(new Set(buckets.map(({ key }) => key.slice(0, key.indexOf("}") + 1))).size).toBe(12); // every process registers in every bucket
+    expect(new Set(buckets.map(({ node }) => node)).size).toBe(3); // on every master
+    const own = keys.filter(({ key }) => key.startsWith("{presence}:"));
+    expect(new Set(own.map(({ node }) => node)).size).toBe(1); // one hash tag: one slot, one master
+    expect(own.some(({ key }) => key.startsWith("{presence}:demo:tabs:"))).toBe(true);
+    expect(own.some(({ key }) => key.startsWith("{presence}:demo:attempts:"))).toBe(true);
+    expect(own.some(({ key }) => key === "{presence}:layout")).toBe(true);
     for (const { key } of keys) for (const userId of ["alice", "observer"]) expect(key.includes(userId), key).toBe(false);
   });
 });

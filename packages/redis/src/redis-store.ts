@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { ConnectionConflictError, StoreBase, assertUserId, type PresenceLimits, type PresenceStore, type UserInfo, type UserPresence, type UsersPageOptions } from "@presence/core";
 import { Bucket } from "./bucket";
 import { assertRedisClient, connect, type Connection } from "./client";
@@ -35,7 +36,7 @@ export class RedisStore extends StoreBase implements PresenceStore {
     assertRedisClient(this.#options.redis);
     const { prefix, buckets, commandTimeoutMs } = this.#options;
     presenceKeys(prefix); // checks the prefix before anything connects
-    this.#connection = connect(this.#options.redis, commandTimeoutMs, `presence:${prefix}`);
+    this.#connection = connect(this.#options.redis, commandTimeoutMs, `presence:${randomUUID()}`); // its name in CLIENT LIST
     this.#buckets = bucketTags(prefix, buckets).map((tag) => new Bucket(this.#options, this.#connection, presenceKeys(tag)));
     for (const bucket of this.#buckets) {
       bucket.onTransition((transition) => this.events.announce(transition));
