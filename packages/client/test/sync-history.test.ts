@@ -1,4 +1,15 @@
-import { LocalPresence, LocalStore, type Transition, type UserInfo } from "@presence/core";
+import {
+  LocalPresence,
+  LocalStore,
+  StoreBase,
+  VersionCounter,
+  versionSeed,
+  type PresenceStore,
+  type Transition,
+  type UserInfo,
+  type UserPresence,
+  type UsersPageOptions,
+} from "@presence/core";
 import fc from "fast-check";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
@@ -7,7 +18,8 @@ import { connectClient, createBus, sleep, sorted, startNode, waitFor, type TestN
 
 /**
  * The sync layer's randomized history test, in the shape of the Redis one:
- * three nodes behind one decider, random joins, leaves, reconnects, room
+ * three nodes behind one decider (or two, as a RedisStore with buckets has),
+ * random joins, leaves, reconnects, room
  * changes and scope changes, announcements that reach the binding late and
  * out of order across nodes, nodes whose inbound messages stall, and relayed
  * transitions dropped on the way. At quiescence every view (all users, a
@@ -22,18 +34,35 @@ const USERS = ["u0", "u1", "u2", "u3", "u4", "u5"];
 const FRIENDS = ["u1", "u2", "u4"];
 const ROOM = "room-a";
 
-/** One decider (a LocalPresence) shared by every node's store; each node's announcements reach its binding after a random delay. */
+/**
+ * The deciders (LocalPresences) shared by every node's store: one, or two
+ * whose version counters are eleven days of microseconds apart, each user
+ * always decided by the same one. Each node's announcements reach its
+ * binding after a random delay.
+ */
 class Backend {
-  readonly presence = new LocalPresence();
+  readonly presences: LocalPresence[];
   delay: () => number = () => 0;
+
+  constructor(deciders: number) {
+    this.presences = Array.from({ length: deciders }, (_, i) => new LocalPresence({ versions: new VersionCounter(versionSeed() + i * 1e12) }));
+  }
+
+  deciderOf(userId: string): number {
+    return userId.charCodeAt(userId.length - 1) % this.presences.length;
+  }
 }
 
 class DelayedStore extends LocalStore {
   readonly #backend: Backend;
 
-  constructor(backend: Backend) {
-    super(backend.presence);
+  constructor(backend: Backend, presence: LocalPresence) {
+    super(presence);
     this.#backend = backend;
+  }
+
+  holds(connectionId: string): boolean {
+    return this.local.userOf(connectionId) !== undefined;
   }
 
   /** Announces after a delay (a slow node, a late reply), then answers: still before the call resolves, as the contract says. */
@@ -75,6 +104,55 @@ class DelayedStore extends LocalStore {
   protected override async shutdown(): Promise<void> {}
 }
 
+/** A node's store over two deciders, as a RedisStore routes over its buckets: by user, and by the decider holding a connection. */
+class SplitStore extends StoreBase implements PresenceStore {
+  readonly #parts: DelayedStore[];
+  readonly #backend: Backend;
+
+  constructor(backend: Backend) {
+    super();
+    this.#backend = backend;
+    this.#parts = backend.presences.map((presence) => new DelayedStore(backend, presence));
+    for (const part of this.#parts) part.onTransition((transition) => this.events.announce(transition));
+  }
+
+  get limits() {
+    return this.#parts[0]!.limits;
+  }
+
+  #of(userId: string): DelayedStore {
+    return this.#parts[this.#backend.deciderOf(userId)]!;
+  }
+
+  #holding(connectionId: string): DelayedStore {
+    return this.#parts.find((part) => part.holds(connectionId)) ?? this.#parts[0]!;
+  }
+
+  async #sum(count: (part: DelayedStore) => Promise<number>): Promise<number> {
+    return (await Promise.all(this.#parts.map(count))).reduce((a, b) => a + b, 0);
+  }
+
+  async *#concat(pages: (part: DelayedStore) => AsyncIterable<UserPresence[]>): AsyncIterable<UserPresence[]> {
+    for (const part of this.#parts) yield* pages(part);
+  }
+
+  connect = (connectionId: string, userId: string, info?: UserInfo) => this.#of(userId).connect(connectionId, userId, info);
+  disconnect = (connectionId: string) => this.#holding(connectionId).disconnect(connectionId);
+  updateInfo = (userId: string, info: UserInfo) => this.#of(userId).updateInfo(userId, info);
+  userInfo = (userId: string) => this.#of(userId).userInfo(userId);
+  join = (connectionId: string, room: string) => this.#holding(connectionId).join(connectionId, room);
+  leave = (connectionId: string, room: string) => this.#holding(connectionId).leave(connectionId, room);
+  isUserInRoom = (userId: string, room: string) => this.#of(userId).isUserInRoom(userId, room);
+  isUserConnected = (userId: string) => this.#of(userId).isUserConnected(userId);
+  roomUsersCount = (room: string) => this.#sum((part) => part.roomUsersCount(room));
+  usersCount = () => this.#sum((part) => part.usersCount());
+  roomUsers = (room: string, options?: UsersPageOptions) => this.#concat((part) => part.roomUsers(room, options));
+  users = (options?: UsersPageOptions) => this.#concat((part) => part.users(options));
+  usersList = async () => (await Promise.all(this.#parts.map((part) => part.usersList()))).flat();
+
+  protected override async shutdown(): Promise<void> {}
+}
+
 const SERVER_SIDE_EMIT = 9; // socket.io-adapter's MessageType.SERVER_SIDE_EMIT: the relayed transitions
 
 type Op =
@@ -103,7 +181,7 @@ interface Tab {
   open: boolean;
 }
 
-describe("sync history: views and event streams end at the truth", { timeout: 120_000 }, () => {
+for (const deciders of [1, 2]) describe(`sync history, ${deciders} decider(s): views and event streams end at the truth`, { timeout: 120_000 }, () => {
   const cleanup: Array<() => Promise<void> | void> = [];
   afterEach(async () => {
     for (const step of cleanup.splice(0).reverse()) await step();
@@ -114,14 +192,15 @@ describe("sync history: views and event streams end at the truth", { timeout: 12
       const [ops] = fc.sample(fc.array(opArbitrary, { minLength: 40, maxLength: 80 }), { seed, numRuns: 1 });
       let random = seed * 7919;
       const next = () => ((random = (random * 48271) % 2147483647) / 2147483647);
-      const backend = new Backend();
+      const backend = new Backend(deciders);
       backend.delay = () => (next() < 0.3 ? Math.floor(next() * 60) : 0);
       const bus = createBus();
       let dropped = 0;
       bus.drop = (message) => message.type === SERVER_SIDE_EMIT && next() < 0.05 && ++dropped > 0;
       const nodes: TestNode[] = [];
       for (let i = 0; i < 3; i++) {
-        nodes.push(await startNode({ store: new DelayedStore(backend), sync: { tickMs: 50, nodeHeartbeatMs: 300 } }, { adapter: bus.adapter as never }));
+        const store = deciders === 1 ? new DelayedStore(backend, backend.presences[0]!) : new SplitStore(backend);
+        nodes.push(await startNode({ store, sync: { tickMs: 50, nodeHeartbeatMs: 300 } }, { adapter: bus.adapter as never }));
       }
       cleanup.push(async () => {
         for (const node of nodes) await node.close();
