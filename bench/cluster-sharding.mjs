@@ -4,7 +4,9 @@
 // throughput cannot show the growth with masters; what grows with them is
 // measured instead: each master's share of the store's operations (each
 // user's bucket, and so master, is known), the Redis CPU each master spends
-// per operation it serves (`INFO commandstats`, every command counted), the
+// per operation it serves and the commands it runs for it (`INFO
+// commandstats`, every command counted: the count does not depend on how
+// busy the two cores are, the microseconds do), the
 // client's own CPU per operation, and Redis memory per online user. Then
 // `usersCount()` (one HLEN per bucket, pipelined per master) with every user
 // online, beside HLEN of the one-master deployment's users hash.
@@ -22,14 +24,15 @@ async function slotOf(client, tag) {
   return Number(await client.cluster("KEYSLOT", `{${tag}}`));
 }
 
-/** Every command's microseconds on one node since its last CONFIG RESETSTAT. */
-function redisMicros(node) {
-  let total = 0;
+/** Every command's calls (scripts' own commands included) and microseconds on one node since its last CONFIG RESETSTAT. */
+function redisWork(node) {
+  let calls = 0;
+  let micros = 0;
   for (const line of node.cli("INFO", "commandstats").split("\n")) {
-    const match = /usec=(\d+)/.exec(line);
-    if (match) total += Number(match[1]);
+    const match = /calls=(\d+),usec=(\d+)/.exec(line);
+    if (match) [calls, micros] = [calls + Number(match[1]), micros + Number(match[2])];
   }
-  return total;
+  return { calls, micros };
 }
 
 const usedMemory = (node) => Number(/used_memory:(\d+)/.exec(node.cli("INFO", "memory"))[1]);
@@ -84,14 +87,15 @@ export async function run(cluster, buckets, users) {
   const cpu = process.cpuUsage(cpuBefore);
   const ops = 2 * users;
   const shares = masters.map((node) => opsOn.get(node.port) / ops);
-  const redisPerOp = masters.map((node) => redisMicros(node) / opsOn.get(node.port));
+  const work = masters.map((node) => ({ ...redisWork(node), ops: opsOn.get(node.port) }));
   await store.close();
   client.disconnect();
   return {
     opsPerSecond: ops / seconds,
     clientMicrosPerOp: (cpu.user + cpu.system) / ops,
     shareDeviation: Math.max(...shares.map((share) => Math.abs(share - 1 / masters.length) * masters.length)) * 100,
-    redisMicrosPerOp: Math.max(...redisPerOp),
+    redisMicrosPerOp: Math.max(...work.map(({ micros, ops: served }) => micros / served)),
+    redisCallsPerOp: Math.max(...work.map(({ calls, ops: served }) => calls / served)),
     bytesPerUser,
     countMs: percentile(counts, 50),
   };
@@ -125,6 +129,7 @@ export async function clusterSharding({ smoke }) {
       { bench, subject: `${ours}: store ops`, peer: before, unit: "ops/s (2 cores: bounded by the client)", ours: of(sharded, "opsPerSecond"), theirs: of(oneBucket, "opsPerSecond") },
       { bench, subject: `${ours}: the busiest master's share of the ops, off the even third`, peer: "", unit: "% of the mean", lowerIsBetter: true, ours: of(sharded, "shareDeviation") },
       { bench, subject: `${ours}: Redis CPU per op on the busiest master`, peer: same, unit: "µs/op (commandstats)", lowerIsBetter: true, ours: of(sharded, "redisMicrosPerOp"), theirs: of(oneMaster, "redisMicrosPerOp") },
+      { bench, subject: `${ours}: Redis commands per op on the busiest master`, peer: same, unit: "commands/op (commandstats, scripts' own included)", lowerIsBetter: true, ours: of(sharded, "redisCallsPerOp"), theirs: of(oneMaster, "redisCallsPerOp") },
       { bench, subject: `${same}: Redis CPU per op`, peer: before, unit: "µs/op (commandstats)", lowerIsBetter: true, ours: of(oneMaster, "redisMicrosPerOp"), theirs: of(oneBucket, "redisMicrosPerOp") },
       { bench, subject: `${ours}: the client's CPU per op`, peer: same, unit: "µs/op", lowerIsBetter: true, ours: of(sharded, "clientMicrosPerOp"), theirs: of(oneMaster, "clientMicrosPerOp") },
       { bench, subject: `${ours}: the client's CPU per op`, peer: before, unit: "µs/op", lowerIsBetter: true, ours: of(sharded, "clientMicrosPerOp"), theirs: of(oneBucket, "clientMicrosPerOp") },
