@@ -102,8 +102,8 @@ describe("the HTTP connection cap (--max-http-connections)", () => {
       expect(await over.closed("a connection over the cap")).toBe("");
       held[0]!.socket.destroy();
       await held[0]!.closed("the connection the test closed");
-      // a place is free again
-      expect((await getJson(`${demo.url}/api/health`)).status).toBe(200);
+      // a place is free again, once the server has seen the close (the test's side of it comes first)
+      await eventually(async () => expect((await getJson(`${demo.url}/api/health`)).status).toBe(200), 10_000, "the health route to answer in the freed place");
       for (const { socket } of held) socket.destroy();
     } finally {
       expect(await demo.stop()).toBe(0);
