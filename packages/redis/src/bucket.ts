@@ -109,6 +109,11 @@ export class Bucket extends StoreBase implements PresenceStore {
     return this.#lifecycle.phase;
   }
 
+  /** Whether the bucket is live with nothing queued, in flight or in doubt. */
+  get idle(): boolean {
+    return this.#lifecycle.phase === "live" && this.#queue.idle;
+  }
+
   /** The user of one of this process's open connections in this bucket. */
   userOf(connectionId: string): string | undefined {
     return this.#local.userOf(connectionId);

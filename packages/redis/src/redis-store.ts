@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { ConnectionConflictError, StoreBase, assertUserId, type PresenceLimits, type PresenceStore, type UserInfo, type UserPresence, type UsersPageOptions } from "@presence/core";
 import { Bucket } from "./bucket";
-import { assertRedisClient, connect, type Connection } from "./client";
+import { assertRedisClient, connect, isReplyError, type Connection } from "./client";
 import { BucketLayoutError } from "./errors";
 import { bucketOf, bucketTags, presenceKeys, type PresenceKeys } from "./keys";
 import type { Phase } from "./lifecycle";
@@ -151,9 +151,12 @@ export class RedisStore extends StoreBase implements PresenceStore {
     return this.#concat((bucket) => bucket.roomUsers(room, options));
   }
 
-  /** Resolves once every bucket is live with nothing queued, in flight or in doubt. Waits as long as Redis is away. */
+  /** Resolves once every bucket is live with nothing queued, in flight or in doubt, all at once. Waits as long as Redis is away. */
   async settled(): Promise<void> {
-    await Promise.all(this.#buckets.map((bucket) => bucket.settled()));
+    while (!this.closed) {
+      await Promise.all(this.#buckets.map((bucket) => bucket.settled()));
+      if (this.#buckets.every((bucket) => bucket.idle)) return;
+    }
   }
 
   /** Every bucket says goodbye at once (see `Bucket`), then the shared connection closes. */
@@ -190,11 +193,19 @@ export class RedisStore extends StoreBase implements PresenceStore {
   async #checkLayout(): Promise<void> {
     const key = `{${this.#options.prefix}}:layout`;
     const expected = this.#options.buckets;
+    const send = (args: string[]) => this.#connection.send(args) as Promise<string | null>;
     try {
-      await this.#connection.send(["SET", key, String(expected), "NX"]);
-      const found = Number(await this.#connection.send(["GET", key]));
-      this.#layout = found === expected ? "checked" : new BucketLayoutError(expected, found);
-      if (this.#layout !== "checked") this.events.error(this.#layout);
+      // one step: sets the number if there is none yet, and says what was there (Redis 6.2 refuses NX with GET: two steps)
+      const found = await send(["SET", key, String(expected), "NX", "GET"]).catch(async (error: unknown) => {
+        if (!isReplyError(error)) throw error;
+        await send(["SET", key, String(expected), "NX"]);
+        return (await send(["GET", key])) ?? String(expected);
+      });
+      if (found === null || Number(found) === expected) this.#layout = "checked";
+      else {
+        this.#layout = new BucketLayoutError(expected, Number(found));
+        this.events.error(this.#layout);
+      }
     } catch {
       this.#layout = "unknown"; // Redis away: asked again by the next write
     }

@@ -1,7 +1,9 @@
-import type { Transition } from "@presence/core";
+import type { Transition, UserInfo } from "@presence/core";
 
 /** How many users' (and room members') last transitions a node remembers to drop late ones; the oldest are forgotten first. */
-const REMEMBERED = 100_000;
+export const REMEMBERED = 100_000;
+/** A subject forgotten sooner than this after its last transition may still meet a late one: the views read their state again. */
+const YOUNG_MS = 30_000;
 
 /** The last transition delivered here for one user (or one user in one room). */
 export interface LastDelivered {
@@ -11,6 +13,17 @@ export interface LastDelivered {
   readonly present: boolean;
   /** Its delivery number on this node. */
   readonly seq: number;
+  /** For a user: their info as last delivered (a late room join takes it). */
+  readonly info?: UserInfo | undefined;
+  /** When it was delivered, in ms since the order was made (see `YOUNG_MS`). */
+  readonly at: number;
+}
+
+/** What `admit` lets through: the transition to deliver (see `admit`), its number and what was delivered for its subject before. */
+export interface Admitted {
+  transition: Transition;
+  seq: number;
+  previous: LastDelivered | undefined;
 }
 
 /** The key of a transition's subject: `u:<user>`, or `r:<room> <user>` for a room's member. */
@@ -29,10 +42,26 @@ export const subjectOf = (transition: Transition): string => ("room" in transiti
  * number is `S` sees every change numbered at most `S`. States, diffs and
  * counts are stamped with these numbers, so one counter orders everything a
  * client of this node receives, whatever the store.
+ *
+ * Two transitions of one user that overtake each other keep what each says:
+ * an info update is decided only while its user is online, so one that
+ * arrives before the user's connect (or after a leave it is newer than) is
+ * delivered as that connect, and the connect arriving later is late; a room
+ * join that arrives after a newer update of its user carries that update's
+ * info.
  */
 export class DeliveryOrder {
   readonly #last = new Map<string, LastDelivered>();
+  readonly #started = Date.now();
+  readonly #forgotYoung: () => void;
   #seq = 0;
+  /** When `forgotYoung` was last called: at most once per `YOUNG_MS`. */
+  #forgotAt = Number.NEGATIVE_INFINITY;
+
+  /** `forgotYoung` is called (at most once per `YOUNG_MS`) when a subject had to be forgotten within `YOUNG_MS` of its last transition. */
+  constructor(forgotYoung: () => void = () => {}) {
+    this.#forgotYoung = forgotYoung;
+  }
 
   /** The number of the last transition delivered. */
   get seq(): number {
@@ -43,24 +72,31 @@ export class DeliveryOrder {
     return this.#last.get(subject);
   }
 
-  /**
-   * Numbers a transition, or returns `undefined` when it is late (a newer
-   * change of its subject was delivered already). `previous` is what was
-   * delivered for the subject before it.
-   */
-  admit(transition: Transition): { seq: number; previous: LastDelivered | undefined } | undefined {
+  /** Numbers a transition, or returns `undefined` when it is late (a newer change of its subject was delivered already). */
+  admit(transition: Transition): Admitted | undefined {
     const subject = subjectOf(transition);
     const previous = this.#last.get(subject);
+    const versioned = transition.version !== undefined;
     const version = transition.version ?? Number.NEGATIVE_INFINITY;
-    if (transition.version !== undefined && previous && previous.version >= version) return undefined;
+    if (versioned && previous && previous.version >= version) return undefined;
+    let delivered = transition;
+    if (transition.type === "updated" && versioned && !previous?.present) {
+      delivered = { type: "connected", userId: transition.userId, info: transition.info, version };
+    } else if (transition.type === "joined" && versioned) {
+      const user = this.#last.get(`u:${transition.userId}`);
+      if (user?.present && user.info !== undefined && user.version > version) delivered = { ...transition, info: user.info };
+    }
+    const present = delivered.type !== "disconnected" && delivered.type !== "left";
+    const info = "room" in delivered || !present ? undefined : (delivered as { info?: UserInfo }).info;
     const seq = ++this.#seq;
-    this.#remember(subject, { version, present: transition.type !== "disconnected" && transition.type !== "left", seq });
-    return { seq, previous };
+    this.#remember(subject, { version, present, seq, info, at: Date.now() - this.#started });
+    return { transition: delivered, seq, previous };
   }
 
-  /** Records a correction sent for a subject (what a read found): it keeps the decider's version of the last transition. */
+  /** Records a correction sent for a user (what a read found): it keeps the decider's version of the last transition. */
   correct(subject: string, present: boolean): void {
-    this.#remember(subject, { version: this.#last.get(subject)?.version ?? Number.NEGATIVE_INFINITY, present, seq: this.#seq });
+    const last = this.#last.get(subject);
+    this.#remember(subject, { version: last?.version ?? Number.NEGATIVE_INFINITY, present, seq: this.#seq, info: present ? last?.info : undefined, at: last?.at ?? 0 });
   }
 
   /** The users last delivered online here. */
@@ -71,6 +107,13 @@ export class DeliveryOrder {
   #remember(subject: string, last: LastDelivered): void {
     this.#last.delete(subject); // re-inserted last: the map stays ordered oldest first
     this.#last.set(subject, last);
-    if (this.#last.size > REMEMBERED) this.#last.delete(this.#last.keys().next().value!);
+    if (this.#last.size <= REMEMBERED) return;
+    const [oldest, forgotten] = this.#last.entries().next().value!;
+    this.#last.delete(oldest);
+    const now = Date.now() - this.#started;
+    if (now - forgotten.at < YOUNG_MS && now - this.#forgotAt >= YOUNG_MS) {
+      this.#forgotAt = now;
+      this.#forgotYoung();
+    }
   }
 }

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { EventEmitter } from "node:events";
 import createDebug from "debug";
 import type { Namespace } from "socket.io";
-import { DeliveryOrder, type LastDelivered } from "./delivery-order";
+import { DeliveryOrder, REMEMBERED, type LastDelivered } from "./delivery-order";
 
 const debug = createDebug("presence:socketio:relay");
 
@@ -72,7 +72,8 @@ export class TransitionRelay {
   /** Per other node: the last number heard, and when. */
   readonly #peers = new Map<string, { seq: number; heard: number }>();
   readonly #timer: NodeJS.Timeout | undefined;
-  readonly order = new DeliveryOrder();
+  /** What this node delivered last per user: too many users to remember them all that long is a possible loss. */
+  readonly order = new DeliveryOrder(() => this.#lose(`more than ${REMEMBERED} users and room members changed within a short while: a late transition could go unnoticed`));
   /** Once an unversioned transition was delivered, nothing orders the deliveries: `seen` is `null`. */
   #unversioned = false;
   #closed = false;
@@ -124,7 +125,7 @@ export class TransitionRelay {
   #deliver(transition: Transition): void {
     if (transition.version === undefined) this.#unversioned = true;
     const admitted = this.order.admit(transition);
-    if (admitted) this.#handlers.deliver(transition, admitted.seq, admitted.previous);
+    if (admitted) this.#handlers.deliver(admitted.transition, admitted.seq, admitted.previous);
     else debug("late transition dropped: %o", transition);
   }
 
