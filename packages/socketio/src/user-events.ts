@@ -19,15 +19,17 @@ export const EVENTS_ROOM = "presence:sync:events";
  * to its own sockets, in the decider's order per user: the node's delivery
  * order (delivery-order.ts) already dropped a transition older than the last
  * one delivered for its user (or user in a room), so an observer's last event
- * for a user matches the truth. Only a change is sent: joins and leaves alternate per user, and an update repeated
- * or late is dropped like any event. (A join and the leave
- * after it, both decided on a node killed before it relayed them, never
- * reach the other nodes: the second of two leaves in a row is dropped, and
- * the second of two joins is sent as an update when it carries info.)
- * Arguments: `(userId, info | null, version)` on connect and update,
- * `(userId, version)` on disconnect, `(room, userId, info | null, version)` on
- * a room join, `(room, userId, version)` on a room leave; the version is left
- * out for a store that does not version its transitions.
+ * for a user matches the truth. Only a change is sent: joins and leaves
+ * alternate per user, and an update repeated or late is dropped like any
+ * event. (A join and the leave after it, both decided on a node killed
+ * before it relayed them, never reach the other nodes: the second of two
+ * leaves in a row is dropped, and the second of two joins is sent as an
+ * update when it carries info.) Arguments: `(userId, info | null, version)`
+ * on connect and update, `(userId, version)` on disconnect,
+ * `(room, userId, info | null, version)` on a room join,
+ * `(room, userId, version)` on a room leave; the version (the decider's) is
+ * left out for a store that does not version its transitions, and from the
+ * corrections sent after a loss.
  */
 export class UserEvents {
   readonly #namespace: Namespace;
