@@ -1,6 +1,6 @@
-// 9. Presence sharded over a Redis Cluster: one RedisStore with 48 buckets on
-// 3 masters, beside the same store on a one-master cluster (one bucket, the
-// layout before buckets), in one run. This machine has 2 cores, so wall-clock
+// 9. Presence sharded over a Redis Cluster: one RedisStore with 12 buckets on
+// 3 masters, beside the same store on a one-master cluster, and beside one
+// bucket (the layout before buckets) on one master, in one run. This machine has 2 cores, so wall-clock
 // throughput cannot show the growth with masters; what grows with them is
 // measured instead: each master's share of the store's operations (each
 // user's bucket, and so master, is known), the Redis CPU each master spends

@@ -6,8 +6,9 @@ import { scopeKey, type DiffEntry, type DiffFrame, type StateEntry, type SyncSco
  * next view with the changes it made, never touching the view it was given.
  * The client only wires socket events to them.
  *
- * Order comes from the versions the store gave its changes, never from the
- * order frames arrive in: a change to a user is applied only when it is newer
+ * Order comes from the versions the server's node gave its changes (its
+ * delivery numbers, which follow the deciding store's order per user), never
+ * from the order frames arrive in: a change to a user is applied only when it is newer
  * than everything the view knows of that user, so frames may come late,
  * twice or out of order and the view still ends at the truth.
  */

@@ -21,7 +21,9 @@ export class FencedError extends PresenceError {
 /**
  * The deployment's users are spread over another number of buckets than
  * this store's `buckets` option: its writes would land where the other
- * stores never look. Nothing is written; every write is refused with it.
+ * stores never look. Once Redis has said so, every connect, join and info
+ * update is refused with it (a disconnect or leave of what it already wrote
+ * still goes ahead, so that nothing of it stays behind).
  */
 export class BucketLayoutError extends PresenceError {
   readonly expected: number;

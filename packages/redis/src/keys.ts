@@ -17,7 +17,7 @@ export interface PresenceKeys {
   cleanups: string;
   /** string: the last id given to an outbox entry */
   outboxIds: string;
-  /** string: the deployment's version counter, the decider's order of every transition (scripts/includes/version.lua) */
+  /** string: the bucket's version counter, the decider's order of every transition of its users (scripts/includes/version.lua) */
   version: string;
   /**
    * hash, after a data loss: who was announced online before it (see
@@ -85,7 +85,7 @@ export function bucketTags(prefix: string, buckets: number): string[] {
   if (buckets === 1) return [prefix];
   const tags: string[] = [];
   for (let b = 0; b < buckets; b++) {
-    // rounded up, as \`redis-cli --cluster create\` rounds its masters' ranges: bucket b of 3 (or 6) is on master b (or b/2)
+    // rounded up, as `redis-cli --cluster create` rounds its masters' ranges: bucket b of 3 (or 6) is on master b (or b/2)
     const [low, high] = [Math.ceil((b * 16384) / buckets), Math.ceil(((b + 1) * 16384) / buckets)];
     for (let n = 0; ; n++) {
       const tag = `${prefix}:${b}-${n}`;

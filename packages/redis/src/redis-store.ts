@@ -24,10 +24,12 @@ import { resolveOptions, type RedisStoreOptions, type ResolvedOptions } from "./
  * not comparable.
  */
 export class RedisStore extends StoreBase implements PresenceStore {
+  /** This store's identity (its connection's name in `CLIENT LIST` is `presence:<id>`). */
+  readonly id = randomUUID();
   readonly #options: ResolvedOptions;
   readonly #connection: Connection;
   readonly #buckets: readonly Bucket[];
-  /** Settled once Redis said which layout the deployment uses; a mismatch refuses every write. */
+  /** Settled once Redis said which layout the deployment uses; a mismatch refuses connects, joins and info updates. */
   #layout: BucketLayoutError | "checked" | "unknown" | Promise<void>;
 
   constructor(options: RedisStoreOptions) {
@@ -36,7 +38,7 @@ export class RedisStore extends StoreBase implements PresenceStore {
     assertRedisClient(this.#options.redis);
     const { prefix, buckets, commandTimeoutMs } = this.#options;
     presenceKeys(prefix); // checks the prefix before anything connects
-    this.#connection = connect(this.#options.redis, commandTimeoutMs, `presence:${randomUUID()}`); // its name in CLIENT LIST
+    this.#connection = connect(this.#options.redis, commandTimeoutMs, `presence:${this.id}`);
     this.#buckets = bucketTags(prefix, buckets).map((tag) => new Bucket(this.#options, this.#connection, presenceKeys(tag)));
     for (const bucket of this.#buckets) {
       bucket.onTransition((transition) => this.events.announce(transition));
@@ -134,9 +136,8 @@ export class RedisStore extends StoreBase implements PresenceStore {
   }
 
   async usersList(): Promise<string[]> {
-    const users: string[] = [];
-    for await (const page of this.users({ pageSize: 1000 })) for (const { userId } of page) users.push(userId);
-    return users;
+    this.assertOpen();
+    return (await Promise.all(this.#buckets.map((bucket) => bucket.usersList()))).flat();
   }
 
   /** Online users in pages: each bucket's, streamed with HSCAN, one bucket after the other (a user is in one bucket only). */
@@ -187,8 +188,10 @@ export class RedisStore extends StoreBase implements PresenceStore {
   /**
    * `{prefix}:layout` holds the deployment's number of buckets, set by its
    * first store. A store with another number would write where the others
-   * never read: it refuses every write, saying why. Until Redis answers,
-   * writes go ahead (their keys are this store's to clean either way).
+   * never read: it refuses every connect, join and info update, saying why
+   * (disconnects and leaves still go ahead, undoing what it wrote). Until
+   * Redis answers, writes go ahead (their keys are this store's to clean
+   * either way).
    */
   async #checkLayout(): Promise<void> {
     const key = `{${this.#options.prefix}}:layout`;

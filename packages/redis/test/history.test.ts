@@ -1,4 +1,3 @@
-import type { Transition } from "@presence/core";
 import { it, expect } from "vitest";
 import { checkVersions, deployment, random, sleep, waitFor, type ProxiedStore } from "./harness";
 import { useRedis } from "./redis-fixture";

@@ -41,7 +41,8 @@ export const subjectOf = (transition: Transition): string => ("room" in transiti
  * delivered only once its decider applied it, a read that starts when the
  * number is `S` sees every change numbered at most `S`. States, diffs and
  * counts are stamped with these numbers, so one counter orders everything a
- * client of this node receives, whatever the store.
+ * client of this node receives, however many deciders the store has (a
+ * store that does not version at all leaves them unversioned).
  *
  * Two transitions of one user that overtake each other keep what each says:
  * an info update is decided only while its user is online, so one that

@@ -452,7 +452,8 @@ export class Presence extends EventEmitter<PresenceEvents> {
   /** A transition heard here (this node's or relayed), numbered `seq` in this node's delivery order: to this node's sockets. */
   #deliver(transition: Transition, seq: number, previous: LastDelivered | undefined): void {
     this.#userEvents?.send(transition, previous);
-    this.sync?.queue({ ...transition, version: seq }); // what reaches sockets is ordered by this node's delivery (delivery-order.ts)
+    // what reaches sockets is ordered by this node's delivery (delivery-order.ts); an unversioned store's, by arrival
+    this.sync?.queue(transition.version === undefined ? transition : { ...transition, version: seq });
   }
 
   /** The server-side events, fired on the node whose store announced the transition: once across the deployment. */

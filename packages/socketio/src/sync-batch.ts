@@ -7,7 +7,7 @@ type ChangeKind = "join" | "leave" | "update";
 interface UserChange {
   kind: ChangeKind;
   info: UserInfo | undefined;
-  /** The decider's version; `null` for a store that does not version (arrival order then). */
+  /** Its number in the node's delivery order (see delivery-order.ts); `null` for a store that does not version (arrival order then). */
   version: number | null;
 }
 
@@ -16,7 +16,7 @@ const newer = (version: number | null, than: UserChange | undefined) =>
 
 /**
  * The changes of one scope during one tick, coalesced per user to the newest
- * by the decider's version: a leave then a rejoin is the rejoin, a late
+ * by delivery number: a leave then a rejoin is the rejoin, a late
  * leave after a newer join is dropped. An update folds into a join of the
  * same tick (the join then carries the newest info).
  */

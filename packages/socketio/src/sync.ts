@@ -118,7 +118,8 @@ export interface PresenceSyncContext {
  * The sync protocol's server side for one namespace. Every node hears every
  * transition (`TransitionRelay`) and serves its own sockets: it answers
  * their subscribes with the scope's state, then sends them coalesced diffs
- * once per tick, each change stamped with its decider's version.
+ * once per tick, each change stamped with its number in the node's delivery
+ * order (delivery-order.ts).
  */
 export class PresenceSync {
   readonly options: Readonly<ResolvedSyncOptions>;

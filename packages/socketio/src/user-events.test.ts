@@ -44,7 +44,7 @@ async function setup() {
   const events = {
     send(transition: Transition) {
       const admitted = order.admit(transition);
-      if (admitted) userEvents.send(transition, admitted.previous);
+      if (admitted) userEvents.send(admitted.transition, admitted.previous);
     },
   };
   const ping = async () => {
