@@ -38,7 +38,8 @@ afterEach(async () => {
   stage = false;
 });
 
-it("a room view ends with the user's newest info when their update overtakes their room join across nodes", async () => {
+/** Three nodes on one bus, each with a store the test speaks for, and a watcher's socket on the third. */
+async function threeNodes() {
   const bus = createBus();
   const stores = [new FakeStore(), new FakeStore(), new FakeStore()];
   const nodes: TestNode[] = [];
@@ -50,6 +51,11 @@ it("a room view ends with the user's newest info when their update overtakes the
   await sleep(300); // the relays know each other
   const socket = await connectClient(nodes[2]!.port, { userId: "watcher" });
   cleanup.push(() => void socket.close());
+  return { stores, socket };
+}
+
+it("a room view ends with the user's newest info when their update overtakes their room join across nodes", async () => {
+  const { stores, socket } = await threeNodes();
   const room = createPresenceClient<{ name: string }>(socket, { room: "room-a" });
   await waitFor("synced", () => { if (!room.synced) throw new Error("not yet"); });
   stage = true;
@@ -62,17 +68,7 @@ it("a room view ends with the user's newest info when their update overtakes the
 });
 
 it("an all-users view lists a user whose info update overtakes their connect across nodes", async () => {
-  const bus = createBus();
-  const stores = [new FakeStore(), new FakeStore(), new FakeStore()];
-  const nodes: TestNode[] = [];
-  for (const store of stores) {
-    const node = await startNode({ store, authorize: () => true }, { adapter: bus.adapter as never });
-    nodes.push(node);
-    cleanup.push(() => node.close());
-  }
-  await sleep(300);
-  const socket = await connectClient(nodes[2]!.port, { userId: "watcher" });
-  cleanup.push(() => void socket.close());
+  const { stores, socket } = await threeNodes();
   const all = createPresenceClient<{ name: string }>(socket);
   const heard: unknown[][] = [];
   socket.onAny((event: string, ...args: unknown[]) => { if (event.startsWith("user has")) heard.push([event, ...args]); });

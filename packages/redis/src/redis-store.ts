@@ -37,7 +37,6 @@ export class RedisStore extends StoreBase implements PresenceStore {
     this.#options = resolveOptions(options);
     assertRedisClient(this.#options.redis);
     const { prefix, buckets, commandTimeoutMs } = this.#options;
-    presenceKeys(prefix); // checks the prefix before anything connects
     this.#connection = connect(this.#options.redis, commandTimeoutMs, `presence:${this.id}`);
     this.#buckets = bucketTags(prefix, buckets).map((tag) => new Bucket(this.#options, this.#connection, presenceKeys(tag)));
     for (const bucket of this.#buckets) {
