@@ -28,6 +28,7 @@ class FakeStore extends StoreBase implements PresenceStore {
   async usersCount() { return stage ? 1 : 0; }
   async usersList() { return stage ? ["u1"] : []; }
   async *users(): AsyncIterable<UserPresence[]> { yield stage ? [{ userId: "u1", connections: 1, info: truth.info }] : []; }
+  async userStates(userIds: readonly string[]) { return userIds.map((userId) => ({ userId, online: stage && userId === "u1" })); }
   protected async shutdown() {}
 }
 let stage = false; // before: nobody online

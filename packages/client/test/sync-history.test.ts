@@ -149,6 +149,7 @@ class SplitStore extends StoreBase implements PresenceStore {
   roomUsers = (room: string, options?: UsersPageOptions) => this.#concat((part) => part.roomUsers(room, options));
   users = (options?: UsersPageOptions) => this.#concat((part) => part.users(options));
   usersList = async () => (await Promise.all(this.#parts.map((part) => part.usersList()))).flat();
+  userStates = async (userIds: readonly string[]) => (await Promise.all(userIds.map((userId) => this.#of(userId).userStates([userId])))).flat();
 
   protected override async shutdown(): Promise<void> {}
 }
@@ -220,17 +221,23 @@ for (const deciders of [1, 2]) describe(`sync history, ${deciders} decider(s): v
       }
 
       // viewers and observers, two per node: each holds four views and records the per-user events
-      type Viewer = { socket: ClientSocket; views: { all: PresenceClient; room: PresenceClient; friends: PresenceClient; count: PresenceClient }; last: Map<string, boolean> };
+      // (each event's last argument is its version: per user, in arrival order, they must grow and the events alternate)
+      type Heard = { present: boolean; version: unknown };
+      type Viewer = { socket: ClientSocket; views: { all: PresenceClient; room: PresenceClient; friends: PresenceClient; count: PresenceClient }; heard: Map<string, Heard[]> };
       const viewers: Viewer[] = [];
       for (let i = 0; i < 6; i++) {
         const socket = await connectClient(nodes[i % 3]!.port, { userId: `viewer-${i}` });
         await join(socket);
-        const last = new Map<string, boolean>();
-        socket.on("user has connected", (userId: string) => last.set(userId, true));
-        socket.on("user has disconnected", (userId: string) => last.set(userId, false));
+        const heard = new Map<string, Heard[]>();
+        const hear = (present: boolean) => (userId: string, ...rest: unknown[]) => {
+          if (!heard.has(userId)) heard.set(userId, []);
+          heard.get(userId)!.push({ present, version: rest.at(-1) });
+        };
+        socket.on("user has connected", hear(true));
+        socket.on("user has disconnected", hear(false));
         viewers.push({
           socket,
-          last,
+          heard,
           views: {
             all: createPresenceClient(socket),
             room: createPresenceClient(socket, { room: ROOM }),
@@ -307,13 +314,26 @@ for (const deciders of [1, 2]) describe(`sync history, ${deciders} decider(s): v
           expect(viewer.views.count.count, `viewer ${i} count`).toBe(online.size);
           for (const user of USERS) {
             // an observer's last event about a user is the truth (users never seen have no event)
-            if (viewer.last.has(user) || online.has(user)) expect(viewer.last.get(user), `viewer ${i}: last event about ${user}`).toBe(online.has(user));
+            const events = viewer.heard.get(user) ?? [];
+            if (events.length > 0 || online.has(user)) expect(events.at(-1)?.present, `viewer ${i}: last event about ${user}`).toBe(online.has(user));
           }
         }
       }, 20_000);
       // and it stays there through a quiet period
       await sleep(500);
       for (const viewer of viewers) expect(ids(viewer.views.all)).toEqual(sorted(online));
+      // every event carries its version (the corrections after a dropped relay too), in the decider's order, alternating
+      for (const [i, viewer] of viewers.entries()) {
+        for (const [user, events] of viewer.heard) {
+          const history = events.map((e) => `${e.present ? "+" : "-"}${String(e.version)}`).join(" ");
+          for (const [k, event] of events.entries()) {
+            expect(typeof event.version, `viewer ${i}: the version of an event about ${user} (${history})`).toBe("number");
+            if (k === 0) continue;
+            expect(event.version as number, `viewer ${i}: ${user}'s versions grow (${history})`).toBeGreaterThan(events[k - 1]!.version as number);
+            expect(event.present, `viewer ${i}: ${user}'s events alternate (${history})`).not.toBe(events[k - 1]!.present);
+          }
+        }
+      }
     });
   }
 });

@@ -6,12 +6,14 @@ import {
   assertKnownOptions,
   integerOption,
   assertUserId,
+  assertUserIds,
   inPages,
   type PresenceLimits,
   type PresenceStore,
   type Transition,
   type UserInfo,
   type UserPresence,
+  type UserState,
   type UsersPageOptions,
 } from "@presence/core";
 import createDebug from "debug";
@@ -172,6 +174,19 @@ export class ClusterQueryStore extends StoreBase implements PresenceStore {
 
   async *users(options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
     yield* inPages((await this.snapshot()).value, options.pageSize);
+  }
+
+  /** From one snapshot of every node; unversioned, like every change this store announces. */
+  async userStates(userIds: readonly string[]): Promise<UserState[]> {
+    this.assertOpen();
+    assertUserIds(userIds, this.#local.limits.maxUserIdBytes);
+    if (userIds.length === 0) return [];
+    const online = new Map((await this.snapshot()).value.map((user) => [user.userId, user]));
+    return userIds.map((userId) => {
+      const user = online.get(userId);
+      if (!user) return { userId, online: false };
+      return user.info === undefined ? { userId, online: true } : { userId, online: true, info: user.info };
+    });
   }
 
   async roomUsersCount(room: string): Promise<number> {

@@ -7,6 +7,7 @@ import {
   assertConnectionId,
   assertRoom,
   assertUserId,
+  assertUserIds,
   inPages,
   parseUserInfo,
   resolveLimits,
@@ -15,6 +16,7 @@ import {
   type PresenceStore,
   type UserInfo,
   type UserPresence,
+  type UserState,
   type UsersPageOptions,
 } from "@presence/core";
 import createDebug from "debug";
@@ -218,6 +220,13 @@ export class ClusterStore extends StoreBase implements PresenceStore {
   async isUserConnected(userId: string): Promise<boolean> {
     this.assertOpen();
     return (await this.#call({ type: MessageType.IS_USER_CONNECTED, userId })) as boolean;
+  }
+
+  /** Read by the primary, the decider, so each state is as of the primary's current version. */
+  async userStates(userIds: readonly string[]): Promise<UserState[]> {
+    this.assertOpen();
+    assertUserIds(userIds, this.limits.maxUserIdBytes);
+    return (await this.#call({ type: MessageType.USER_STATES, userIds })) as UserState[];
   }
 
   async usersCount(): Promise<number> {

@@ -1,4 +1,4 @@
-import type { Transition, UserInfo, UserPresence } from "@presence/core";
+import type { Transition, UserInfo, UserPresence, UserState } from "@presence/core";
 
 /**
  * Every message of this package carries this tag, because sticky's
@@ -25,6 +25,7 @@ export enum MessageType {
   IS_USER_IN_ROOM = 12,
   ROOM_USERS_COUNT = 13,
   ROOM_USERS = 14,
+  USER_STATES = 15,
 
   /** The answer to one request, matched by its id; with the transitions it decided, for the asker to announce. */
   REPLY = 50,
@@ -52,6 +53,7 @@ export type Request = { id: number } & (
   | { type: MessageType.IS_USER_IN_ROOM; userId: string; room: string }
   | { type: MessageType.ROOM_USERS_COUNT; room: string }
   | { type: MessageType.ROOM_USERS; room: string }
+  | { type: MessageType.USER_STATES; userIds: readonly string[] }
 );
 
 /** The calls that decide transitions: the primary records their answers, and a retry reuses their id. */
@@ -76,7 +78,7 @@ export interface WireError {
   existingUserId?: string;
 }
 
-export type ReplyValue = boolean | number | UserEntry[] | UserInfo | null;
+export type ReplyValue = boolean | number | UserEntry[] | UserState[] | UserInfo | null;
 
 /** What the store is handed to announce, under one assignment id (a new one each time it is handed out). */
 export interface Assigned {

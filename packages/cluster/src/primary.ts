@@ -273,6 +273,8 @@ export class PresencePrimary {
         return read(presence.roomUsersCount(request.room));
       case MessageType.ROOM_USERS:
         return read(presence.roomUsers(request.room).map(toEntry));
+      case MessageType.USER_STATES:
+        return read(request.userIds.map((userId) => presence.state(userId)));
     }
   }
 

@@ -94,7 +94,7 @@ export function toPresenceError(thrown: unknown): PresenceError {
   return new PresenceError("UNKNOWN", typeof thrown === "string" ? thrown : `non-error thrown: ${String(thrown)}`, { cause: thrown });
 }
 
-export type InvalidUserIdReason = "not-a-string" | "empty" | "too-long" | "malformed";
+export type InvalidUserIdReason = "not-a-string" | "empty" | "too-long" | "malformed" | "not-a-list" | "too-many";
 
 /** A user id that is not a non-empty, well-formed string within the byte limit. */
 export class InvalidUserIdError extends PresenceError {

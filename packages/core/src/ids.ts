@@ -41,6 +41,19 @@ export function assertUserId(
   }
 }
 
+/** How many users one `userStates()` call reads at most. */
+export const MAX_USER_STATES = 1000;
+
+/** Checks the argument of `userStates()`: an array of at most {@link MAX_USER_STATES} valid user ids. */
+export function assertUserIds(
+  value: unknown,
+  maxBytes: number = DEFAULT_MAX_USER_ID_BYTES,
+): asserts value is readonly string[] {
+  if (!Array.isArray(value)) throw new InvalidUserIdError("not-a-list", `user ids must be given as an array, got ${value === null ? "null" : typeof value}`);
+  if (value.length > MAX_USER_STATES) throw new InvalidUserIdError("too-many", `at most ${MAX_USER_STATES} user ids at once, got ${value.length}`);
+  for (const userId of value) assertUserId(userId, maxBytes);
+}
+
 /** Whether `value` is a valid user id; see {@link assertUserId}. */
 export function isValidUserId(value: unknown, maxBytes?: number): value is string {
   try {

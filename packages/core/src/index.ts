@@ -22,9 +22,11 @@ export {
   DEFAULT_MAX_ROOM_BYTES,
   DEFAULT_MAX_USER_ID_BYTES,
   DEFAULT_MAX_USER_INFO_BYTES,
+  MAX_USER_STATES,
   assertConnectionId,
   assertRoom,
   assertUserId,
+  assertUserIds,
   isValidUserId,
   parseUserInfo,
   serializeUserInfo,
@@ -38,6 +40,7 @@ export {
   type TransitionListener,
   type UserInfo,
   type UserPresence,
+  type UserState,
   type UsersPageOptions,
 } from "./store";
 export { PRESENCE_STORE_METHODS, assertImplements, assertKnownOptions, closestName, integerOption } from "./options";

@@ -1,7 +1,7 @@
 import { ConnectionCounter } from "./counter";
 import { InvalidOptionError } from "./errors";
 import { DEFAULT_MAX_ROOM_BYTES, DEFAULT_MAX_USER_ID_BYTES, DEFAULT_MAX_USER_INFO_BYTES, assertConnectionId, assertRoom, assertUserId, parseUserInfo, serializeUserInfo } from "./ids";
-import type { Transition, UserInfo, UserPresence } from "./store";
+import type { Transition, UserInfo, UserPresence, UserState } from "./store";
 import { SetMap } from "./set-map";
 import { VersionCounter } from "./version";
 
@@ -140,6 +140,14 @@ export class LocalPresence {
 
   isOnline(userId: string): boolean {
     return this.#counter.isOnline(userId);
+  }
+
+  /** A user's presence as of the current version: every transition decided so far is in it. */
+  state(userId: string): UserState {
+    const info = this.info(userId);
+    const version = this.versions.current;
+    if (!this.isOnline(userId)) return { userId, online: false, version };
+    return info === undefined ? { userId, online: true, version } : { userId, online: true, info, version };
   }
 
   isInRoom(userId: string, room: string): boolean {

@@ -76,6 +76,7 @@ export const PRESENCE_STORE_METHODS = [
   "usersCount",
   "usersList",
   "users",
+  "userStates",
   "onTransition",
   "onError",
   "close",

@@ -1,5 +1,5 @@
 import { StoreClosedError } from "./errors";
-import { assertUserId } from "./ids";
+import { assertUserId, assertUserIds } from "./ids";
 import type { LocalPresence, PresenceLimits } from "./local-presence";
 import {
   StoreEvents,
@@ -10,6 +10,7 @@ import {
   type TransitionListener,
   type UserInfo,
   type UserPresence,
+  type UserState,
   type UsersPageOptions,
 } from "./store";
 
@@ -125,6 +126,12 @@ export class LocalStore extends StoreBase implements PresenceStore {
 
   async *users(options: UsersPageOptions = {}): AsyncIterable<UserPresence[]> {
     yield* inPages(this.#open().users(), options.pageSize);
+  }
+
+  async userStates(userIds: readonly string[]): Promise<UserState[]> {
+    const local = this.#open();
+    assertUserIds(userIds, local.limits.maxUserIdBytes);
+    return userIds.map((userId) => local.state(userId));
   }
 
   /** Removes every connection, announcing the room leaves and offline transitions. */

@@ -31,6 +31,22 @@ export interface UserPresence {
   info?: UserInfo;
 }
 
+/**
+ * One user's presence as read by {@link PresenceStore.userStates}, with the
+ * version of the user's decider that the read is as of: every change of this
+ * user versioned at most `version` is in it, and every change decided after
+ * the read has a higher version. So a change that arrives later, versioned
+ * at most this, is older than what was read.
+ */
+export interface UserState {
+  userId: string;
+  online: boolean;
+  /** The user's info, when they are online with some. */
+  info?: UserInfo;
+  /** Left out by a store that does not version its changes (cluster-query). */
+  version?: number;
+}
+
 export interface UsersPageOptions {
   /** A hint for how many users each page holds. @default 100 */
   pageSize?: number;
@@ -92,6 +108,13 @@ export interface PresenceStore {
   usersList(): Promise<string[]>;
   /** Online users in pages, without ever building one giant reply. */
   users(options?: UsersPageOptions): AsyncIterable<UserPresence[]>;
+  /**
+   * Whether each of these users is online, with their info and the version
+   * the read is as of (see {@link UserState}), in the order given. The
+   * binding corrects its per-user events with it after transitions were lost
+   * on their way to a node. At most 1,000 users per call.
+   */
+  userStates(userIds: readonly string[]): Promise<UserState[]>;
   /**
    * Every transition this store decided (or, for a distributed store, was
    * handed to announce): those the calls made, a crashed process cleaned up,

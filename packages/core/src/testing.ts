@@ -321,6 +321,39 @@ export function describePresenceStore(name: string, options: ConformanceOptions)
       }
     });
 
+    it("reads users' states in the order asked, each as of a version that orders it against their changes", async () => {
+      const store = await create();
+      const seen: Transition[] = [];
+      store.onTransition((t) => seen.push(t));
+      await store.connect("a1", "alice", { name: "Alice" });
+      await store.connect("b1", "bob");
+      await store.connect("c1", "carol");
+      await store.disconnect("c1");
+      const states = await store.userStates(["carol", "alice", "nobody", "bob"]);
+      expect(states.map(({ version: _, ...state }) => state)).toEqual([
+        { userId: "carol", online: false },
+        { userId: "alice", online: true, info: { name: "Alice" } },
+        { userId: "nobody", online: false },
+        { userId: "bob", online: true },
+      ]);
+      expect(await store.userStates([])).toEqual([]);
+      if (seen.some((t) => t.version !== undefined)) {
+        // as of: every change of the user so far is at most the read's version, every later one above it
+        for (const state of states) {
+          expect(Number.isSafeInteger(state.version), `version of ${state.userId}'s state`).toBe(true);
+          for (const t of seen.filter((t) => t.userId === state.userId)) expect(t.version!).toBeLessThanOrEqual(state.version!);
+        }
+        await store.disconnect("a1");
+        await store.connect("c2", "carol");
+        const later = seen.slice(-2);
+        expect(later.map((t) => t.type)).toEqual(["disconnected", "connected"]);
+        for (const t of later) expect(t.version!, `${t.type} of ${t.userId} after the read`).toBeGreaterThan(states.find((s) => s.userId === t.userId)!.version!);
+      }
+      await expect(store.userStates("alice" as never)).rejects.toBeInstanceOf(InvalidUserIdError);
+      await expect(store.userStates(["alice", ""])).rejects.toBeInstanceOf(InvalidUserIdError);
+      await expect(store.userStates(Array.from({ length: 1001 }, (_, i) => `u${i}`))).rejects.toBeInstanceOf(InvalidUserIdError);
+    });
+
     it("keeps the info a repeated connect brings, as it keeps the latest info given", async () => {
       const store = await create();
       await store.connect("a1", "alice", { status: "here" });

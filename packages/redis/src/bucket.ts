@@ -5,12 +5,14 @@ import {
   StoreBase,
   StoreClosedError,
   assertUserId,
+  assertUserIds,
   parseUserInfo,
   serializeUserInfo,
   type PresenceLimits,
   type PresenceStore,
   type UserInfo,
   type UserPresence,
+  type UserState,
   type UsersPageOptions,
 } from "@presence/core";
 import createDebug from "debug";
@@ -177,6 +179,19 @@ export class Bucket extends StoreBase implements PresenceStore {
   async usersCount(): Promise<number> {
     this.assertOpen();
     return this.#scripts.command<number>("HLEN", ["HLEN", this.keys.users]);
+  }
+
+  /** Read in one script with the bucket's version counter: each state is as of that version (states.lua). */
+  async userStates(userIds: readonly string[]): Promise<UserState[]> {
+    this.assertOpen();
+    assertUserIds(userIds, this.limits.maxUserIdBytes);
+    if (userIds.length === 0) return [];
+    const { version, users } = await this.#scripts.states(userIds);
+    return userIds.map((userId, i) => {
+      const { online, info } = users[i]!;
+      if (!online) return { userId, online, version };
+      return info === null ? { userId, online, version } : { userId, online, info: parseUserInfo(info), version };
+    });
   }
 
   async usersList(): Promise<string[]> {

@@ -1,5 +1,16 @@
 import { randomUUID } from "node:crypto";
-import { ConnectionConflictError, StoreBase, assertUserId, type PresenceLimits, type PresenceStore, type UserInfo, type UserPresence, type UsersPageOptions } from "@presence/core";
+import {
+  ConnectionConflictError,
+  StoreBase,
+  assertUserId,
+  assertUserIds,
+  type PresenceLimits,
+  type PresenceStore,
+  type UserInfo,
+  type UserPresence,
+  type UserState,
+  type UsersPageOptions,
+} from "@presence/core";
 import { Bucket } from "./bucket";
 import { assertRedisClient, connect, isReplyError, type Connection } from "./client";
 import { BucketLayoutError } from "./errors";
@@ -121,6 +132,22 @@ export class RedisStore extends StoreBase implements PresenceStore {
     this.assertOpen();
     assertUserId(userId, this.limits.maxUserIdBytes);
     return this.#bucketOf(userId).isUserInRoom(userId, room);
+  }
+
+  /** Each bucket's users read at once, each bucket in one script: a state is as of its bucket's version. */
+  async userStates(userIds: readonly string[]): Promise<UserState[]> {
+    this.assertOpen();
+    assertUserIds(userIds, this.limits.maxUserIdBytes);
+    const byBucket = new Map<Bucket, string[]>();
+    for (const userId of userIds) {
+      const bucket = this.#bucketOf(userId);
+      const ids = byBucket.get(bucket);
+      if (ids) ids.push(userId);
+      else byBucket.set(bucket, [userId]);
+    }
+    const states = new Map<string, UserState>();
+    await Promise.all([...byBucket].map(async ([bucket, ids]) => (await bucket.userStates(ids)).forEach((state) => states.set(state.userId, state))));
+    return userIds.map((userId) => states.get(userId)!);
   }
 
   /** One HLEN per bucket, all sent at once (pipelined on each master's connection): never a scan. */

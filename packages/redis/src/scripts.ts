@@ -19,6 +19,7 @@ import record from "./scripts/includes/record.lua";
 import version from "./scripts/includes/version.lua";
 import knownSource from "./scripts/known.lua";
 import retireSource from "./scripts/retire.lua";
+import statesSource from "./scripts/states.lua";
 
 const INCLUDES = {
   "includes/clock.lua": clock,
@@ -49,6 +50,7 @@ export const SCRIPTS = {
   cleanupRooms: script("cleanup-rooms.lua", cleanupRoomsSource),
   known: script("known.lua", knownSource),
   retire: script("retire.lua", retireSource),
+  states: script("states.lua", statesSource),
 };
 
 export type ClaimStatus = "claimed" | "alive" | "busy" | "gone";
@@ -254,6 +256,15 @@ export class PresenceScripts {
   /** Whether a user (or room member) was announced online before the data loss, by any process's account, and not yet decided gone. */
   async isKnown(known: Known): Promise<boolean> {
     return (await this.command<string | null>("HGET known", ["HGET", this.#keys.known, knownField(known)])) === "1";
+  }
+
+  /** Users' presence with the version it is read as of (states.lua): `[version, per user: online, info JSON or null]`. */
+  async states(userIds: readonly string[]): Promise<{ version: number; users: Array<{ online: boolean; info: string | null }> }> {
+    const keys = this.#keys;
+    const reply = (await this.#bounded("states", () => this.#eval(SCRIPTS.states, [keys.users, keys.info, keys.version], userIds))) as unknown[];
+    const version = Number(reply[0]);
+    if (!Array.isArray(reply) || reply.length !== 1 + 2 * userIds.length || !Number.isSafeInteger(version)) throw new Error(`states.lua answered ${JSON.stringify(reply).slice(0, 100)} for ${userIds.length} users`);
+    return { version, users: userIds.map((_, i) => ({ online: reply[1 + 2 * i] === 1, info: (reply[2 + 2 * i] as string | null) ?? null })) };
   }
 
   /** Whether a user is online (in the room, for a room member), as Redis counts it now. */

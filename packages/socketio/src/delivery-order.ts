@@ -94,10 +94,20 @@ export class DeliveryOrder {
     return { transition: delivered, seq, previous };
   }
 
-  /** Records a correction sent for a user (what a read found): it keeps the decider's version of the last transition. */
-  correct(subject: string, present: boolean): void {
+  /**
+   * Records a correction sent for a user: what a read as of `version` (their
+   * decider's) found, so that a transition versioned at most that, arriving
+   * later, is late. Without a version it keeps the last transition's.
+   */
+  correct(subject: string, present: boolean, version?: number, info?: UserInfo): void {
     const last = this.#last.get(subject);
-    this.#remember(subject, { version: last?.version ?? Number.NEGATIVE_INFINITY, present, seq: this.#seq, info: present ? last?.info : undefined, at: last?.at ?? 0 });
+    this.#remember(subject, {
+      version: version ?? last?.version ?? Number.NEGATIVE_INFINITY,
+      present,
+      seq: this.#seq,
+      info: present ? (info ?? last?.info) : undefined,
+      at: last?.at ?? 0,
+    });
   }
 
   /** The users last delivered online here. */

@@ -42,6 +42,7 @@ export function wrapStore(
     usersCount: () => store.usersCount(),
     usersList: () => store.usersList(),
     users: (options) => store.users(options),
+    userStates: (userIds) => store.userStates(userIds),
     onTransition: (listener) => store.onTransition(listener),
     onError: (listener) => store.onError(listener),
     close: () => store.close(),

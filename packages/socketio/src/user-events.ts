@@ -1,4 +1,4 @@
-import type { PresenceStore, Transition, UserInfo } from "@presence/core";
+import { MAX_USER_STATES, type PresenceStore, type Transition, type UserState } from "@presence/core";
 import type { Namespace } from "socket.io";
 import type { DeliveryOrder, LastDelivered } from "./delivery-order";
 
@@ -28,8 +28,8 @@ export const EVENTS_ROOM = "presence:sync:events";
  * on connect and update, `(userId, version)` on disconnect,
  * `(room, userId, info | null, version)` on a room join,
  * `(room, userId, version)` on a room leave; the version (the decider's) is
- * left out for a store that does not version its transitions, and from the
- * corrections sent after a loss.
+ * left out for a store that does not version its transitions. A correction
+ * sent after a loss carries the version of the read it comes from.
  */
 export class UserEvents {
   readonly #namespace: Namespace;
@@ -78,27 +78,35 @@ export class UserEvents {
 
   /**
    * After transitions were lost on their way here (a dropped relay, a node
-   * gone silent), reads who is online and sends each user whose last event
-   * here is no longer the truth a corrective one, without a version (no
-   * decider gave one): a user whose last transition was delivered after the
-   * read started (numbered above `seq`) keeps it. Room events are not
-   * corrected.
+   * gone silent): reads who is online, then asks the store again for each
+   * user whose last event here is no longer the truth, and sends them a
+   * corrective event carrying the version that read is as of (see
+   * `PresenceStore.userStates`), so that it sits in the decider's order: a
+   * change delivered here since, as new as the read, keeps its word, and one
+   * older than the read that arrives later is late. (A store that does not
+   * version: a change delivered after the read started keeps its word.)
+   * Room events are not corrected.
    */
   async reconcile(store: PresenceStore): Promise<void> {
-    const seq = this.#order.seq;
-    const online = new Map<string, UserInfo | undefined>();
-    for await (const page of store.users()) for (const user of page) online.set(user.userId, user.info);
-    const corrected = (userId: string, present: boolean) => {
-      const last = this.#order.last(`u:${userId}`);
-      if ((last?.present ?? false) === present || (last !== undefined && last.seq > seq)) return false;
-      this.#order.correct(`u:${userId}`, present);
-      return true;
-    };
-    for (const [userId, info] of online) {
-      if (corrected(userId, true)) this.#namespace.local.to(EVENTS_ROOM).emit(this.#names.connected, userId, info ?? null);
+    const online = new Set<string>();
+    for await (const page of store.users()) for (const user of page) online.add(user.userId);
+    const suspects = [...online].filter((userId) => !this.#order.last(`u:${userId}`)?.present);
+    for (const userId of this.#order.present()) if (!online.has(userId)) suspects.push(userId);
+    for (let i = 0; i < suspects.length; i += MAX_USER_STATES) {
+      const seq = this.#order.seq;
+      for (const state of await store.userStates(suspects.slice(i, i + MAX_USER_STATES))) this.#correct(state, seq);
     }
-    for (const userId of [...this.#order.present()]) {
-      if (!online.has(userId) && corrected(userId, false)) this.#namespace.local.to(EVENTS_ROOM).emit(this.#names.disconnected, userId);
-    }
+  }
+
+  /** Sends one user a corrective event, unless what was last delivered here says the same or is as new as the read. */
+  #correct({ userId, online, info, version }: UserState, seq: number): void {
+    const subject = `u:${userId}`;
+    const last = this.#order.last(subject);
+    if ((last?.present ?? false) === online) return;
+    if (last !== undefined && (version === undefined ? last.seq > seq : last.version >= version)) return;
+    this.#order.correct(subject, online, version, info);
+    const tail = version === undefined ? [] : [version];
+    if (online) this.#namespace.local.to(EVENTS_ROOM).emit(this.#names.connected, userId, info ?? null, ...tail);
+    else this.#namespace.local.to(EVENTS_ROOM).emit(this.#names.disconnected, userId, ...tail);
   }
 }
