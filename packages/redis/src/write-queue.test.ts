@@ -96,6 +96,20 @@ describe("WriteQueue", () => {
     expect(redis.acks).toEqual([]);
   });
 
+  it("tells Redis a batch was announced only after every write of it was delivered (a kill between them leaves the record to the cleaner)", async () => {
+    const redis = fakeRedis();
+    const queue = new WriteQueue(redis.applier, options, () => {});
+    const acksAtDelivery: string[][] = [];
+    const writes = [1, 2].map((n) => write(connect(n), { deliver: () => void acksAtDelivery.push([...redis.acks]) }));
+    queue.start("p1");
+    for (const { pending } of writes) queue.push(pending);
+    await until("batch 1", () => redis.calls.length === 1);
+    redis.calls[0]!.answer([transition(1), transition(2)]);
+    await until("the ack", () => redis.acks.length === 1);
+    expect(acksAtDelivery).toEqual([[], []]);
+    expect(redis.acks).toEqual(["p1#1"]);
+  });
+
   it("settles a lost reply by sending the same batch again under the same number, delivering late", async () => {
     const redis = fakeRedis();
     const queue = new WriteQueue(redis.applier, options, () => {});

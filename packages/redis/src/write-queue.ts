@@ -245,11 +245,19 @@ export class WriteQueue {
     this.#applied(batch, outcomes);
   }
 
+  /**
+   * Delivers a batch's outcomes (announcing its transitions), and only then
+   * tells Redis they were announced: a process killed between the two leaves
+   * the transitions in its record for its cleaner (acking first, a kill
+   * between the ack reaching Redis and the announcement lost them).
+   */
   #applied(batch: Batch, outcomes: readonly OperationOutcome[]): void {
+    let acked!: () => void;
+    const recorded = new Promise<void>((resolve) => (acked = resolve));
+    batch.writes.forEach((write, i) => write.deliver(outcomes[i] ?? { type: "unchanged" }, batch.processId, write.failed === true, recorded));
     this.#acked = batch.seq;
     const announces = outcomes.some((outcome) => outcome.type === "transition" && !outcome.taken);
-    const recorded = announces ? this.#ack(batch) : Promise.resolve();
-    batch.writes.forEach((write, i) => write.deliver(outcomes[i] ?? { type: "unchanged" }, batch.processId, write.failed === true, recorded));
+    void (announces ? this.#ack(batch) : Promise.resolve()).then(acked);
   }
 
   /** Nothing of the batch was applied: the process must move to a new id (the store's recovery). */
