@@ -17,7 +17,7 @@ import { friendsOf, indexOf, roomMembers, roomOf, userId } from "./population.mj
 
 const require = createRequire(import.meta.url);
 // @presence/client comes with the demo (it serves it to the page), as in benchmark 6
-const { createPresenceClient } = createRequire(require.resolve("@presence/demo/package.json"))("@presence/client");
+const { DIFF, STATE, createPresenceClient } = createRequire(require.resolve("@presence/demo/package.json"))("@presence/client");
 
 let setup;
 let phase = 1;
@@ -36,10 +36,10 @@ function kindOf(data) {
   if (data[0] === "3") return "ack";
   const event = /^2\["([^"]*)"/.exec(data);
   if (!event) return "other";
-  if (event[1] !== "presence:state" && event[1] !== "presence:diff") return event[1];
-  // a state is one scope's; a diff packet carries the frames of every scope that changed in the tick
-  const scopes = [...data.matchAll(/"key":"(count|users|room)/g)].map((key) => (key[1] === "users" ? "friends" : key[1]));
-  return `${event[1].slice(9)} ${scopes.join("+") || "?"}`;
+  if (event[1] !== STATE && event[1] !== DIFF) return event[1];
+  // a state is one scope's; a diff packet carries the frames of every scope that changed in the tick (packed: each starts with its key)
+  const scopes = [...data.matchAll(/\["(count|users|room)/g)].map((key) => (key[1] === "users" ? "friends" : key[1]));
+  return `${event[1] === STATE ? "state" : "diff"} ${scopes.join("+") || "?"}`;
 }
 
 /** Counts what reaches the client: every Socket.IO packet but its CONNECT, with its bytes as sent. */

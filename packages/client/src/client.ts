@@ -8,11 +8,11 @@ import {
   UNSUBSCRIBE,
   UPDATE,
   scopeKey,
-  type DiffFrame,
+  unpackDiff,
+  unpackState,
   type ProtocolUserInfo,
   type ResyncFrame,
   type StateEntry,
-  type StateFrame,
   type SubscribeReply,
   type SyncErrorReason,
   type SyncScope,
@@ -240,8 +240,9 @@ export function createPresenceClient<Info extends object = UserInfo>(
       });
   }
 
-  function onState(frame: StateFrame): void {
-    if (frame.key !== key || frame.request !== request || !pages) return;
+  function onState(packed: unknown): void {
+    const frame = unpackState(packed);
+    if (!frame || frame.key !== key || frame.request !== request || !pages) return;
     pages.push(...(frame.users ?? []));
     if (!frame.done) return;
     const entries = pages;
@@ -250,10 +251,15 @@ export function createPresenceClient<Info extends object = UserInfo>(
     settle(applyState(view, entries, frame.version, frame.count), "subscribed");
   }
 
-  function onDiff(frames: DiffFrame[]): void {
+  function onDiff(frames: unknown): void {
     // diffs that come while the state is read are applied at once: the state's versions settle the order
     if (!Array.isArray(frames)) return;
-    for (const frame of frames) if (frame?.key === key) settle(applyDiff(view, frame, scope));
+    for (const packed of frames) {
+      // a frame of another scope is not unpacked
+      if (!Array.isArray(packed) || packed[0] !== key) continue;
+      const frame = unpackDiff(packed);
+      if (frame) settle(applyDiff(view, frame, scope));
+    }
   }
 
   function onResync(frame: ResyncFrame = {}): void {

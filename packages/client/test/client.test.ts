@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { MemoryStore } from "@presence/memory";
-import { DIFF, PROTOCOL_VERSION, STATE, SUBSCRIBE, type DiffFrame, type StateFrame, type SubscribeReply } from "@presence/socketio";
+import { DIFF, PROTOCOL_VERSION, STATE, SUBSCRIBE, unpackDiff, unpackState, type DiffFrame, type PackedDiff, type PackedState, type StateFrame, type SubscribeReply } from "@presence/socketio";
 import { Server } from "socket.io";
 import type { Socket as ClientSocket } from "socket.io-client";
 import { afterEach, describe, expect, it } from "vitest";
@@ -33,8 +33,8 @@ describe("@presence/client against one server", () => {
   };
   const recordFrames = (socket: ClientSocket) => {
     const frames: { diffs: DiffFrame[]; states: StateFrame[] } = { diffs: [], states: [] };
-    socket.on(DIFF, (tick: DiffFrame[]) => frames.diffs.push(...tick));
-    socket.on(STATE, (frame: StateFrame) => frames.states.push(frame));
+    socket.on(DIFF, (tick: PackedDiff[]) => frames.diffs.push(...tick.map((packed) => unpackDiff(packed)!)));
+    socket.on(STATE, (packed: PackedState) => frames.states.push(unpackState(packed)!));
     return frames;
   };
 
@@ -256,7 +256,7 @@ describe("@presence/client against one server", () => {
     const observer = await user(n.port, "observer");
     await n.io.in(observer.id!).socketsJoin("room-1");
     const packets: DiffFrame[][] = [];
-    observer.on(DIFF, (tick: DiffFrame[]) => packets.push(tick));
+    observer.on(DIFF, (tick: PackedDiff[]) => packets.push(tick.map((packed) => unpackDiff(packed)!)));
     const count = createPresenceClient(observer, { countOnly: true });
     const friends = createPresenceClient(observer, { userIds: ["f1", "f2", "far"] });
     const room = createPresenceClient(observer, { room: "room-1" });

@@ -1,5 +1,5 @@
-import type { PresenceStore, UserPresence } from "@presence/core";
-import { STATE, scopeKey, type StateEntry, type StateFrame, type SyncScope } from "@presence/core/protocol";
+import { MAX_USER_STATES, type PresenceStore, type UserPresence } from "@presence/core";
+import { STATE, packState, scopeKey, type StateEntry, type StateFrame, type SyncScope } from "@presence/core/protocol";
 import type { Namespace, Socket } from "socket.io";
 
 type StateBody = Pick<StateFrame, "users" | "count" | "done">;
@@ -49,7 +49,7 @@ export class StateReads {
     // through the local adapter, as every frame: with connection state recovery on, a plain socket.emit would
     // go through the cluster's adapter (a message to every node, an entry in Redis) for a frame that a
     // recovered client never needs replayed (it subscribes again on every connect)
-    const to = (body: StateBody) => this.#namespace.local.to(socket.id).emit(STATE, { key, request, version, ...body } satisfies StateFrame);
+    const to = (body: StateBody) => this.#namespace.local.to(socket.id).emit(STATE, packState({ key, request, version, ...body }));
     switch (scope.type) {
       case "count":
         return void to({ count: await this.#store.usersCount(), done: true });
@@ -60,13 +60,11 @@ export class StateReads {
     }
   }
 
+  /** The listed users online, in one read (`userStates`) per thousand. */
   async #users(userIds: string[]): Promise<StateEntry[]> {
     const users: StateEntry[] = [];
-    for (let i = 0; i < userIds.length; i += 50) {
-      const chunk = await Promise.all(
-        userIds.slice(i, i + 50).map(async (userId) => ((await this.#store.isUserConnected(userId)) ? entry({ userId, info: await this.#store.userInfo(userId) }) : undefined)),
-      );
-      for (const user of chunk) if (user) users.push(user);
+    for (let i = 0; i < userIds.length; i += MAX_USER_STATES) {
+      for (const state of await this.#store.userStates(userIds.slice(i, i + MAX_USER_STATES))) if (state.online) users.push(entry(state));
     }
     return users;
   }
@@ -103,7 +101,7 @@ export class StateReads {
     for (const [socketId, request] of requests) byRequest.set(request, [...(byRequest.get(request) ?? []), socketId]);
     const send = (body: StateBody) => {
       for (const [request, socketIds] of byRequest) {
-        this.#namespace.local.to(socketIds).emit(STATE, { key, request, version, ...body } satisfies StateFrame);
+        this.#namespace.local.to(socketIds).emit(STATE, packState({ key, request, version, ...body }));
       }
     };
     const options = { pageSize: this.#pageSize };

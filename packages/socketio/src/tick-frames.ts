@@ -1,4 +1,4 @@
-import { DIFF, type DiffFrame } from "@presence/core/protocol";
+import { DIFF, packDiff, type DiffFrame, type PackedDiff } from "@presence/core/protocol";
 import type { Namespace, Socket } from "socket.io";
 
 /**
@@ -12,7 +12,7 @@ const entries = (frame: DiffFrame) => (frame.joins?.length ?? 0) + (frame.leaves
 
 /**
  * The diff frames one tick sends from this node, gathered per socket: each
- * subscriber gets one packet per tick (`DIFF` with an array of frames) for
+ * subscriber gets one packet per tick (`DIFF` with an array of packed frames) for
  * all it follows (the count, its rooms, its user list), not a frame per
  * scope and per changed user. Below Engine.IO every packet is a WebSocket
  * frame and a system call of its own, so that cost follows the ticks, not
@@ -21,27 +21,32 @@ const entries = (frame: DiffFrame) => (frame.joins?.length ?? 0) + (frame.leaves
  */
 export class TickFrames {
   readonly #namespace: Namespace;
-  readonly #bySocket = new Map<Socket, DiffFrame[]>();
+  readonly #bySocket = new Map<Socket, PackedDiff[]>();
 
   constructor(namespace: Namespace) {
     this.#namespace = namespace;
   }
 
-  /** A frame for every local socket in a Socket.IO room. */
+  /** A frame for every local socket in a Socket.IO room (packed once for all of them). */
   toRoom(room: string, frame: DiffFrame): void {
-    if (entries(frame) > SHARED_FRAME_ENTRIES) return void this.#namespace.local.to(room).emit(DIFF, [frame]);
+    const packed = packDiff(frame);
+    if (entries(frame) > SHARED_FRAME_ENTRIES) return void this.#namespace.local.to(room).emit(DIFF, [packed]);
     const { sockets } = this.#namespace;
     for (const socketId of this.#namespace.adapter.rooms.get(room) ?? []) {
       const socket = sockets.get(socketId);
-      if (socket) this.toSocket(socket, frame);
+      if (socket) this.#add(socket, packed);
     }
   }
 
   /** A frame for one local socket. */
   toSocket(socket: Socket, frame: DiffFrame): void {
+    this.#add(socket, packDiff(frame));
+  }
+
+  #add(socket: Socket, packed: PackedDiff): void {
     const frames = this.#bySocket.get(socket);
-    if (frames) frames.push(frame);
-    else this.#bySocket.set(socket, [frame]);
+    if (frames) frames.push(packed);
+    else this.#bySocket.set(socket, [packed]);
   }
 
   /**

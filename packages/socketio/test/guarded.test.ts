@@ -1,5 +1,5 @@
 import { LocalPresence, LocalStore, type Transition } from "@presence/core";
-import { PROTOCOL_VERSION, type SubscribeReply, type SyncScope } from "@presence/core/protocol";
+import { PROTOCOL_VERSION, STATE, type SubscribeReply, type SyncScope } from "@presence/core/protocol";
 import { MemoryStore } from "@presence/memory";
 import { describe, expect, it } from "vitest";
 import type { Socket as ClientSocket } from "socket.io-client";
@@ -124,7 +124,7 @@ describe("guarded presence: who sees what", () => {
     await client(s.port, { userId: "late" });
     await eventually(() => expect(frames.some((frame) => frame.includes("late"))).toBe(true));
     const ids = subscribers.map((socket) => socket.id!);
-    expect(frames.filter((frame) => frame.includes("presence:state"))).toHaveLength(5);
+    expect(frames.filter((frame) => frame.startsWith(`[${JSON.stringify(STATE)},`))).toHaveLength(5);
     for (const frame of frames) for (const id of ids) expect(frame).not.toContain(id);
   });
 
