@@ -1,5 +1,5 @@
 import { LocalPresence, LocalStore, type Transition } from "@presence/core";
-import { PROTOCOL_VERSION, STATE, type SubscribeReply, type SyncScope } from "@presence/core/protocol";
+import { DIFF, PROTOCOL_VERSION, STATE, type SubscribeReply, type SyncScope } from "@presence/core/protocol";
 import { MemoryStore } from "@presence/memory";
 import { describe, expect, it } from "vitest";
 import type { Socket as ClientSocket } from "socket.io-client";
@@ -197,7 +197,7 @@ describe("guarded presence: what one socket can make the server hold", () => {
     ]);
     expect([subscribed, unsubscribed]).toEqual([{ ok: true }, { ok: true }]);
     const diffs: unknown[] = [];
-    socket.on("presence:diff", (frame) => diffs.push(frame));
+    socket.on(DIFF, (frame) => diffs.push(frame));
     await client(s.port, { userId: "bob" });
     await sleep(400); // a tick and more: a diff would have come
     expect(diffs).toEqual([]);
