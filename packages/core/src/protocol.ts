@@ -156,11 +156,13 @@ export type PackedDiff =
 /** A {@link StateFrame} on the wire: `[key, request, version, done (1 or 0), user ids or the count, infos?]`, infos as `[index, info, ...]`. */
 export type PackedState = [key: string, request: number, version: number | null, done: 0 | 1, users: string[] | number, infos?: PackedInfos];
 
+/** Drops the empty lists (and missing infos) at the end of a packed frame. */
 const trimmed = <T extends unknown[]>(packed: T): T => {
   while (packed.length > 0 && (packed.at(-1) === 0 || packed.at(-1) === undefined)) packed.pop();
   return packed;
 };
 
+/** A diff frame in its wire form, {@link PackedDiff} (the server packs each frame once for all its subscribers). */
 export function packDiff(frame: DiffFrame): PackedDiff {
   if (frame.count !== undefined) return [frame.key, frame.version ?? null, frame.count];
   const lists = [frame.joins ?? [], frame.leaves ?? [], frame.updates ?? []];
@@ -238,6 +240,7 @@ export function unpackDiff(packed: unknown): DiffFrame | undefined {
   });
 }
 
+/** A state frame in its wire form, {@link PackedState}. */
 export function packState(frame: StateFrame): PackedState {
   const done = frame.done ? 1 : 0;
   if (frame.count !== undefined) return [frame.key, frame.request, frame.version, done, frame.count];
