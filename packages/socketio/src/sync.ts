@@ -241,19 +241,8 @@ export class PresenceSync {
       const count = await counting.count;
       if (count !== undefined) frames.toRoom(COUNT_ROOM, { key: "count", version: counting.version, count });
     }
-    frames.send();
-    this.#dropSlowReaders();
-  }
-
-  /** Disconnects the subscribers whose output backs up: no slow reader makes the server hold unbounded frames. */
-  #dropSlowReaders(): void {
-    const { namespace } = this.#context;
-    for (const room of [ALL_ROOM, COUNT_ROOM, ROOMS_ROOM, USERS_ROOM]) {
-      for (const socketId of namespace.adapter.rooms.get(room) ?? []) {
-        const socket = namespace.sockets.get(socketId);
-        if (socket && this.#guard.dropIfSlow(socket)) debug("socket %s reads too slowly: disconnected", socketId);
-      }
-    }
+    // the subscribers whose output backs up are disconnected: no slow reader makes the server hold unbounded frames
+    for (const socket of frames.send()) if (this.#guard.dropIfSlow(socket)) debug("socket %s reads too slowly: disconnected", socket.id);
   }
 
   /**

@@ -22,6 +22,8 @@ const entries = (frame: DiffFrame) => (frame.joins?.length ?? 0) + (frame.leaves
 export class TickFrames {
   readonly #namespace: Namespace;
   readonly #bySocket = new Map<Socket, PackedDiff[]>();
+  /** The rooms a large frame was broadcast to this tick. */
+  readonly #broadcasts = new Set<string>();
 
   constructor(namespace: Namespace) {
     this.#namespace = namespace;
@@ -30,7 +32,10 @@ export class TickFrames {
   /** A frame for every local socket in a Socket.IO room (packed once for all of them). */
   toRoom(room: string, frame: DiffFrame): void {
     const packed = packDiff(frame);
-    if (entries(frame) > SHARED_FRAME_ENTRIES) return void this.#namespace.local.to(room).emit(DIFF, [packed]);
+    if (entries(frame) > SHARED_FRAME_ENTRIES) {
+      this.#broadcasts.add(room);
+      return void this.#namespace.local.to(room).emit(DIFF, [packed]);
+    }
     const { sockets } = this.#namespace;
     for (const socketId of this.#namespace.adapter.rooms.get(room) ?? []) {
       const socket = sockets.get(socketId);
@@ -53,10 +58,31 @@ export class TickFrames {
    * Sends each socket its packet (none to a socket gone meanwhile), through the local adapter as every
    * frame: with connection state recovery on, a plain `socket.emit` goes through the cluster's adapter
    * (a message to every node, an entry in Redis) for a frame no recovered client needs replayed.
+   * Sockets given the same frames (a room's members, when only the room and the count changed) share
+   * one encoding. Returns every socket sent something this tick, broadcasts included: only their
+   * output can have grown.
    */
-  send(): void {
-    const local = this.#namespace.local;
-    for (const [socket, frames] of this.#bySocket) if (socket.connected) local.to(socket.id).emit(DIFF, frames);
+  send(): Set<Socket> {
+    const { local, sockets, adapter } = this.#namespace;
+    const ids = new Map<PackedDiff, number>();
+    const groups = new Map<string, { frames: PackedDiff[]; socketIds: string[] }>();
+    for (const [socket, frames] of this.#bySocket) {
+      if (!socket.connected) continue;
+      const key = frames.map((frame) => ids.get(frame) ?? ids.set(frame, ids.size).size - 1).join(",");
+      const group = groups.get(key);
+      if (group) group.socketIds.push(socket.id);
+      else groups.set(key, { frames, socketIds: [socket.id] });
+    }
+    for (const { frames, socketIds } of groups.values()) local.to(socketIds).emit(DIFF, frames);
+    const sent = new Set(this.#bySocket.keys());
+    for (const room of this.#broadcasts) {
+      for (const socketId of adapter.rooms.get(room) ?? []) {
+        const socket = sockets.get(socketId);
+        if (socket) sent.add(socket);
+      }
+    }
     this.#bySocket.clear();
+    this.#broadcasts.clear();
+    return sent;
   }
 }
