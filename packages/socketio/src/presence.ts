@@ -110,7 +110,10 @@ export class Presence extends EventEmitter<PresenceEvents> {
       },
       sync === false ? DEFAULT_SYNC_OPTIONS.nodeHeartbeatMs : sync.nodeHeartbeatMs,
     );
-    this.#userEvents = resolved.events === false ? undefined : new UserEvents(namespace, resolved.events, this.#relay.order, (room) => this.#rooms.socketRoom(room));
+    this.#userEvents =
+      resolved.events === false
+        ? undefined
+        : new UserEvents(namespace, resolved.events, this.#relay.order, (room) => this.#rooms.socketRoom(room), (sync === false ? DEFAULT_SYNC_OPTIONS : sync).maxBufferedBytes);
     this.sync =
       sync === false
         ? undefined
@@ -128,7 +131,7 @@ export class Presence extends EventEmitter<PresenceEvents> {
             sync,
           );
     // after the store's close: the leaves it announces leave in a last flush
-    this.#unsubscribe.push(() => this.#relay.close());
+    this.#unsubscribe.push(() => this.#relay.close(), () => this.#userEvents?.close());
     if (this.sync) this.#unsubscribe.push(() => void this.sync?.close());
 
     this.#unsubscribe.push(

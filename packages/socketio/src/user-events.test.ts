@@ -39,7 +39,8 @@ async function setup() {
   });
   await new Promise((resolve) => setTimeout(resolve, 50)); // joined the rooms
   const order = new DeliveryOrder();
-  const userEvents = new UserEvents(io.of("/"), NAMES, order);
+  const userEvents = new UserEvents(io.of("/"), NAMES, order, (room) => room, 1024 * 1024);
+  closers.push(() => userEvents.close());
   // as the relay delivers: through the node's order, which drops a late transition
   const events = {
     send(transition: Transition) {

@@ -1,6 +1,7 @@
 import { MAX_USER_STATES, type PresenceStore, type Transition, type UserState } from "@presence/core";
 import type { Namespace } from "socket.io";
 import type { DeliveryOrder, LastDelivered } from "./delivery-order";
+import { bufferedBytes } from "./sync-guard";
 
 /** The names of the per-user events. */
 export interface TransitionEventNames {
@@ -13,6 +14,8 @@ export interface TransitionEventNames {
 
 /** The internal Socket.IO room of the sockets that may receive the per-user events (the binding's `authorize` decides). */
 export const EVENTS_ROOM = "presence:sync:events";
+/** How often the sockets sent events are checked for reading too slowly, in ms. */
+const SWEEP_MS = 250;
 
 /**
  * The classic per-user events ("user has connected", ...), sent by every node
@@ -39,40 +42,53 @@ export class UserEvents {
   /** The node's delivery order: what it last delivered per user and room member. */
   readonly #order: DeliveryOrder;
 
-  constructor(namespace: Namespace, names: TransitionEventNames, order: DeliveryOrder, socketRoom: (room: string) => string = (room) => room) {
+  /** Output past which a socket is disconnected as a slow reader (the sync's `maxBufferedBytes`). */
+  readonly #maxBufferedBytes: number;
+  /** Since the last sweep: whether events went to `EVENTS_ROOM`, and the Socket.IO rooms room events went to. */
+  #sentToAll = false;
+  readonly #sentToRooms = new Set<string>();
+  readonly #sweeper: NodeJS.Timeout;
+
+  constructor(namespace: Namespace, names: TransitionEventNames, order: DeliveryOrder, socketRoom: (room: string) => string, maxBufferedBytes: number) {
     this.#namespace = namespace;
     this.#names = names;
     this.#order = order;
     this.#socketRoom = socketRoom;
+    this.#maxBufferedBytes = maxBufferedBytes;
+    this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS).unref();
+  }
+
+  close(): void {
+    clearInterval(this.#sweeper);
   }
 
   /** A transition the node delivers, with what it last delivered for the same subject (`previous`, see `DeliveryOrder.admit`). */
   send(transition: Transition, last: Pick<LastDelivered, "present"> | undefined): void {
     const tail = transition.version === undefined ? [] : [transition.version];
     const names = this.#names;
-    const local = this.#namespace.local;
+    const toAll = (name: string, ...args: unknown[]) => this.#toAll(name, ...args);
     if (transition.type === "updated") {
       // an update for a user last shown offline here follows a join that never arrived: it is sent as that join
       const name = last?.present === false ? names.connected : names.updated;
-      return void local.to(EVENTS_ROOM).emit(name, transition.userId, transition.info, ...tail);
+      return toAll(name, transition.userId, transition.info, ...tail);
     }
     const present = transition.type === "connected" || transition.type === "joined";
     if (last?.present === present) {
       // no change here: the opposite transition between them never arrived (decided on a node killed before it relayed it).
       // A join's info may be new: it is sent as an update.
-      if (transition.type === "connected" && transition.info !== undefined) local.to(EVENTS_ROOM).emit(names.updated, transition.userId, transition.info, ...tail);
+      if (transition.type === "connected" && transition.info !== undefined) toAll(names.updated, transition.userId, transition.info, ...tail);
       return;
     }
     switch (transition.type) {
       case "connected":
-        return void local.to(EVENTS_ROOM).emit(names.connected, transition.userId, transition.info ?? null, ...tail);
+        return toAll(names.connected, transition.userId, transition.info ?? null, ...tail);
       case "disconnected":
-        return void local.to(EVENTS_ROOM).emit(names.disconnected, transition.userId, ...tail);
+        return toAll(names.disconnected, transition.userId, ...tail);
       case "joined":
         // to the room's members only
-        return void local.to(this.#socketRoom(transition.room)).emit(names.joined, transition.room, transition.userId, transition.info ?? null, ...tail);
+        return this.#toMembers(transition.room, names.joined, transition.room, transition.userId, transition.info ?? null, ...tail);
       case "left":
-        return void local.to(this.#socketRoom(transition.room)).emit(names.left, transition.room, transition.userId, ...tail);
+        return this.#toMembers(transition.room, names.left, transition.room, transition.userId, ...tail);
     }
   }
 
@@ -106,7 +122,32 @@ export class UserEvents {
     if (last !== undefined && (version === undefined ? last.seq > seq : last.version >= version)) return;
     this.#order.correct(subject, online, version, info);
     const tail = version === undefined ? [] : [version];
-    if (online) this.#namespace.local.to(EVENTS_ROOM).emit(this.#names.connected, userId, info ?? null, ...tail);
-    else this.#namespace.local.to(EVENTS_ROOM).emit(this.#names.disconnected, userId, ...tail);
+    if (online) this.#toAll(this.#names.connected, userId, info ?? null, ...tail);
+    else this.#toAll(this.#names.disconnected, userId, ...tail);
+  }
+
+  #toAll(name: string, ...args: unknown[]): void {
+    this.#sentToAll = true;
+    this.#namespace.local.to(EVENTS_ROOM).emit(name, ...args);
+  }
+
+  #toMembers(room: string, name: string, ...args: unknown[]): void {
+    const socketRoom = this.#socketRoom(room);
+    this.#sentToRooms.add(socketRoom);
+    this.#namespace.local.to(socketRoom).emit(name, ...args);
+  }
+
+  /** Disconnects the sockets sent events since the last sweep whose output backs up: no slow reader makes the server hold unbounded events. */
+  #sweep(): void {
+    const rooms = this.#sentToAll ? [EVENTS_ROOM, ...this.#sentToRooms] : [...this.#sentToRooms];
+    this.#sentToAll = false;
+    this.#sentToRooms.clear();
+    const { adapter, sockets } = this.#namespace;
+    for (const room of rooms) {
+      for (const socketId of adapter.rooms.get(room) ?? []) {
+        const socket = sockets.get(socketId);
+        if (socket && bufferedBytes(socket) > this.#maxBufferedBytes) socket.disconnect(true);
+      }
+    }
   }
 }

@@ -92,6 +92,25 @@ describe("abuse: one socket against the server", { timeout: 60_000 }, () => {
     expect(cost.lagMs).toBeLessThan(LAG_BOUND_MS);
   });
 
+  it("per-user events to a socket that never reads: it is dropped once its output backs up, the server holds little", async () => {
+    s = await server({ store: new MemoryStore(), sync: { maxBufferedBytes: 64 * 1024 } });
+    const base = `http://127.0.0.1:${s.port}/socket.io/?EIO=4&transport=polling`;
+    const deadline = () => AbortSignal.timeout(10_000);
+    const sid = (JSON.parse((await (await fetch(base, { signal: deadline() })).text()).slice(1)) as { sid: string }).sid;
+    await fetch(`${base}&sid=${sid}`, { method: "POST", body: `40${JSON.stringify({ userId: "mallory" })}`, signal: deadline() });
+    await eventually(() => expect(s!.io.of("/").sockets.size).toBe(1));
+    // it never polls again: every "user has connected" and "user has disconnected" waits for it
+    const cost = await measured(async () => {
+      for (let round = 0; round < 20 && s!.io.of("/").sockets.size > 0; round++) {
+        for (let i = 0; i < 1000; i++) await s!.presence.store.connect(`c${round}-${i}`, `user-${round}-${i}`);
+        for (let i = 0; i < 1000; i++) await s!.presence.store.disconnect(`c${round}-${i}`);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      await eventually(() => expect(s!.io.of("/").sockets.size, "the socket that never reads").toBe(0), 5000);
+    });
+    expect(cost.heapBytes).toBeLessThan(HEAP_BOUND_BYTES);
+  });
+
   it("3,000 info updates from one socket: rate limited (or the socket dropped), so observers get a bounded number of frames", async () => {
     s = await server({ store: new MemoryStore(), clientUpdates: () => true, sync: { tickMs: 50 } });
     const observer = await client(s.port, { userId: "observer" });
