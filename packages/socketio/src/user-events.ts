@@ -66,24 +66,23 @@ export class UserEvents {
   send(transition: Transition, last: Pick<LastDelivered, "present"> | undefined): void {
     const tail = transition.version === undefined ? [] : [transition.version];
     const names = this.#names;
-    const toAll = (name: string, ...args: unknown[]) => this.#toAll(name, ...args);
     if (transition.type === "updated") {
       // an update for a user last shown offline here follows a join that never arrived: it is sent as that join
       const name = last?.present === false ? names.connected : names.updated;
-      return toAll(name, transition.userId, transition.info, ...tail);
+      return this.#toAll(name, transition.userId, transition.info, ...tail);
     }
     const present = transition.type === "connected" || transition.type === "joined";
     if (last?.present === present) {
       // no change here: the opposite transition between them never arrived (decided on a node killed before it relayed it).
       // A join's info may be new: it is sent as an update.
-      if (transition.type === "connected" && transition.info !== undefined) toAll(names.updated, transition.userId, transition.info, ...tail);
+      if (transition.type === "connected" && transition.info !== undefined) this.#toAll(names.updated, transition.userId, transition.info, ...tail);
       return;
     }
     switch (transition.type) {
       case "connected":
-        return toAll(names.connected, transition.userId, transition.info ?? null, ...tail);
+        return this.#toAll(names.connected, transition.userId, transition.info ?? null, ...tail);
       case "disconnected":
-        return toAll(names.disconnected, transition.userId, ...tail);
+        return this.#toAll(names.disconnected, transition.userId, ...tail);
       case "joined":
         // to the room's members only
         return this.#toMembers(transition.room, names.joined, transition.room, transition.userId, transition.info ?? null, ...tail);
