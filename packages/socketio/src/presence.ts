@@ -102,18 +102,17 @@ export class Presence extends EventEmitter<PresenceEvents> {
     this.#retryDelayMs = resolved.retryDelayMs;
     this.#maxRoomsPerConnection = resolved.maxRoomsPerConnection;
     const sync = resolved.sync;
+    const syncBounds = sync === false ? DEFAULT_SYNC_OPTIONS : sync;
     this.#relay = new TransitionRelay(
       namespace,
       {
         deliver: (transition, seq, previous) => this.#deliver(transition, seq, previous),
         lost: () => this.#lost(),
       },
-      sync === false ? DEFAULT_SYNC_OPTIONS.nodeHeartbeatMs : sync.nodeHeartbeatMs,
+      syncBounds.nodeHeartbeatMs,
     );
-    this.#userEvents =
-      resolved.events === false
-        ? undefined
-        : new UserEvents(namespace, resolved.events, this.#relay.order, (room) => this.#rooms.socketRoom(room), (sync === false ? DEFAULT_SYNC_OPTIONS : sync).maxBufferedBytes);
+    const socketRoom = (room: string) => this.#rooms.socketRoom(room);
+    this.#userEvents = resolved.events === false ? undefined : new UserEvents(namespace, resolved.events, this.#relay.order, socketRoom, syncBounds.maxBufferedBytes);
     this.sync =
       sync === false
         ? undefined

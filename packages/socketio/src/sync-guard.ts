@@ -1,4 +1,4 @@
-import type { Socket } from "socket.io";
+import type { Namespace, Socket } from "socket.io";
 
 /** The per-socket bounds of the sync protocol: what one socket may make the server hold or do. */
 export interface SocketBounds {
@@ -63,6 +63,21 @@ export function bufferedBytes(socket: Socket): number {
   return bytes;
 }
 
+/** Disconnects a socket whose output backs up past `maxBytes` (a slow reader); true when it did. */
+export function dropIfSlow(socket: Socket, maxBytes: number): boolean {
+  if (bufferedBytes(socket) <= maxBytes) return false;
+  socket.disconnect(true);
+  return true;
+}
+
+/** The local sockets in a Socket.IO room. */
+export function* socketsIn(namespace: Namespace, room: string): Generator<Socket> {
+  for (const socketId of namespace.adapter.rooms.get(room) ?? []) {
+    const socket = namespace.sockets.get(socketId);
+    if (socket) yield socket;
+  }
+}
+
 /**
  * Enforces {@link SocketBounds} for each socket: a token bucket on its
  * requests, a cap on its state reads in flight, and one queue per socket so
@@ -104,9 +119,7 @@ export class SocketGuard {
 
   /** Disconnects a socket whose output backs up past `maxBufferedBytes`; true when it did. */
   dropIfSlow(socket: Socket): boolean {
-    if (bufferedBytes(socket) <= this.bounds.maxBufferedBytes) return false;
-    socket.disconnect(true);
-    return true;
+    return dropIfSlow(socket, this.bounds.maxBufferedBytes);
   }
 
   #state(socket: Socket, now = Date.now()): SocketState {

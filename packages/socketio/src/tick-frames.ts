@@ -1,5 +1,6 @@
 import { DIFF, packDiff, type DiffFrame, type PackedDiff } from "@presence/core/protocol";
 import type { Namespace, Socket } from "socket.io";
+import { socketsIn } from "./sync-guard";
 
 /**
  * A frame with more changes than this goes to its subscribers as a broadcast
@@ -36,11 +37,7 @@ export class TickFrames {
       this.#broadcasts.add(room);
       return void this.#namespace.local.to(room).emit(DIFF, [packed]);
     }
-    const { sockets } = this.#namespace;
-    for (const socketId of this.#namespace.adapter.rooms.get(room) ?? []) {
-      const socket = sockets.get(socketId);
-      if (socket) this.#add(socket, packed);
-    }
+    for (const socket of socketsIn(this.#namespace, room)) this.#add(socket, packed);
   }
 
   /** A frame for one local socket. */
@@ -63,7 +60,7 @@ export class TickFrames {
    * output can have grown.
    */
   send(): Set<Socket> {
-    const { local, sockets, adapter } = this.#namespace;
+    const { local } = this.#namespace;
     const ids = new Map<PackedDiff, number>();
     const groups = new Map<string, { frames: PackedDiff[]; socketIds: string[] }>();
     for (const [socket, frames] of this.#bySocket) {
@@ -75,12 +72,7 @@ export class TickFrames {
     }
     for (const { frames, socketIds } of groups.values()) local.to(socketIds).emit(DIFF, frames);
     const sent = new Set(this.#bySocket.keys());
-    for (const room of this.#broadcasts) {
-      for (const socketId of adapter.rooms.get(room) ?? []) {
-        const socket = sockets.get(socketId);
-        if (socket) sent.add(socket);
-      }
-    }
+    for (const room of this.#broadcasts) for (const socket of socketsIn(this.#namespace, room)) sent.add(socket);
     this.#bySocket.clear();
     this.#broadcasts.clear();
     return sent;

@@ -1,7 +1,7 @@
 import { MAX_USER_STATES, type PresenceStore, type Transition, type UserState } from "@presence/core";
 import type { Namespace } from "socket.io";
 import type { DeliveryOrder, LastDelivered } from "./delivery-order";
-import { bufferedBytes } from "./sync-guard";
+import { dropIfSlow, socketsIn } from "./sync-guard";
 
 /** The names of the per-user events. */
 export interface TransitionEventNames {
@@ -141,12 +141,6 @@ export class UserEvents {
     const rooms = this.#sentToAll ? [EVENTS_ROOM, ...this.#sentToRooms] : [...this.#sentToRooms];
     this.#sentToAll = false;
     this.#sentToRooms.clear();
-    const { adapter, sockets } = this.#namespace;
-    for (const room of rooms) {
-      for (const socketId of adapter.rooms.get(room) ?? []) {
-        const socket = sockets.get(socketId);
-        if (socket && bufferedBytes(socket) > this.#maxBufferedBytes) socket.disconnect(true);
-      }
-    }
+    for (const room of rooms) for (const socket of socketsIn(this.#namespace, room)) dropIfSlow(socket, this.#maxBufferedBytes);
   }
 }
