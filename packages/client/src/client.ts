@@ -237,6 +237,7 @@ export function createPresenceClient<Info extends object = UserInfo>(
         if (state === "closed" || number !== request || (timedOut && state === "subscribed")) return;
         if (timedOut) fail(new PresenceClientError("TIMEOUT", "timeout", `the server did not answer the subscribe within ${timeoutMs} ms`));
         else if (!reply.ok) fail(new PresenceClientError(reply.error.code as PresenceErrorCode, reply.error.reason, reply.error.message));
+        else if (reply.state) onState(reply.state); // a small state's last page comes in the ack
       });
   }
 

@@ -35,6 +35,11 @@ describe("@presence/client against one server", () => {
     const frames: { diffs: DiffFrame[]; states: StateFrame[] } = { diffs: [], states: [] };
     socket.on(DIFF, (tick: PackedDiff[]) => frames.diffs.push(...tick.map((packed) => unpackDiff(packed)!)));
     socket.on(STATE, (packed: PackedState) => frames.states.push(unpackState(packed)!));
+    // a small state's last page comes in the subscribe's ack (a Socket.IO ACK packet, type 3)
+    socket.io.on("packet", (packet: { type: number; data?: unknown[] }) => {
+      const reply = packet.type === 3 ? (packet.data?.at(-1) as SubscribeReply | undefined) : undefined;
+      if (reply?.ok && reply.state) frames.states.push(unpackState(reply.state)!);
+    });
     return frames;
   };
 

@@ -18,7 +18,7 @@
 export type ProtocolUserInfo = { [key: string]: unknown };
 
 /** The protocol's version: a subscribe of another version is refused with the reason `"protocol-version"`. */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 
 /** client -> server, with an ack: `(request: SubscribeRequest, ack: (reply: SubscribeReply) => void)`. */
 export const SUBSCRIBE = "presence:subscribe";
@@ -28,7 +28,9 @@ export const UNSUBSCRIBE = "presence:unsubscribe";
 export const UPDATE = "presence:update";
 /**
  * server -> the subscribing socket only: one page of a scope's state, a
- * {@link StateFrame} packed ({@link PackedState}). The two frequent frames
+ * {@link StateFrame} packed ({@link PackedState}). A state's last page comes
+ * in the subscribe's ack instead when it is small and versioned (since
+ * protocol 5: one packet per subscribe, not two). The two frequent frames
  * have short names: a client receives one per tick.
  */
 export const STATE = "p:s";
@@ -81,7 +83,8 @@ export type SyncErrorReason =
   | "unavailable";
 
 export type SubscribeReply =
-  | { ok: true }
+  /** `state`: the last page of the state this subscribe reads, when it comes in the ack (see {@link STATE}). */
+  | { ok: true; state?: PackedState }
   | { ok: false; error: { code: string; reason: SyncErrorReason; message: string } };
 
 /** One user of a state: `[userId]`, or `[userId, info]` when the user has info. */

@@ -124,7 +124,7 @@ export interface PresenceOptions {
    * The sync protocol (`@presence/client`): subscribers get a scope's state,
    * then coalesced diffs once per tick, and per-socket bounds. `false`
    * answers no subscribe. See the README's "Clients that hold presence".
-   * @default { tickMs: 250, maxUserIds: 500, pageSize: 500, nodeHeartbeatMs: 2000, maxSubscriptions: 16, maxStateReads: 2, requestBurst: 20, requestsPerSecond: 2, maxBufferedBytes: 1048576 }
+   * @default { tickMs: 250, maxTickMs: 1000, maxUserIds: 500, pageSize: 500, nodeHeartbeatMs: 2000, maxSubscriptions: 16, maxStateReads: 2, requestBurst: 20, requestsPerSecond: 2, maxBufferedBytes: 1048576 }
    */
   sync?: SyncOptions | false;
 }

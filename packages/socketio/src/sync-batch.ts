@@ -67,8 +67,8 @@ export class ScopeChanges {
 
 /** Every transition this node heard during one tick, waiting for the flush. */
 export class SyncBatch {
-  /** Whether nothing was queued since the last flush. */
-  empty = true;
+  /** How many transitions were queued since the last flush. */
+  changes = 0;
   /** The all-users scope, and the user-list scopes (which take their users' entries). */
   readonly all = new ScopeChanges();
   readonly rooms = new Map<string, ScopeChanges>();
@@ -77,8 +77,13 @@ export class SyncBatch {
   /** Whether the online count may have changed. */
   countChanged = false;
 
+  /** Whether nothing was queued since the last flush. */
+  get empty(): boolean {
+    return this.changes === 0;
+  }
+
   add(transition: Transition): void {
-    this.empty = false;
+    this.changes++;
     const version = transition.version ?? null;
     switch (transition.type) {
       case "connected":

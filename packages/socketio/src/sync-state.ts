@@ -1,5 +1,5 @@
 import { MAX_USER_STATES, type PresenceStore, type UserPresence } from "@presence/core";
-import { STATE, packState, scopeKey, type StateEntry, type StateFrame, type SyncScope } from "@presence/core/protocol";
+import { STATE, packState, scopeKey, type PackedState, type StateEntry, type StateFrame, type SyncScope } from "@presence/core/protocol";
 import type { Namespace, Socket } from "socket.io";
 
 type StateBody = Pick<StateFrame, "users" | "count" | "done">;
@@ -7,8 +7,19 @@ type StateBody = Pick<StateFrame, "users" | "count" | "done">;
 /** The subscribers of one scope waiting for the same read: socket id -> the client's request number. */
 interface SharedRead {
   requests: Map<string, number>;
-  sent: Promise<void>;
+  /** Resolves once the pages before the last are sent, with the last page for each request number's acks (none when it was sent). */
+  sent: Promise<Map<number, PackedState>>;
 }
+
+/**
+ * A state's last page of at most this many users goes in the subscribe's
+ * ack: one packet instead of two. A longer one is sent as a `STATE` frame,
+ * encoded once per request number rather than once per socket. So is an
+ * unversioned state (cluster-query's), which replaces the view whole: it
+ * must reach the client before the diffs sent after its read.
+ */
+const ACK_STATE_USERS = 100;
+const fitsAck = (version: number | null, body: StateBody) => version !== null && (body.users?.length ?? 0) <= ACK_STATE_USERS;
 
 const entry = (user: Pick<UserPresence, "userId" | "info">): StateEntry => (user.info === undefined ? [user.userId] : [user.userId, user.info]);
 
@@ -20,6 +31,7 @@ const entry = (user: Pick<UserPresence, "userId" | "info">): StateEntry => (user
  * read, and each page encoded once per request number (in a storm, most
  * sockets send request 1). The state's version is the highest version this
  * node had delivered before the read started (see `TransitionRelay.seen`).
+ * A small last page is not sent but returned, for the subscribe's ack.
  */
 export class StateReads {
   readonly #namespace: Namespace;
@@ -29,7 +41,7 @@ export class StateReads {
   /** Per scope key: the read that has not started yet, which newcomers join. */
   readonly #waiting = new Map<string, SharedRead>();
   /** Per scope key: the latest read, which the next one waits for. */
-  readonly #latest = new Map<string, Promise<void>>();
+  readonly #latest = new Map<string, Promise<unknown>>();
 
   constructor(namespace: Namespace, store: PresenceStore, pageSize: number, version: () => number | null) {
     this.#namespace = namespace;
@@ -41,20 +53,26 @@ export class StateReads {
   /**
    * Sends the scope's state to `socket`, which has joined the scope's sync
    * room already, so that a change decided after the read starts reaches it
-   * as a diff. Resolves once the last page is sent.
+   * as a diff. Resolves once the pages are sent, with the last one when it
+   * is left for the ack.
    */
-  async send(socket: Socket, scope: SyncScope, request: number, userIds: string[] = []): Promise<void> {
+  async send(socket: Socket, scope: SyncScope, request: number, userIds: string[] = []): Promise<PackedState | undefined> {
     const key = scopeKey(scope);
     const version = this.#version();
-    // through the local adapter, as every frame: with connection state recovery on, a plain socket.emit would
-    // go through the cluster's adapter (a message to every node, an entry in Redis) for a frame that a
-    // recovered client never needs replayed (it subscribes again on every connect)
-    const to = (body: StateBody) => this.#namespace.local.to(socket.id).emit(STATE, packState({ key, request, version, ...body }));
+    const last = (body: StateBody) => {
+      const packed = packState({ key, request, version, ...body });
+      if (fitsAck(version, body)) return packed;
+      // through the local adapter, as every frame: with connection state recovery on, a plain socket.emit would
+      // go through the cluster's adapter (a message to every node, an entry in Redis) for a frame that a
+      // recovered client never needs replayed (it subscribes again on every connect)
+      this.#namespace.local.to(socket.id).emit(STATE, packed);
+      return undefined;
+    };
     switch (scope.type) {
       case "count":
-        return void to({ count: await this.#store.usersCount(), done: true });
+        return last({ count: await this.#store.usersCount(), done: true });
       case "users":
-        return void to({ users: await this.#users(userIds), done: true });
+        return last({ users: await this.#users(userIds), done: true });
       default:
         return this.#shared(socket, scope, request);
     }
@@ -69,7 +87,7 @@ export class StateReads {
     return users;
   }
 
-  #shared(socket: Socket, scope: SyncScope, request: number): Promise<void> {
+  #shared(socket: Socket, scope: SyncScope, request: number): Promise<PackedState | undefined> {
     const key = scopeKey(scope);
     let read = this.#waiting.get(key);
     if (!read) {
@@ -90,10 +108,10 @@ export class StateReads {
       void sent.then(forget, forget);
     }
     read.requests.set(socket.id, request);
-    return read.sent;
+    return read.sent.then((last) => last.get(request));
   }
 
-  async #readPages(scope: SyncScope, requests: SharedRead["requests"]): Promise<void> {
+  async #readPages(scope: SyncScope, requests: SharedRead["requests"]): Promise<Map<number, PackedState>> {
     const key = scopeKey(scope);
     const version = this.#version();
     // the sockets of one request number share each encoded frame
@@ -120,6 +138,11 @@ export class StateReads {
       send({ users: previous, done: false });
       previous = buffered;
     }
-    send({ users: previous ?? buffered, done: true });
+    const last: StateBody = { users: previous ?? buffered, done: true };
+    if (!fitsAck(version, last)) {
+      send(last);
+      return new Map();
+    }
+    return new Map([...byRequest.keys()].map((request) => [request, packState({ key, request, version, ...last })]));
   }
 }

@@ -6,6 +6,7 @@ import {
   UNSUBSCRIBE,
   UPDATE,
   scopeKey,
+  type PackedState,
   type ResyncFrame,
   type SubscribeReply,
   type SyncErrorReason,
@@ -53,6 +54,14 @@ export interface SyncOptions extends Partial<SocketBounds> {
    */
   tickMs?: number;
   /**
+   * The longest a tick may stretch to, in ms. A tick that carried more than
+   * 64 changes makes the next one longer in proportion (128 changes: twice
+   * `tickMs`), so that in a storm each subscriber gets fewer, larger
+   * packets; a quiet tick brings it back to `tickMs`.
+   * @default 1000
+   */
+  maxTickMs?: number;
+  /**
    * The most user ids one user-list subscription may follow; a longer list is refused.
    * @default 500
    */
@@ -76,11 +85,19 @@ export type ResolvedSyncOptions = Required<Omit<SyncOptions, keyof SocketBounds>
 
 export const DEFAULT_SYNC_OPTIONS: ResolvedSyncOptions = {
   tickMs: 250,
+  maxTickMs: 1000,
   maxUserIds: 500,
   pageSize: 500,
   nodeHeartbeatMs: 2000,
   ...DEFAULT_SOCKET_BOUNDS,
 };
+
+/** Changes per tick past which the next tick stretches (see `maxTickMs`). */
+export const BUSY_TICK_CHANGES = 64;
+
+/** How long the tick after one that carried `changes` lasts. */
+export const nextTickMs = (changes: number, { tickMs, maxTickMs }: Pick<ResolvedSyncOptions, "tickMs" | "maxTickMs">): number =>
+  Math.min(Math.max(tickMs, maxTickMs), Math.max(tickMs, Math.round((tickMs * changes) / BUSY_TICK_CHANGES)));
 
 const CODES: Partial<Record<SyncErrorReason, PresenceErrorCode>> = {
   unavailable: "STORE_UNAVAILABLE",
@@ -130,6 +147,7 @@ export class PresenceSync {
   readonly #states: StateReads;
   readonly #guard: SocketGuard;
   #batch = new SyncBatch();
+  #tickMs: number;
   #timer: NodeJS.Timeout | undefined;
   #resyncTimer: NodeJS.Timeout | undefined;
   /** The flush in progress: flushes run one after the other, so diffs leave in order. */
@@ -139,6 +157,7 @@ export class PresenceSync {
   constructor(context: PresenceSyncContext, options: ResolvedSyncOptions) {
     this.#context = context;
     this.options = options;
+    this.#tickMs = options.tickMs;
     this.#guard = new SocketGuard(options);
     this.#states = new StateReads(context.namespace, context.store, options.pageSize, context.version);
     context.namespace.on("connection", (socket) => this.#listen(socket));
@@ -148,7 +167,12 @@ export class PresenceSync {
   queue(transition: Transition): void {
     this.#batch.add(transition);
     if (this.#closed) return void this.flush();
-    this.#timer ??= setTimeout(() => void this.flush(), this.options.tickMs);
+    this.#timer ??= setTimeout(() => void this.flush(), this.#tickMs);
+  }
+
+  /** How long the coming tick lasts, in ms: `tickMs`, stretched after a busy tick up to `maxTickMs`. */
+  get tickMs(): number {
+    return this.#tickMs;
   }
 
   /**
@@ -176,6 +200,7 @@ export class PresenceSync {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const batch = this.#batch;
+    this.#tickMs = nextTickMs(batch.changes, this.options);
     if (batch.empty) return this.#flushing;
     this.#batch = new SyncBatch();
     this.#flushing = this.#flushing.then(() => this.#sendDiffs(batch)).catch((error) => this.#context.onError(error));
@@ -314,13 +339,14 @@ export class PresenceSync {
     // joined first, then read: a change decided after the read starts reaches the socket as a diff
     const read = this.#guard.read(socket, () => this.#states.send(socket, scope, number, userIds));
     if (!read) throw new SyncScopeError("rate-limited", `at most ${this.options.maxStateReads} state reads in flight per socket`);
+    let state: PackedState | undefined;
     try {
-      await read;
+      state = await read;
     } catch (error) {
       debug("state read for %s failed: %O", key, error);
       throw new SyncScopeError("unavailable", "the presence store did not answer: subscribe again later");
     }
-    return { ok: true };
+    return state ? { ok: true, state } : { ok: true };
   }
 
   async #unsubscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
