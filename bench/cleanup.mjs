@@ -10,31 +10,40 @@ import { pollUntil } from "./lib/deadline.mjs";
 import { summarize } from "./lib/measure.mjs";
 
 
-// setup only: fills a hash with `count` entries in server-side loops
-const FILL = `
-local from, to, value_is_count = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == 'count'
-local batch = {}
-for i = from, to - 1 do
-  batch[#batch + 1] = (value_is_count and 'u' or 'c') .. i
-  batch[#batch + 1] = value_is_count and '1' or ('u' .. i)
-  if #batch >= 2000 then redis.call('HSET', KEYS[1], unpack(batch)); batch = {} end
-end
-if #batch > 0 then redis.call('HSET', KEYS[1], unpack(batch)) end
-if KEYS[2] then
-  batch = {}
+// setup only, in server-side loops: `u<i> -> 1` for i in [from, to) into each of KEYS
+const FILL_USERS = `
+local from, to = tonumber(ARGV[1]), tonumber(ARGV[2])
+for _, key in ipairs(KEYS) do
+  local batch = {}
   for i = from, to - 1 do
     batch[#batch + 1] = 'u' .. i
     batch[#batch + 1] = '1'
-    if #batch >= 2000 then redis.call('HSET', KEYS[2], unpack(batch)); batch = {} end
+    if #batch >= 2000 then redis.call('HSET', key, unpack(batch)); batch = {} end
   end
-  if #batch > 0 then redis.call('HSET', KEYS[2], unpack(batch)) end
+  if #batch > 0 then redis.call('HSET', key, unpack(batch)) end
 end
 return 1
 `;
+// setup only: connection i of user u<i> in slot i of a process's connections
+// KEYS[1], laid out as apply.lua writes them (pages of 128: src/slots.ts)
+const FILL_SLOTS = `
+local from, to = tonumber(ARGV[1]), tonumber(ARGV[2])
+for page = math.floor(from / 128), math.floor((to - 1) / 128) do
+  local batch = {}
+  for i = math.max(from, page * 128), math.min(to, (page + 1) * 128) - 1 do
+    batch[#batch + 1] = i % 128
+    batch[#batch + 1] = 'u' .. i
+  end
+  redis.call('HSET', KEYS[1] .. ':' .. page, unpack(batch))
+end
+redis.call('HINCRBY', KEYS[1], 'n', to - from)
+redis.call('HSET', KEYS[1], 'p', math.max(tonumber(redis.call('HGET', KEYS[1], 'p')) or 0, math.floor((to - 1) / 128) + 1))
+return 1
+`;
 
-async function fill(admin, keys, count, mode) {
+async function fill(admin, script, keys, count) {
   for (let from = 0; from < count; from += 100_000) {
-    await admin.eval(FILL, keys.length, ...keys, from, Math.min(count, from + 100_000), mode);
+    await admin.eval(script, keys.length, ...keys, from, Math.min(count, from + 100_000));
   }
 }
 
@@ -52,7 +61,8 @@ export async function cleanupAtScale({ smoke, redis }) {
     // ours: N connections of N users in a dead process, cleaned by a survivor
     const prefix = `bench-${randomUUID()}`;
     const keys = presenceKeys(prefix);
-    await fill(admin, [keys.connections("dead"), keys.users], count, "connection");
+    await fill(admin, FILL_SLOTS, [keys.connections("dead")], count);
+    await fill(admin, FILL_USERS, [keys.users], count);
     await admin.zadd(keys.processes, 0, "dead");
     let pinger = await startPinger(redis.url);
     let started = Date.now();
@@ -68,7 +78,7 @@ export async function cleanupAtScale({ smoke, redis }) {
     // the recipe: its process hash (user -> count) for the same N, one cleanup script call
     const users = `recipe-${randomUUID()}:users`;
     const processUsers = `${users}:dead`;
-    await fill(admin, [processUsers, users], count, "count");
+    await fill(admin, FILL_USERS, [processUsers, users], count);
     pinger = await startPinger(redis.url);
     started = Date.now();
     await admin.eval(CLEANUP, 2, users, processUsers);

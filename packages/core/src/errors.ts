@@ -32,6 +32,8 @@ export type PresenceErrorCode =
   | "FENCED"
   /** Stores of one deployment spread users over different numbers of Redis buckets. */
   | "BUCKET_LAYOUT"
+  /** The deployment in Redis was written under another data layout (another major version of the store). */
+  | "DATA_LAYOUT"
   /** Anything that was not thrown on purpose (normalized by {@link toPresenceError}). */
   | "UNKNOWN";
 
@@ -54,6 +56,7 @@ export const PRESENCE_ERROR_CODES: readonly PresenceErrorCode[] = [
   "NODES_UNRESPONSIVE",
   "FENCED",
   "BUCKET_LAYOUT",
+  "DATA_LAYOUT",
   "UNKNOWN",
 ];
 

@@ -26,6 +26,7 @@ import { transitionOf, type Operation } from "./operations";
 import type { ResolvedOptions } from "./options";
 import { Recovery } from "./recovery";
 import { PresenceScripts } from "./scripts";
+import { Slots } from "./slots";
 import { WriteQueue } from "./write-queue";
 
 const debug = createDebug("presence:redis");
@@ -58,6 +59,7 @@ export class Bucket extends StoreBase implements PresenceStore {
   readonly #options: ResolvedOptions;
   readonly #local: LocalPresence;
   readonly #ledger = new Ledger();
+  readonly #slots = new Slots();
   readonly #scripts: PresenceScripts;
   readonly #queue: WriteQueue;
   readonly #cleaner: Cleaner;
@@ -91,7 +93,7 @@ export class Bucket extends StoreBase implements PresenceStore {
       leaseHolds: () => lifecycle.leaseHolds,
       announce: (transition) => this.events.announce(transition),
     }));
-    this.#recovery = new Recovery({ storeId: this.id, leaseTimeoutMs, scripts, queue, cleaner, local: this.#local, ledger: this.#ledger, lifecycle, events: this.events });
+    this.#recovery = new Recovery({ storeId: this.id, leaseTimeoutMs, scripts, queue, cleaner, local: this.#local, slots: this.#slots, ledger: this.#ledger, lifecycle, events: this.events });
     this.#heartbeat = new Heartbeat({ heartbeatMs, leaseTimeoutMs, scripts, queue, cleaner, lifecycle, error: (error) => this.events.error(error) });
     this.#heartbeat.start();
     void lifecycle.recover();
@@ -116,6 +118,11 @@ export class Bucket extends StoreBase implements PresenceStore {
     return this.#lifecycle.phase === "live" && this.#queue.idle;
   }
 
+  /** The slot that names one of this process's open connections in Redis (slots.ts). */
+  slotOf(connectionId: string): number | undefined {
+    return this.#slots.of(connectionId);
+  }
+
   /** The user of one of this process's open connections in this bucket. */
   userOf(connectionId: string): string | undefined {
     return this.#local.userOf(connectionId);
@@ -127,17 +134,18 @@ export class Bucket extends StoreBase implements PresenceStore {
     this.#local.connect(connectionId, userId, info); // checks the input and the owner first
     if (repeat && info === undefined) return false; // a repeat brings nothing to send
     const json = info === undefined ? "" : serializeUserInfo(info, this.limits.maxUserInfoBytes);
-    return this.#write({ kind: "connect", connectionId, userId, info: json });
+    return this.#write({ kind: "connect", connectionId, slot: this.#slots.take(connectionId), userId, info: json });
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
     this.assertOpen();
     const rooms = this.#local.roomsOf(connectionId);
     const { userId } = this.#local.disconnect(connectionId);
-    if (userId === undefined) return false;
+    const slot = this.#slots.close(connectionId);
+    if (userId === undefined || slot === undefined) return false;
     // the rooms it leaves are announced as they are decided, before the disconnect resolves
-    for (const room of rooms) this.#write({ kind: "leave", connectionId, userId, room }).catch(() => {});
-    return this.#write({ kind: "disconnect", connectionId, userId });
+    for (const room of rooms) this.#write({ kind: "leave", connectionId, slot, userId, room }).catch(() => {});
+    return this.#write({ kind: "disconnect", connectionId, slot, userId });
   }
 
   async updateInfo(userId: string, info: UserInfo): Promise<boolean> {
@@ -157,8 +165,9 @@ export class Bucket extends StoreBase implements PresenceStore {
     const member = this.#local.roomsOf(connectionId).includes(room);
     this.#local.join(connectionId, room); // checks the room; ignores an unknown connection
     const userId = this.#local.userOf(connectionId);
-    if (userId === undefined || member) return false;
-    return this.#write({ kind: "join", connectionId, userId, room });
+    const slot = this.#slots.of(connectionId);
+    if (userId === undefined || slot === undefined || member) return false;
+    return this.#write({ kind: "join", connectionId, slot, userId, room });
   }
 
   async leave(connectionId: string, room: string): Promise<boolean> {
@@ -166,8 +175,9 @@ export class Bucket extends StoreBase implements PresenceStore {
     const member = this.#local.roomsOf(connectionId).includes(room);
     this.#local.leave(connectionId, room); // checks the room
     const userId = this.#local.userOf(connectionId);
-    if (userId === undefined || !member) return false;
-    return this.#write({ kind: "leave", connectionId, userId, room });
+    const slot = this.#slots.of(connectionId);
+    if (userId === undefined || slot === undefined || !member) return false;
+    return this.#write({ kind: "leave", connectionId, slot, userId, room });
   }
 
   async isUserConnected(userId: string): Promise<boolean> {
@@ -266,6 +276,7 @@ export class Bucket extends StoreBase implements PresenceStore {
     } finally {
       this.#queue.close(new StoreClosedError());
       this.#local.clear();
+      this.#slots.clear();
       this.#lifecycle.closed();
     }
   }
@@ -280,11 +291,16 @@ export class Bucket extends StoreBase implements PresenceStore {
         queuedAt: Date.now(),
         deliver: (outcome, processId, late, recorded) => {
           this.#ledger.note(processId, operation, outcome);
+          // applied: no operation in the queue names the slot any more
+          if (operation.kind === "disconnect") this.#slots.release(operation.slot);
           if (outcome.type === "conflict") {
             // unreachable while this process's connections in Redis follow its own writes: keep them apart
             const { connectionId, userId } = operation as Extract<Operation, { connectionId: string }>;
             debug("connection %s is counted for another user under %s", connectionId, processId);
-            if (operation.kind === "connect" && this.#local.userOf(connectionId) === userId) this.#local.disconnect(connectionId);
+            if (operation.kind === "connect" && this.#local.userOf(connectionId) === userId) {
+              this.#local.disconnect(connectionId);
+              this.#slots.close(connectionId); // not released: Redis counts another user there
+            }
             if (!late) reject(new ConnectionConflictError(connectionId, userId, "(another user)"));
             return;
           }

@@ -91,7 +91,7 @@ export class Cleaner {
       const [next, picked] = await scripts.scanMemberships(processId, cursor, cleanupChunkSize);
       cursor = next;
       if (picked.length > 0) {
-        const fields = picked.map((field) => ({ field, room: roomOfMembership(field).room }));
+        const fields = picked.map((field) => ({ field, room: roomOfMembership(field) }));
         const reply = await scripts.cleanupRooms(processId, cleanerId, fields, this.#through, mode === "retire-quietly");
         this.deliver(reply.outbox);
         if (reply.status === "alive") return "alive";

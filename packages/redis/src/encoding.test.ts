@@ -27,17 +27,17 @@ describe("the script boundary's encodings", () => {
       expect(unpackPair(pack(a, b))).toEqual([a, b]);
     }
     expect(pack("ééé", "x")).toBe("6:éééx");
-    expect(roomOfMembership(pack("c:1", "部屋"))).toEqual({ connectionId: "c:1", room: "部屋" });
+    expect(roomOfMembership(pack("12", "部屋"))).toBe("部屋");
     expect(() => unpackPair("no length")).toThrow(/not a packed pair/);
   });
 
-  it("names every operation in TypeScript and gives apply.lua its letter and four arguments", () => {
+  it("names every operation in TypeScript and gives apply.lua its letter and five arguments", () => {
     expect(OPERATION_LETTERS).toEqual({ connect: "c", republish: "r", disconnect: "d", join: "j", leave: "l", update: "u" });
     const room = () => 8;
-    expect(operationArguments({ kind: "connect", connectionId: "c1", userId: "alice", info: "{}" }, room)).toEqual(["c", "c1", "alice", "{}"]);
-    expect(operationArguments({ kind: "disconnect", connectionId: "c1", userId: "alice" }, room)).toEqual(["d", "c1", "alice", ""]);
-    expect(operationArguments({ kind: "join", connectionId: "c1", userId: "alice", room: "lobby" }, room)).toEqual(["j", "c1", "lobby", "8"]);
-    expect(operationArguments({ kind: "update", userId: "alice", info: '{"a":1}' }, room)).toEqual(["u", "alice", '{"a":1}', ""]);
+    expect(operationArguments({ kind: "connect", connectionId: "c1", slot: 300, userId: "alice", info: "{}" }, room)).toEqual(["c", "c1", "300", "alice", "{}"]);
+    expect(operationArguments({ kind: "disconnect", connectionId: "c1", slot: 300, userId: "alice" }, room)).toEqual(["d", "c1", "300", "alice", ""]);
+    expect(operationArguments({ kind: "join", connectionId: "c1", slot: 300, userId: "alice", room: "lobby" }, room)).toEqual(["j", "c1", "300", "lobby", "8"]);
+    expect(operationArguments({ kind: "update", userId: "alice", info: '{"a":1}' }, room)).toEqual(["u", "", "alice", '{"a":1}', ""]);
   });
 
   it("decodes apply.lua's results: unchanged, conflict, a version, a join's version with the info", () => {

@@ -25,13 +25,12 @@ export function unpackPair(packed: string): [string, string] {
   return [rest.subarray(0, length).toString("utf8"), rest.subarray(length).toString("utf8")];
 }
 
-/** A membership field: one connection in one room. */
-export const membershipField = (connectionId: string, room: string) => pack(connectionId, room);
+/** A membership field: one connection (its slot, in Redis) in one room. */
+export const membershipField = (connection: string | number, room: string) => pack(String(connection), room);
 
-/** The connection and room of a membership field. */
-export function roomOfMembership(field: string): { connectionId: string; room: string } {
-  const [connectionId, room] = unpackPair(field);
-  return { connectionId, room };
+/** The room of a membership field in Redis. */
+export function roomOfMembership(field: string): string {
+  return unpackPair(field)[1];
 }
 
 /** The letter apply.lua knows each operation by. */
@@ -45,22 +44,23 @@ export const OPERATION_LETTERS: Readonly<Record<OperationKind, string>> = {
 };
 
 /**
- * apply.lua's four arguments for one operation; `roomKeyIndex` gives the
- * KEYS index of a room's key (join and leave).
+ * apply.lua's five arguments for one operation; `roomKeyIndex` gives the
+ * KEYS index of a room's key (join and leave). The connection id comes
+ * first, for whoever reads the command: Redis names connections by slot.
  */
-export function operationArguments(operation: Operation, roomKeyIndex: (room: string) => number): [string, string, string, string] {
+export function operationArguments(operation: Operation, roomKeyIndex: (room: string) => number): [string, string, string, string, string] {
   const letter = OPERATION_LETTERS[operation.kind];
   switch (operation.kind) {
     case "connect":
     case "republish":
-      return [letter, operation.connectionId, operation.userId, operation.info];
+      return [letter, operation.connectionId, String(operation.slot), operation.userId, operation.info];
     case "disconnect":
-      return [letter, operation.connectionId, operation.userId, ""];
+      return [letter, operation.connectionId, String(operation.slot), operation.userId, ""];
     case "update":
-      return [letter, operation.userId, operation.info, ""];
+      return [letter, "", operation.userId, operation.info, ""];
     case "join":
     case "leave":
-      return [letter, operation.connectionId, operation.room, String(roomKeyIndex(operation.room))];
+      return [letter, operation.connectionId, String(operation.slot), operation.room, String(roomKeyIndex(operation.room))];
   }
 }
 

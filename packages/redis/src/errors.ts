@@ -35,3 +35,23 @@ export class BucketLayoutError extends PresenceError {
     this.found = found;
   }
 }
+
+/**
+ * The deployment in Redis was written under another data layout than this
+ * store's (`DATA_LAYOUT` in keys.ts): layout 1 (@presence/redis 0.1) named
+ * each connection by its id, layout 2 by a slot on a page (slots.ts). The
+ * two cannot clean up after each other, so a store refuses a deployment of
+ * the other layout as it refuses another number of buckets. To move a
+ * deployment: stop every store of the old layout, delete the prefix's keys
+ * (presence is rebuilt as clients reconnect), then start the new ones.
+ */
+export class DataLayoutError extends PresenceError {
+  readonly expected: number;
+  readonly found: number;
+
+  constructor(expected: number, found: number) {
+    super("DATA_LAYOUT", `this store writes data layout ${expected}, but the deployment in Redis was written with layout ${found}: stop every store of the other layout and delete the prefix's keys before starting these`);
+    this.expected = expected;
+    this.found = found;
+  }
+}

@@ -1,6 +1,6 @@
 export { bucketOf, bucketTags, presenceKeys, type PresenceKeys } from "./keys";
 export { FenceReason } from "./encoding";
-export { BucketLayoutError, FencedError } from "./errors";
+export { BucketLayoutError, DataLayoutError, FencedError } from "./errors";
 export type { Phase } from "./lifecycle";
 export type { NodeRedisClient, RedisClient } from "./client";
 export type { RedisStoreOptions } from "./options";

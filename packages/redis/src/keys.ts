@@ -29,9 +29,12 @@ export interface PresenceKeys {
   users: string;
   /** hash: user id -> info JSON, while the user is online */
   info: string;
-  /** hash per process: connection id -> user id */
+  /**
+   * hash per process: `p` (its pages) and `n` (its connections); page n is
+   * the hash `<this key>:<n>`, slot -> user id for 128 slots (slots.ts)
+   */
   connections(processId: string): string;
-  /** hash per process: pack(connection id, room) -> user id (see encoding.ts) */
+  /** hash per process: pack(slot, room) -> user id (see encoding.ts) */
   memberships(processId: string): string;
   /** hash per process: `seq` (its last batch applied) and `reply` (that batch's results) */
   record(processId: string): string;
@@ -105,4 +108,18 @@ export function bucketOf(userId: string, buckets: number): number {
   let hash = 0x811c9dc5;
   for (const byte of Buffer.from(userId, "utf8")) hash = Math.imul(hash ^ byte, 0x01000193) >>> 0;
   return hash % buckets;
+}
+
+/**
+ * The data layout this version writes, kept with the number of buckets in
+ * `{prefix}:layout` as "<buckets> v<layout>" (layout 1, of 0.1, wrote the
+ * number alone): 2 names connections by slots on pages (slots.ts).
+ */
+export const DATA_LAYOUT = 2;
+
+/** The value of `{prefix}:layout` for a deployment of `buckets`, and its inverse (undefined for a value no version wrote). */
+export const layoutValue = (buckets: number) => `${buckets} v${DATA_LAYOUT}`;
+export function parseLayout(value: string): { buckets: number; layout: number } | undefined {
+  const match = /^(\d+)(?: v(\d+))?$/.exec(value);
+  return match ? { buckets: Number(match[1]), layout: match[2] === undefined ? 1 : Number(match[2]) } : undefined;
 }

@@ -7,6 +7,7 @@ import type { Ledger } from "./ledger";
 import type { Lifecycle, LossAccount, RecoveryPlan } from "./lifecycle";
 import { transitionOf, type Operation } from "./operations";
 import type { PresenceScripts } from "./scripts";
+import type { Slots } from "./slots";
 import type { PendingWrite, WriteQueue } from "./write-queue";
 
 const debug = createDebug("presence:redis:recovery");
@@ -19,6 +20,8 @@ export interface RecoveryParts {
   queue: WriteQueue;
   cleaner: Cleaner;
   local: LocalPresence;
+  /** The slots that name the open connections in Redis: a republished connection keeps its own. */
+  slots: Slots;
   ledger: Ledger;
   lifecycle: Lifecycle;
   events: StoreEvents;
@@ -132,7 +135,7 @@ export class Recovery {
    * instead of announced. Resolves false when they were refused (fenced).
    */
   async #republish(plan: RecoveryPlan): Promise<boolean> {
-    const { queue, local, ledger, events } = this.#parts;
+    const { queue, local, slots, ledger, events } = this.#parts;
     // what is still queued answers for itself
     const queued = new Set<string>();
     for (const { operation } of queue.queued()) {
@@ -144,9 +147,10 @@ export class Recovery {
       if (queued.has(connectionId)) continue;
       const userId = local.userOf(connectionId)!;
       const info = local.info(userId);
-      operations.push({ kind: "republish", connectionId, userId, info: info === undefined ? "" : JSON.stringify(info) });
+      const slot = slots.take(connectionId);
+      operations.push({ kind: "republish", connectionId, slot, userId, info: info === undefined ? "" : JSON.stringify(info) });
       for (const room of local.roomsOf(connectionId)) {
-        if (!queued.has(membershipField(connectionId, room))) operations.push({ kind: "join", connectionId, userId, room });
+        if (!queued.has(membershipField(connectionId, room))) operations.push({ kind: "join", connectionId, slot, userId, room });
       }
     }
     const writes: PendingWrite[] = [];

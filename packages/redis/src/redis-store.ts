@@ -13,8 +13,8 @@ import {
 } from "@presence/core";
 import { Bucket } from "./bucket";
 import { assertRedisClient, connect, isReplyError, type Connection } from "./client";
-import { BucketLayoutError } from "./errors";
-import { bucketOf, bucketTags, presenceKeys, type PresenceKeys } from "./keys";
+import { BucketLayoutError, DataLayoutError } from "./errors";
+import { DATA_LAYOUT, bucketOf, bucketTags, layoutValue, parseLayout, presenceKeys, type PresenceKeys } from "./keys";
 import type { Phase } from "./lifecycle";
 import { resolveOptions, type RedisStoreOptions, type ResolvedOptions } from "./options";
 
@@ -41,7 +41,7 @@ export class RedisStore extends StoreBase implements PresenceStore {
   readonly #connection: Connection;
   readonly #buckets: readonly Bucket[];
   /** Settled once Redis said which layout the deployment uses; a mismatch refuses connects, joins and info updates. */
-  #layout: BucketLayoutError | "checked" | "unknown" | Promise<void>;
+  #layout: BucketLayoutError | DataLayoutError | "checked" | "unknown" | Promise<void>;
 
   constructor(options: RedisStoreOptions) {
     super();
@@ -91,6 +91,16 @@ export class RedisStore extends StoreBase implements PresenceStore {
       if (other !== undefined && other !== bucket) throw new ConnectionConflictError(connectionId, userId, other.userOf(connectionId)!);
     }
     return bucket.connect(connectionId, userId, info);
+  }
+
+  /**
+   * The slot that names one of this process's open connections in Redis:
+   * field `slot % 128` of page `floor(slot / 128)` of its connections (the
+   * README's data layout). For tools and tests; undefined when this process
+   * does not hold the connection open.
+   */
+  slotOf(connectionId: string): number | undefined {
+    return this.#holder(connectionId)?.slotOf(connectionId);
   }
 
   async disconnect(connectionId: string): Promise<boolean> {
@@ -212,9 +222,10 @@ export class RedisStore extends StoreBase implements PresenceStore {
   // -- the layout guard --
 
   /**
-   * `{prefix}:layout` holds the deployment's number of buckets, set by its
-   * first store. A store with another number would write where the others
-   * never read: it refuses every connect, join and info update, saying why
+   * `{prefix}:layout` holds the deployment's number of buckets and its data
+   * layout (keys.ts), set by its first store. A store with another number
+   * would write where the others never read, and one of another layout
+   * could not clean up after them: it refuses every connect, join and info update, saying why
    * (disconnects and leaves still go ahead, undoing what it wrote). Until
    * Redis answers, writes go ahead (their keys are this store's to clean
    * either way).
@@ -222,17 +233,19 @@ export class RedisStore extends StoreBase implements PresenceStore {
   async #checkLayout(): Promise<void> {
     const key = `{${this.#options.prefix}}:layout`;
     const expected = this.#options.buckets;
+    const value = layoutValue(expected);
     const send = (args: string[]) => this.#connection.send(args) as Promise<string | null>;
     try {
-      // one step: sets the number if there is none yet, and says what was there (Redis 6.2 refuses NX with GET: two steps)
-      const found = await send(["SET", key, String(expected), "NX", "GET"]).catch(async (error: unknown) => {
+      // one step: sets the value if there is none yet, and says what was there (Redis 6.2 refuses NX with GET: two steps)
+      const found = await send(["SET", key, value, "NX", "GET"]).catch(async (error: unknown) => {
         if (!isReplyError(error)) throw error;
-        await send(["SET", key, String(expected), "NX"]);
-        return (await send(["GET", key])) ?? String(expected);
+        await send(["SET", key, value, "NX"]);
+        return (await send(["GET", key])) ?? value;
       });
-      if (found === null || Number(found) === expected) this.#layout = "checked";
+      const layout = found === null ? { buckets: expected, layout: DATA_LAYOUT } : parseLayout(String(found));
+      if (layout?.buckets === expected && layout.layout === DATA_LAYOUT) this.#layout = "checked";
       else {
-        this.#layout = new BucketLayoutError(expected, Number(found));
+        this.#layout = layout?.buckets === expected ? new DataLayoutError(DATA_LAYOUT, layout.layout) : new BucketLayoutError(expected, layout?.buckets ?? Number.NaN);
         this.events.error(this.#layout);
       }
     } catch {
@@ -241,7 +254,7 @@ export class RedisStore extends StoreBase implements PresenceStore {
   }
 
   #assertLayout(): void {
-    if (this.#layout instanceof BucketLayoutError) throw this.#layout;
+    if (this.#layout instanceof BucketLayoutError || this.#layout instanceof DataLayoutError) throw this.#layout;
     if (this.#layout === "unknown") this.#layout = this.#checkLayout();
   }
 }

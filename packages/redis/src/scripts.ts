@@ -16,6 +16,7 @@ import fences from "./scripts/includes/fences.lua";
 import outbox from "./scripts/includes/outbox.lua";
 import pack from "./scripts/includes/pack.lua";
 import record from "./scripts/includes/record.lua";
+import slots from "./scripts/includes/slots.lua";
 import version from "./scripts/includes/version.lua";
 import knownSource from "./scripts/known.lua";
 import retireSource from "./scripts/retire.lua";
@@ -27,6 +28,7 @@ const INCLUDES = {
   "includes/pack.lua": pack,
   "includes/outbox.lua": outbox,
   "includes/record.lua": record,
+  "includes/slots.lua": slots,
   "includes/version.lua": version,
 };
 

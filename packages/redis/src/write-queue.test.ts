@@ -31,7 +31,7 @@ function fakeRedis() {
   return { calls, applier, acks };
 }
 
-const connect = (n: number): Operation => ({ kind: "connect", connectionId: `c${n}`, userId: `u${n}`, info: "" });
+const connect = (n: number): Operation => ({ kind: "connect", connectionId: `c${n}`, slot: 0, userId: `u${n}`, info: "" });
 const transition = (version: number): OperationOutcome => ({ type: "transition", version });
 
 /** A write that records what happened to it. */
@@ -134,7 +134,7 @@ describe("WriteQueue", () => {
     const redis = fakeRedis();
     const fences: string[] = [];
     const queue = new WriteQueue(redis.applier, options, (error) => fences.push(`${error.processId} ${error.reason}`));
-    const republished = write({ kind: "republish", connectionId: "r1", userId: "ru", info: "" }, { republish: true });
+    const republished = write({ kind: "republish", connectionId: "r1", slot: 0, userId: "ru", info: "" }, { republish: true });
     const [a, b] = [write(connect(1)), write(connect(2))];
     queue.start("p1");
     queue.push(a.pending);
@@ -158,7 +158,7 @@ describe("WriteQueue", () => {
     const redis = fakeRedis();
     const queue = new WriteQueue(redis.applier, options, () => {});
     const caller = write(connect(1));
-    const republished = write({ kind: "republish", connectionId: "r1", userId: "ru", info: "" }, { republish: true });
+    const republished = write({ kind: "republish", connectionId: "r1", slot: 0, userId: "ru", info: "" }, { republish: true });
     queue.push(caller.pending);
     queue.push(republished.pending, true);
     queue.start("p2", true);

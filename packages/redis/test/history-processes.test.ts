@@ -48,6 +48,8 @@ interface Reply {
   processId?: string;
   transition?: Transition;
   ready?: boolean;
+  /** A connect's slot, reported as it is called. */
+  slot?: [string, number];
 }
 
 /** One announcement as the test heard it: from which process instance, at which point of the run. */
@@ -96,6 +98,7 @@ class StoreProcess {
     createInterface({ input: this.child.stdout! }).on("line", (line) => {
       const reply = JSON.parse(line) as Reply;
       if (reply.processId) this.processId = reply.processId;
+      if (reply.slot) this.slots.set(reply.slot[0], reply.slot[1]);
       if (reply.transition) heard.push({ transition: reply.transition, instance, at: clock(), ms: Date.now() });
       if (reply.id !== undefined) {
         this.#pending.get(reply.id)?.(reply);
@@ -103,6 +106,9 @@ class StoreProcess {
       }
     });
   }
+
+  /** The slot each connection was given in Redis, as it reported them (store-process.mjs). */
+  readonly slots = new Map<string, number>();
 
   get outstanding(): number {
     return this.#pending.size;
@@ -153,7 +159,7 @@ const canonical = (t: Transition) =>
   JSON.stringify(t, (_, value: unknown) => (value && typeof value === "object" && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : 1))) : value));
 const keyOf = (t: Transition) => (t.type === "joined" || t.type === "left" ? `${t.room}|${t.userId}` : t.userId);
 const isJoin = (t: Transition) => t.type === "connected" || t.type === "joined";
-const membershipField = (connectionId: string, room: string) => `${Buffer.byteLength(connectionId)}:${connectionId}${room}`;
+const membershipField = (slot: number, room: string) => `${String(slot).length}:${slot}${room}`;
 
 async function runSeed(seed: number): Promise<string> {
   const next = random(seed);
@@ -210,14 +216,18 @@ async function runSeed(seed: number): Promise<string> {
 
   /** Which of `ops` on process `p` Redis applied, read after the fault stopped p from writing. */
   const appliedInRedis = async (processId: string, ops: Op[]) => {
-    const connections = await redis.admin.hgetall(keys.connections(processId));
+    const pages = Number((await redis.admin.hget(keys.connections(processId), "p")) ?? 0);
+    const connections = await Promise.all(Array.from({ length: pages }, (_, page) => redis.admin.hgetall(`${keys.connections(processId)}:${page}`)));
     const memberships = await redis.admin.hgetall(keys.memberships(processId));
     return ops.map((op) => {
       const c = op.connection;
-      if (op.kind === "connect") return connections[c.id] === c.userId;
-      if (op.kind === "disconnect") return connections[c.id] === undefined;
-      if (op.kind === "join") return memberships[membershipField(c.id, op.room)] !== undefined;
-      if (op.kind === "leave") return memberships[membershipField(c.id, op.room)] === undefined;
+      const slot = procs[c.proc]!.slots.get(c.id);
+      if (slot === undefined) throw new Error(`no slot reported for ${c.id} (seed ${seed})`);
+      const user = connections[Math.floor(slot / 128)]?.[String(slot % 128)];
+      if (op.kind === "connect") return user === c.userId;
+      if (op.kind === "disconnect") return user === undefined;
+      if (op.kind === "join") return memberships[membershipField(slot, op.room)] !== undefined;
+      if (op.kind === "leave") return memberships[membershipField(slot, op.room)] === undefined;
       return true;
     });
   };

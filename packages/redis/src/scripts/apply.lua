@@ -5,24 +5,27 @@
 --
 -- KEYS[1] the process registry (zset: process id -> lease expiry, ms)
 -- KEYS[2] the users hash (user id -> open connections, all processes)
--- KEYS[3] this process's connections (hash: connection id -> user id)
--- KEYS[4] this process's room memberships (hash: pack(connection id, room) -> user id)
+-- KEYS[3] this process's connections (paged by slot: includes/slots.lua)
+-- KEYS[4] this process's room memberships (hash: pack(slot, room) -> user id)
 -- KEYS[5] the info hash (user id -> JSON, while online)
 -- KEYS[6] this process's record (hash: seq, reply, i<n>: the info of join n, t: the
 --         transitions decided, until announced; see includes/record.lua)
 -- KEYS[7] the version counter (see includes/version.lua)
 -- KEYS[8...] the rooms the batch touches (hash: user id -> connections in the room)
 -- ARGV[1] process id, ARGV[2] lease in ms, ARGV[3] batch number (1, 2, ...),
--- then four arguments per operation (the letters are src/encoding.ts's OPERATION_LETTERS):
---   "c", connection id, user id, info JSON or ""   connect (sets the info, also on a repeat)
---   "r", connection id, user id, info JSON or ""   republish a connection (sets the info only if the user has none)
---   "d", connection id, user id, ""                disconnect (its rooms are left by "l" operations first)
---   "j", connection id, room, index of its key     join a room
---   "l", connection id, room, index of its key     leave a room
---   "u", user id, info JSON, ""                    update an online user's info
+-- then five arguments per operation (the letters are src/encoding.ts's OPERATION_LETTERS):
+--   "c", connection id, slot, user id, info JSON or ""   connect (sets the info, also on a repeat)
+--   "r", connection id, slot, user id, info JSON or ""   republish a connection (sets the info only if the user has none)
+--   "d", connection id, slot, user id, ""                disconnect (its rooms are left by "l" operations first)
+--   "j", connection id, slot, room, index of its key     join a room
+--   "l", connection id, slot, room, index of its key     leave a room
+--   "u", "", user id, info JSON, ""                      update an online user's info
+-- A slot names one of the process's open connections in Redis (src/slots.ts);
+-- the connection id itself is never stored: it is there for whoever reads
+-- the command (MONITOR, a proxy in the tests).
 --
 -- Returns one result per operation: 0 when nothing changed state, -1 when
--- the connection already belongs to another user, and for a transition
+-- the slot already belongs to another user, and for a transition
 -- (offline -> online, online -> offline, entered or left the room, info
 -- updated) its version; a join that was a transition gives
 -- { version, the user's info JSON } when the user has info. The same batch
@@ -38,16 +41,20 @@
 --- @include "includes/pack.lua"
 --- @include "includes/version.lua"
 --- @include "includes/record.lua"
+--- @include "includes/slots.lua"
 
 local pid = ARGV[1]
 local lease, seq = tonumber(ARGV[2]), tonumber(ARGV[3])
-if not lease or not seq or (#ARGV - 3) % 4 ~= 0 then
+if not lease or not seq or (#ARGV - 3) % 5 ~= 0 then
   return redis.error_reply('ERR presence apply: malformed arguments')
 end
-for i = 4, #ARGV, 4 do
+for i = 4, #ARGV, 5 do
   local op = ARGV[i]
+  if op ~= 'u' and not is_slot(ARGV[i + 2]) then
+    return redis.error_reply('ERR presence apply: bad slot')
+  end
   if op == 'j' or op == 'l' then
-    local index = tonumber(ARGV[i + 3])
+    local index = tonumber(ARGV[i + 4])
     if not index or index < 8 or index > #KEYS then
       return redis.error_reply('ERR presence apply: bad room key index')
     end
@@ -86,16 +93,20 @@ redis.call('ZADD', KEYS[1], 'XX', 'GT', now_ms() + lease, pid)
 
 local users, connections, memberships, info, versions = KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7]
 local results, tokens, join_infos, decided = {}, {}, {}, {}
-for i = 4, #ARGV, 4 do
-  local op, a, b, c = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+-- the connections counted (+/-) and the pages written, for the connections key
+local counted, pages = 0, 0
+for i = 4, #ARGV, 5 do
+  local op, a, b, c = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local result = 0
   if op == 'c' or op == 'r' then
-    local owner = redis.call('HGET', connections, a)
+    local page_key, field, page = slot_address(connections, a)
+    local owner = redis.call('HGET', page_key, field)
     if owner and owner ~= b then
       result = -1
     else
       if not owner then
-        redis.call('HSET', connections, a, b)
+        redis.call('HSET', page_key, field, b)
+        counted, pages = counted + 1, math.max(pages, page + 1)
         if redis.call('HINCRBY', users, b, 1) == 1 then
           result = next_version(versions)
           record_connected(decided, result, b, c)
@@ -106,8 +117,10 @@ for i = 4, #ARGV, 4 do
       end
     end
   elseif op == 'd' then
-    if redis.call('HGET', connections, a) == b then
-      redis.call('HDEL', connections, a)
+    local page_key, field = slot_address(connections, a)
+    if redis.call('HGET', page_key, field) == b then
+      redis.call('HDEL', page_key, field)
+      counted = counted - 1
       if redis.call('HINCRBY', users, b, -1) <= 0 then
         redis.call('HDEL', users, b)
         redis.call('HDEL', info, b)
@@ -116,7 +129,8 @@ for i = 4, #ARGV, 4 do
       end
     end
   elseif op == 'j' then
-    local owner = redis.call('HGET', connections, a)
+    local page_key, field = slot_address(connections, a)
+    local owner = redis.call('HGET', page_key, field)
     if owner and redis.call('HSETNX', memberships, pack(a, b), owner) == 1 then
       if redis.call('HINCRBY', KEYS[tonumber(c)], owner, 1) == 1 then
         result = next_version(versions)
@@ -146,6 +160,9 @@ for i = 4, #ARGV, 4 do
   results[#results + 1] = result
   tokens[#tokens + 1] = integer_string(result)
 end
+
+if counted ~= 0 then redis.call('HINCRBY', connections, 'n', counted) end
+if pages > 0 and pages > (tonumber(redis.call('HGET', connections, 'p')) or 0) then redis.call('HSET', connections, 'p', pages) end
 
 redis.call('DEL', record_key)
 redis.call('HSET', record_key, 'seq', seq, 'reply', table.concat(tokens, ','))

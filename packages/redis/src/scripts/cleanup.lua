@@ -5,7 +5,7 @@
 -- KEYS[1] the process registry (zset: process id -> lease expiry, ms)
 -- KEYS[2] cleanups in progress (hash: process id -> "cursor|claim expiry|cleaner process id")
 -- KEYS[3] the users hash (user id -> open connections)
--- KEYS[4] the dead process's connections (hash: connection id -> user id)
+-- KEYS[4] the dead process's connections (paged by slot: includes/slots.lua)
 -- KEYS[5] the info hash (user id -> JSON, while online)
 -- KEYS[6] the dead process's record (kept a day: a fenced process settles from it)
 -- KEYS[7] the cleaner's outbox (list), KEYS[8] the outbox entry id counter
@@ -24,14 +24,16 @@
 -- not announced) to the cleaner's, and, when its lease ran out, the
 -- transitions of its last batch if it had not announced them (a process
 -- saying goodbye takes its own on the call after its claim)
--- (includes/record.lua); a claim whose cleaner went silent can be taken over. Each chunk takes the connections one HSCAN step returns and
--- deletes them. The stored cursor is only a hint: after a restart or a
--- failover of Redis it may mean nothing, so the cleanup is "done" only once
--- the hash is empty, and a scan that came round to 0 with connections left
--- starts again from 0. Each connection is removed once (the script is atomic:
--- what its scan returns is there, and a repeat is counted once), and each
--- user it leaves offline goes to the cleaner's outbox, with its version, in
--- the same step. A cleaner writes only while its own lease holds.
+-- (includes/record.lua); a claim whose cleaner went silent can be taken over.
+-- Each chunk takes whole pages of the connections (includes/slots.lua), from
+-- the stored cursor on, and deletes them. The cursor is only a hint: after a
+-- restart or a failover of Redis it may mean nothing, so the cleanup is
+-- "done" only once no connection is counted, and a pass that came to the
+-- last page with connections left starts again from the first. Each
+-- connection is removed once (the script is atomic: a page read is deleted
+-- in the same step), and each user it leaves offline goes to the cleaner's
+-- outbox, with its version, in the same step. A cleaner writes only while
+-- its own lease holds.
 --
 -- Returns { status, the cleaner's outbox entries... } where status is
 -- "claimed", "more", "done", "alive" (the lease was renewed meanwhile),
@@ -45,6 +47,7 @@
 --- @include "includes/version.lua"
 --- @include "includes/outbox.lua"
 --- @include "includes/record.lua"
+--- @include "includes/slots.lua"
 
 local pid, cleaner, mode = ARGV[1], ARGV[2], ARGV[5]
 local claim_ms, chunk, through, announced = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -98,35 +101,45 @@ if chunk == 0 then
   return reply('claimed')
 end
 
--- the step's connections (a scan may repeat one: counted once), each user's
--- count lowered by its connections at once, and the users this leaves
--- offline removed and written to the outbox, with one call per kind
-local scan = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', chunk)
-local entries = scan[2]
-local fields, taken, users, order = {}, {}, {}, {}
-for i = 1, #entries, 2 do
-  local field, user = entries[i], entries[i + 1]
-  if not taken[field] then
-    taken[field] = true
-    fields[#fields + 1] = field
-    if not users[user] then order[#order + 1] = user end
-    users[user] = (users[user] or 0) + 1
+-- the step's pages, from the cursor on: whole pages, as many as fit in
+-- `chunk` connections (at least one), visiting at most `chunk` pages; each
+-- page's users, deleted with it; each user's count lowered by its
+-- connections at once, and the users this leaves offline removed and
+-- written to the outbox, with one call per kind
+local pages = tonumber(redis.call('HGET', KEYS[4], 'p')) or 0
+local page = tonumber(cursor) or 0
+if page >= pages then page = 0 end
+local users, order, removed, visited = {}, {}, 0, 0
+while page < pages and visited < chunk do
+  local key = page_key(KEYS[4], page)
+  local size = redis.call('HLEN', key)
+  if size > 0 then
+    if removed > 0 and removed + size > chunk then break end
+    for _, user in ipairs(redis.call('HVALS', key)) do
+      if not users[user] then order[#order + 1] = user end
+      users[user] = (users[user] or 0) + 1
+    end
+    redis.call('DEL', key)
+    removed = removed + size
   end
+  page, visited = page + 1, visited + 1
 end
 local offline = {}
 for _, user in ipairs(order) do
   if redis.call('HINCRBY', KEYS[3], user, -users[user]) <= 0 then offline[#offline + 1] = user end
 end
-call_sliced('HDEL', KEYS[4], fields)
 call_sliced('HDEL', KEYS[3], offline)
 call_sliced('HDEL', KEYS[5], offline)
 if not quiet and #offline > 0 then outbox_push_leaves(KEYS[7], KEYS[8], next_versions(KEYS[9], #offline), offline) end
 
+-- done once none is counted; a pass that came to the last page with some left starts again from the first
+local left = removed > 0 and redis.call('HINCRBY', KEYS[4], 'n', -removed) or (tonumber(redis.call('HGET', KEYS[4], 'n')) or 0)
 local status = 'more'
-if redis.call('EXISTS', KEYS[4]) == 0 then
+if left <= 0 then
+  redis.call('DEL', KEYS[4])
   redis.call('HDEL', KEYS[2], pid)
   status = 'done'
 else
-  redis.call('HSET', KEYS[2], pid, scan[1] .. '|' .. (now + claim_ms) .. '|' .. cleaner)
+  redis.call('HSET', KEYS[2], pid, (page < pages and page or 0) .. '|' .. (now + claim_ms) .. '|' .. cleaner)
 end
 return reply(status)
