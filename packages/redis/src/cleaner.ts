@@ -72,7 +72,7 @@ export class Cleaner {
     for (const entry of outbox) {
       if (entry.id <= this.#through) continue;
       this.#through = entry.id;
-      this.#parts.announce(entry.transition);
+      for (const transition of entry.transitions) this.#parts.announce(transition);
     }
   }
 

@@ -50,13 +50,23 @@ describe("the script boundary's encodings", () => {
 
   it("parses outbox entries with their id and version", () => {
     const version = 1733112345123456;
-    expect(parseOutboxEntry(`12|${version}|${pack("", "zoë")}`)).toEqual({ id: 12, transition: { type: "disconnected", userId: "zoë", version } });
-    expect(parseOutboxEntry(`13|${version}|${pack("部屋", "a|b")}`)).toEqual({ id: 13, transition: { type: "left", room: "部屋", userId: "a|b", version } });
+    expect(parseOutboxEntry(`12|${version}|${pack("", "zoë")}`)).toEqual({ id: 12, transitions: [{ type: "disconnected", userId: "zoë", version }] });
+    expect(parseOutboxEntry(`13|${version}|${pack("部屋", "a|b")}`)).toEqual({ id: 13, transitions: [{ type: "left", room: "部屋", userId: "a|b", version }] });
     // a dead process's last batch, taken from its record (includes/record.lua)
-    expect(parseOutboxEntry(`14|${version}|c${pack("c1", '{"n":1}')}`)).toEqual({ id: 14, transition: { type: "connected", userId: "c1", info: { n: 1 }, version } });
-    expect(parseOutboxEntry(`15|${version}|c${pack("c2", "")}`)).toEqual({ id: 15, transition: { type: "connected", userId: "c2", version } });
-    expect(parseOutboxEntry(`16|${version}|u${pack("u", '{"n":2}')}`)).toEqual({ id: 16, transition: { type: "updated", userId: "u", info: { n: 2 }, version } });
-    expect(parseOutboxEntry(`17|${version}|j${pack("1:", pack("j|1", ""))}`)).toEqual({ id: 17, transition: { type: "joined", room: "1:", userId: "j|1", version } });
+    expect(parseOutboxEntry(`14|${version}|c${pack("c1", '{"n":1}')}`)).toEqual({ id: 14, transitions: [{ type: "connected", userId: "c1", info: { n: 1 }, version }] });
+    expect(parseOutboxEntry(`15|${version}|c${pack("c2", "")}`)).toEqual({ id: 15, transitions: [{ type: "connected", userId: "c2", version }] });
+    expect(parseOutboxEntry(`16|${version}|u${pack("u", '{"n":2}')}`)).toEqual({ id: 16, transitions: [{ type: "updated", userId: "u", info: { n: 2 }, version }] });
+    expect(parseOutboxEntry(`17|${version}|j${pack("1:", pack("j|1", ""))}`)).toEqual({ id: 17, transitions: [{ type: "joined", room: "1:", userId: "j|1", version }] });
+    // a run of users gone offline (includes/outbox.lua's outbox_push_leaves), versions in order
+    expect(parseOutboxEntry(`18|${version}|o${pack("zoë", "")}${pack("3:x|", "")}${pack("", "")}`)).toEqual({
+      id: 18,
+      transitions: [
+        { type: "disconnected", userId: "zoë", version },
+        { type: "disconnected", userId: "3:x|", version: version + 1 },
+        { type: "disconnected", userId: "", version: version + 2 },
+      ],
+    });
+    expect(() => parseOutboxEntry(`19|${version}|o4:ab`)).toThrow(/malformed run/);
     expect(() => parseOutboxEntry("12|zoë")).toThrow(/malformed outbox entry/);
   });
 

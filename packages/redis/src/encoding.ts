@@ -89,27 +89,44 @@ export function decodeOutcome(raw: unknown): OperationOutcome {
  */
 export interface OutboxEntry {
   id: number;
-  transition: Transition;
+  /** One transition, or for a run of users gone offline, one per user, in version order. */
+  transitions: Transition[];
 }
 
 export function parseOutboxEntry(entry: string): OutboxEntry {
-  const match = /^(\d+)\|(\d+)\|([cuj]?)/.exec(entry);
+  const match = /^(\d+)\|(\d+)\|([cujo]?)/.exec(entry);
   if (!match) throw new Error(`malformed outbox entry: ${JSON.stringify(entry.slice(0, 64))}`);
   const [id, version] = [Number(match[1]), Number(match[2])];
-  const [a, b] = unpackPair(entry.slice(match[0].length));
+  const rest = entry.slice(match[0].length);
+  if (match[3] === "o") return { id, transitions: offlineRun(rest, version) };
+  const [a, b] = unpackPair(rest);
   const withInfo = <T extends Transition>(transition: T, info: string): T => (info === "" ? transition : { ...transition, info: parseUserInfo(info) });
   switch (match[3]) {
     case "c":
-      return { id, transition: withInfo({ type: "connected", userId: a, version }, b) };
+      return { id, transitions: [withInfo({ type: "connected", userId: a, version }, b)] };
     case "u":
-      return { id, transition: { type: "updated", userId: a, info: parseUserInfo(b), version } };
+      return { id, transitions: [{ type: "updated", userId: a, info: parseUserInfo(b), version }] };
     case "j": {
       const [userId, info] = unpackPair(b);
-      return { id, transition: withInfo({ type: "joined", room: a, userId, version }, info) };
+      return { id, transitions: [withInfo({ type: "joined", room: a, userId, version }, info)] };
     }
     default:
-      return { id, transition: a === "" ? { type: "disconnected", userId: b, version } : { type: "left", room: a, userId: b, version } };
+      return { id, transitions: [a === "" ? { type: "disconnected", userId: b, version } : { type: "left", room: a, userId: b, version }] };
   }
+}
+
+/** The users of a run (includes/outbox.lua's outbox_push_leaves): pack(user, "") each, versions from `first` on. */
+function offlineRun(run: string, first: number): Transition[] {
+  const transitions: Transition[] = [];
+  const bytes = Buffer.from(run, "utf8");
+  for (let at = 0; at < bytes.length; ) {
+    const colon = bytes.indexOf(0x3a, at);
+    const length = Number(bytes.toString("latin1", at, colon));
+    if (colon < 0 || !Number.isSafeInteger(length) || colon + 1 + length > bytes.length) throw new Error(`malformed run of leaves at byte ${at}`);
+    transitions.push({ type: "disconnected", userId: bytes.toString("utf8", colon + 1, colon + 1 + length), version: first + transitions.length });
+    at = colon + 1 + length;
+  }
+  return transitions;
 }
 
 /**

@@ -3,7 +3,8 @@
 -- A cleaner's outbox (one list per process id): the leaves its cleanups
 -- found, written in the same script that made them, so that a lost reply
 -- loses none. Entries are "<id>|<version>|" .. pack(room, user) (room ""
--- for "user went offline"); ids come from one counter and only grow. The
+-- for "user went offline"), or a run of users gone offline
+-- (outbox_push_leaves); ids come from one counter and only grow. The
 -- cleaner announces the entries above the last id it announced, and its
 -- next call passes that id so that the entries up to it are dropped. The
 -- outbox of a process that died is moved to its cleaner's (outbox_move).
@@ -37,17 +38,19 @@ local function call_sliced(command, key, values)
   end
 end
 
--- "users went offline", one entry per user of `users` in order, versions
--- `first_version`, `first_version + 1`, ...: as outbox_push each, with one
--- INCRBY and one RPUSH per slice.
+-- "users went offline", all of `users` in one entry under one id, versions
+-- `first_version`, `first_version + 1`, ... in order:
+-- "<id>|<first version>|o" .. pack(user, '') for each user. One string
+-- built with one table.concat, where an entry per user cost a formatted id,
+-- version and concatenation each (src/encoding.ts reads both forms).
 local function outbox_push_leaves(outbox_key, ids_key, first_version, users)
   if #users == 0 then return end
-  local id = redis.call('INCRBY', ids_key, #users) - #users
-  local entries = {}
-  for i, user in ipairs(users) do
-    entries[i] = integer_string(id + i) .. '|' .. integer_string(first_version + i - 1) .. '|' .. pack('', user)
+  local parts = { integer_string(redis.call('INCR', ids_key)), '|', integer_string(first_version), '|o' }
+  for _, user in ipairs(users) do
+    parts[#parts + 1] = #user .. ':'
+    parts[#parts + 1] = user
   end
-  call_sliced('RPUSH', outbox_key, entries)
+  redis.call('RPUSH', outbox_key, table.concat(parts))
 end
 
 -- Moves every entry of a dead process's outbox above `announced` (what it
