@@ -4,7 +4,6 @@ import {
   PROTOCOL_VERSION,
   RESYNC,
   STATE,
-  SUBSCRIBE,
   UNSUBSCRIBE,
   UPDATE,
   scopeKey,
@@ -18,6 +17,7 @@ import {
   type SyncScope,
 } from "@presence/core/protocol";
 import type { Socket } from "socket.io-client";
+import { sendSubscribe } from "./subscribes";
 import { applyDiff, applyState, emptyView, forgetVersions, type ViewResult } from "./view";
 
 /** What a user shows others: a plain JSON object. */
@@ -182,6 +182,8 @@ export function createPresenceClient<Info extends object = UserInfo>(
   let pages: StateEntry[] | undefined;
   let tries = 0;
   let retry: ReturnType<typeof setTimeout> | undefined;
+  /** Withdraws the last subscribe if it is still waiting for the end of the turn (true when it was). */
+  let withdraw = () => false;
 
   const fire = <E extends keyof PresenceClientEvents<Info>>(event: E, ...args: PresenceClientEvents<Info>[E]) => {
     for (const listener of listeners.get(event) ?? []) listener(...args);
@@ -224,21 +226,25 @@ export function createPresenceClient<Info extends object = UserInfo>(
 
   function subscribe(): void {
     clearTimeout(retry);
+    withdraw(); // a subscribe of this client still waiting for the end of the turn is replaced, not sent too
     pages = undefined;
     if (state === "closed") return;
     if (!socket.connected) return setState(socket.active ? "subscribing" : "unsubscribed");
     const number = (request = nextRequest(socket));
     pages = [];
     setState("subscribing");
-    socket
-      .timeout(timeoutMs)
-      .emit(SUBSCRIBE, { v: PROTOCOL_VERSION, scope, request: number }, (timedOut: Error | null, reply: SubscribeReply) => {
+    // sent at the end of the turn, with the other subscribes of this socket's views made in it
+    withdraw = sendSubscribe(socket, timeoutMs, {
+      scope,
+      request: number,
+      answer(timedOut, reply) {
         // a late ack of a request whose state was read already changes nothing
         if (state === "closed" || number !== request || (timedOut && state === "subscribed")) return;
-        if (timedOut) fail(new PresenceClientError("TIMEOUT", "timeout", `the server did not answer the subscribe within ${timeoutMs} ms`));
+        if (timedOut || typeof reply !== "object" || reply === null) fail(new PresenceClientError("TIMEOUT", "timeout", `the server did not answer the subscribe within ${timeoutMs} ms`));
         else if (!reply.ok) fail(new PresenceClientError(reply.error.code as PresenceErrorCode, reply.error.reason, reply.error.message));
         else if (reply.state) onState(reply.state); // a small state's last page comes in the ack
-      });
+      },
+    });
   }
 
   function onState(packed: unknown): void {
@@ -318,7 +324,8 @@ export function createPresenceClient<Info extends object = UserInfo>(
       if (state === "closed") return;
       clearTimeout(retry);
       for (const [event, handler] of Object.entries(handlers)) socket.off(event, handler as (...args: unknown[]) => void);
-      if (socket.connected) socket.emit(UNSUBSCRIBE, { v: PROTOCOL_VERSION, scope, request }, () => {});
+      // a subscribe not sent yet is withdrawn: the server never hears of this client
+      if (!withdraw() && socket.connected) socket.emit(UNSUBSCRIBE, { v: PROTOCOL_VERSION, scope, request }, () => {});
       setState("closed");
     },
   };

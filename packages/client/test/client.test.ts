@@ -37,8 +37,11 @@ describe("@presence/client against one server", () => {
     socket.on(STATE, (packed: PackedState) => frames.states.push(unpackState(packed)!));
     // a small state's last page comes in the subscribe's ack (a Socket.IO ACK packet, type 3)
     socket.io.on("packet", (packet: { type: number; data?: unknown[] }) => {
-      const reply = packet.type === 3 ? (packet.data?.at(-1) as SubscribeReply | undefined) : undefined;
-      if (reply?.ok && reply.state) frames.states.push(unpackState(reply.state)!);
+      const last = packet.type === 3 ? packet.data?.at(-1) : undefined;
+      // one reply, or one per subscribe of a batch (protocol 6)
+      for (const reply of (Array.isArray(last) ? last : [last]) as Array<SubscribeReply | undefined>) {
+        if (reply?.ok && reply.state) frames.states.push(unpackState(reply.state)!);
+      }
     });
     return frames;
   };
@@ -122,6 +125,32 @@ describe("@presence/client against one server", () => {
     expect(first.list()).toEqual([]);
     const requests = frames.states.map((s) => s.request);
     expect(new Set(requests).size).toBe(requests.length);
+  });
+
+  it("subscribes the views made in one turn in one packet, answered by one ack, and sends nothing for one closed in that turn", async () => {
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
+    await user(n.port, "friend");
+    const observer = await user(n.port, "observer");
+    const subscribes: unknown[] = [];
+    observer.onAnyOutgoing((event: string, request: unknown) => event === SUBSCRIBE && subscribes.push(request));
+    const unsubscribes: unknown[] = [];
+    observer.onAnyOutgoing((event: string, request: unknown) => event === "presence:unsubscribe" && unsubscribes.push(request));
+    let acks = 0;
+    observer.io.on("packet", (packet: { type: number }) => void (packet.type === 3 && acks++));
+    const count = createPresenceClient(observer, { countOnly: true });
+    const friends = createPresenceClient(observer, { userIds: ["friend", "nobody"] });
+    const withdrawn = createPresenceClient(observer, { room: "lobby" });
+    const everyone = createPresenceClient(observer);
+    withdrawn.close();
+    await waitFor("the three views", () => expect([count.synced, friends.synced, everyone.synced]).toEqual([true, true, true]));
+    expect(subscribes).toEqual([{ v: PROTOCOL_VERSION, batch: [expect.objectContaining({ scope: { type: "count" } }), expect.objectContaining({ scope: { type: "users", userIds: ["friend", "nobody"] } }), expect.objectContaining({ scope: { type: "all" } })] }]);
+    expect(unsubscribes).toEqual([]);
+    expect(acks).toBe(1);
+    expect([count.count, ids(friends), ids(everyone)]).toEqual([2, ["friend"], ["friend", "observer"]]);
+    // one view alone subscribes as before, in the single form
+    const again = createPresenceClient(observer, { userIds: ["observer"] });
+    await waitFor("the fourth view", () => expect(again.synced).toBe(true));
+    expect(subscribes[1]).toEqual({ v: PROTOCOL_VERSION, scope: { type: "users", userIds: ["observer"] }, request: expect.any(Number) });
   });
 
   it("follows a list of users: only their changes", async () => {

@@ -32,7 +32,7 @@ describe("@presence/client as shipped", () => {
       const text = readFileSync(here(types), "utf8");
       const imports = [...text.matchAll(/from\s+["']([^"']+)["']/g)].map((match) => match[1]);
       expect(imports, types).toEqual(["socket.io-client"]);
-      expect(text, types).toMatch(/declare const PROTOCOL_VERSION = 5/);
+      expect(text, types).toMatch(/declare const PROTOCOL_VERSION = 6/);
     }
     const manifest = JSON.parse(readFileSync(here("../package.json"), "utf8")) as { dependencies?: object; devDependencies?: object };
     expect(manifest.dependencies).toBeUndefined();

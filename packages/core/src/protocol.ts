@@ -18,9 +18,13 @@
 export type ProtocolUserInfo = { [key: string]: unknown };
 
 /** The protocol's version: a subscribe of another version is refused with the reason `"protocol-version"`. */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 
-/** client -> server, with an ack: `(request: SubscribeRequest, ack: (reply: SubscribeReply) => void)`. */
+/**
+ * client -> server, with an ack: `(request: SubscribeRequest, ack: (reply: SubscribeReply) => void)`,
+ * or for several scopes at once `(request: SubscribeBatch, ack: (replies: SubscribeReply[] | SubscribeReply) => void)`
+ * (since protocol 6: the views a client makes in one turn subscribe in one packet, answered in one).
+ */
 export const SUBSCRIBE = "presence:subscribe";
 /** client -> server, with an ack: `(request: UnsubscribeRequest, ack: (reply: SubscribeReply) => void)`. */
 export const UNSUBSCRIBE = "presence:unsubscribe";
@@ -58,6 +62,19 @@ export interface SubscribeRequest {
   scope: SyncScope;
   /** The client's number for this request, unique per socket: echoed in the state frames it causes. */
   request: number;
+}
+
+/**
+ * Several subscribes in one request, each as a {@link SubscribeRequest}
+ * without `v`: answered with one reply per subscribe, in order, or with one
+ * refusal for all (a malformed batch, another protocol version, or more
+ * requests than the socket's rate allows). At most the server's
+ * `maxSubscriptions` entries.
+ */
+export interface SubscribeBatch {
+  /** {@link PROTOCOL_VERSION}. */
+  v: number;
+  batch: Array<{ scope: SyncScope; request: number }>;
 }
 
 export interface UnsubscribeRequest {

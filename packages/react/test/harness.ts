@@ -14,7 +14,10 @@ export async function startPresenceServer(): Promise<Server> {
   const requests: string[] = [];
   const key = (scope: SyncScope) => (scope.type === "room" ? `room:${scope.room}` : scope.type);
   server.io.on("connection", (socket) => {
-    socket.on(SUBSCRIBE, ({ scope }: { scope: SyncScope }) => requests.push(`+${key(scope)}`));
+    // a batch (protocol 6) counts as its subscribes, in order
+    socket.on(SUBSCRIBE, (request: { scope: SyncScope; batch?: Array<{ scope: SyncScope }> }) => {
+      for (const { scope } of request.batch ?? [request]) requests.push(`+${key(scope)}`);
+    });
     socket.on(UNSUBSCRIBE, ({ scope }: { scope: SyncScope }) => requests.push(`-${key(scope)}`));
     socket.on("join", (room: string, ack: () => void) => void Promise.resolve(socket.join(room)).then(ack));
   });

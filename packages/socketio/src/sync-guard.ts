@@ -91,13 +91,13 @@ export class SocketGuard {
     this.bounds = bounds;
   }
 
-  /** Takes one request from the socket's allowance; false when it has none left. */
-  admit(socket: Socket, now = Date.now()): boolean {
+  /** Takes `cost` requests from the socket's allowance, all or none; false when it has not that many left. */
+  admit(socket: Socket, cost = 1, now = Date.now()): boolean {
     const state = this.#state(socket, now);
     state.tokens = Math.min(this.bounds.requestBurst, state.tokens + ((now - state.refilledAt) / 1000) * this.bounds.requestsPerSecond);
     state.refilledAt = now;
-    if (state.tokens < 1) return false;
-    state.tokens -= 1;
+    if (state.tokens < cost) return false;
+    state.tokens -= cost;
     return true;
   }
 

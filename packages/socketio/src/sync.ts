@@ -275,19 +275,20 @@ export class PresenceSync {
    * socket as `this`): closures per socket would cost each connection six functions and their scopes.
    */
   readonly #handlers = (() => {
-    const handle = (run: (socket: Socket, request: unknown) => Promise<SubscribeReply>) => {
+    const handle = (run: (socket: Socket, request: unknown) => Promise<SubscribeReply | SubscribeReply[]>) => {
       const sync = this;
       return function (this: Socket, request: unknown, ack: unknown) {
         const socket = this;
-        const reply = (answer: SubscribeReply) => typeof ack === "function" && ack(answer);
+        const reply = (answer: SubscribeReply | SubscribeReply[]) => typeof ack === "function" && ack(answer);
         // a socket that sends without reading what it is sent backs up its own output: dropped, not buffered for
         if (sync.#guard.dropIfSlow(socket)) return void debug("socket %s reads too slowly: disconnected", socket.id);
-        if (!sync.#guard.admit(socket)) return reply(refusal(new SyncScopeError("rate-limited", "too many presence requests: slow down")));
+        // a batch costs one request per subscribe in it
+        if (!sync.#guard.admit(socket, batchLength(request) ?? 1)) return reply(refusal(new SyncScopeError("rate-limited", "too many presence requests: slow down")));
         sync.#guard.inOrder(socket, () => run(socket, request)).then(reply, (error: unknown) => reply(refusal(error)));
       };
     };
     return [
-      [SUBSCRIBE, handle((socket, request) => this.#subscribe(socket, request))],
+      [SUBSCRIBE, handle((socket, request) => (batchLength(request) === undefined ? this.#subscribe(socket, request) : this.#subscribeAll(socket, request)))],
       [UNSUBSCRIBE, handle((socket, request) => this.#unsubscribe(socket, request))],
       [
         UPDATE,
@@ -349,6 +350,24 @@ export class PresenceSync {
     return state ? { ok: true, state } : { ok: true };
   }
 
+  /**
+   * The subscribes of one batch (protocol 6), one after the other as if sent
+   * apart, answered together: one reply each, in order; a batch that is not
+   * a list of 1 to `maxSubscriptions` entries is refused whole.
+   */
+  async #subscribeAll(socket: Socket, request: unknown): Promise<SubscribeReply[]> {
+    const { batch } = parseRequest(request, "subscribe") as { batch: unknown[] };
+    if (batch.length === 0 || batch.length > this.options.maxSubscriptions) {
+      throw new SyncScopeError("malformed", `malformed subscribe: \`batch\` must hold 1 to ${this.options.maxSubscriptions} subscribes`);
+    }
+    const replies: SubscribeReply[] = [];
+    for (const entry of batch) {
+      const single = typeof entry === "object" && entry !== null ? { ...entry, v: PROTOCOL_VERSION } : entry;
+      replies.push(await this.#subscribe(socket, single).catch(refusal));
+    }
+    return replies;
+  }
+
   async #unsubscribe(socket: Socket, request: unknown): Promise<SubscribeReply> {
     const { scope } = this.#parse(request);
     const key = scopeKey(scope);
@@ -403,6 +422,12 @@ export class PresenceSync {
         throw malformed("`scope.type` must be all, room, users or count");
     }
   }
+}
+
+/** The number of subscribes in a batch (protocol 6); undefined for a single request (or anything else). */
+function batchLength(request: unknown): number | undefined {
+  const batch = typeof request === "object" && request !== null ? (request as { batch?: unknown }).batch : undefined;
+  return Array.isArray(batch) ? Math.max(1, batch.length) : undefined;
 }
 
 /** Checks the envelope every request shares: an object of this protocol's version. */
