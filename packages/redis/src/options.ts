@@ -50,9 +50,9 @@ export interface RedisStoreOptions {
    */
   leaveGraceMs?: number;
   /**
-   * Connections (or room memberships) removed per cleanup script call:
-   * bounds how long any one call holds Redis when a process with many
-   * connections dies.
+   * At most this many connections (in whole pages of 128, at least one
+   * page) or room memberships removed per cleanup script call: bounds how
+   * long any one call holds Redis when a process with many connections dies.
    * @default 500
    */
   cleanupChunkSize?: number;
