@@ -182,8 +182,10 @@ export function createPresenceClient<Info extends object = UserInfo>(
   let pages: StateEntry[] | undefined;
   let tries = 0;
   let retry: ReturnType<typeof setTimeout> | undefined;
-  /** Withdraws the last subscribe if it is still waiting for the end of the turn (true when it was). */
-  let withdraw = () => false;
+  /** Withdraws the last subscribe if it is still waiting for the end of the turn. */
+  let withdraw = () => {};
+  /** How many subscribes of this client went out: once one has, the server may hold its scope. */
+  let sends = 0;
 
   const fire = <E extends keyof PresenceClientEvents<Info>>(event: E, ...args: PresenceClientEvents<Info>[E]) => {
     for (const listener of listeners.get(event) ?? []) listener(...args);
@@ -237,6 +239,7 @@ export function createPresenceClient<Info extends object = UserInfo>(
     withdraw = sendSubscribe(socket, timeoutMs, {
       scope,
       request: number,
+      sent: () => void sends++,
       answer(timedOut, reply) {
         // a late ack of a request whose state was read already changes nothing
         if (state === "closed" || number !== request || (timedOut && state === "subscribed")) return;
@@ -324,8 +327,9 @@ export function createPresenceClient<Info extends object = UserInfo>(
       if (state === "closed") return;
       clearTimeout(retry);
       for (const [event, handler] of Object.entries(handlers)) socket.off(event, handler as (...args: unknown[]) => void);
-      // a subscribe not sent yet is withdrawn: the server never hears of this client
-      if (!withdraw() && socket.connected) socket.emit(UNSUBSCRIBE, { v: PROTOCOL_VERSION, scope, request }, () => {});
+      // a subscribe not sent yet is withdrawn; the server is told only if one of this client's went out
+      withdraw();
+      if (sends > 0 && socket.connected) socket.emit(UNSUBSCRIBE, { v: PROTOCOL_VERSION, scope, request }, () => {});
       setState("closed");
     },
   };

@@ -153,6 +153,27 @@ describe("@presence/client against one server", () => {
     expect(subscribes[1]).toEqual({ v: PROTOCOL_VERSION, scope: { type: "users", userIds: ["observer"] }, request: expect.any(Number) });
   });
 
+  it("tells the server when a client it follows closes in the turn of a resync, and sends nothing on a socket that disconnected", async () => {
+    const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
+    const observer = await user(n.port, "observer");
+    const sent: string[] = [];
+    observer.onAnyOutgoing((event: string) => sent.push(event));
+    const online = createPresenceClient(observer);
+    await waitFor("the state", () => expect(online.synced).toBe(true));
+    online.resync(); // a subscribe waiting for the end of the turn, withdrawn by the close
+    online.close();
+    await waitFor("the unsubscribe", () => expect(sent).toEqual([SUBSCRIBE, "presence:unsubscribe"]));
+    // a client made, then its socket disconnected, in one turn: no subscribe is buffered for the next connection
+    const late = await user(n.port, "late");
+    const lateSent: string[] = [];
+    late.onAnyOutgoing((event: string) => lateSent.push(event));
+    createPresenceClient(late, { countOnly: true });
+    late.disconnect();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(lateSent).toEqual([]);
+    expect((late as unknown as { sendBuffer: unknown[] }).sendBuffer).toEqual([]);
+  });
+
   it("follows a list of users: only their changes", async () => {
     const n = await node({ store: new MemoryStore(), sync: { tickMs: 50 } });
     const a = await user(n.port, "a");

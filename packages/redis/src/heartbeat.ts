@@ -105,8 +105,13 @@ export class Heartbeat {
       if (!beating()) return;
       if (id === lifecycle.processId) continue;
       const retired = lifecycle.retired.get(id);
-      const status = await cleaner.clean(id, retired === undefined ? "expired" : "retire", retired, beating);
-      if (retired !== undefined && (status === "done" || status === "gone")) lifecycle.retired.delete(id);
+      try {
+        const status = await cleaner.clean(id, retired === undefined ? "expired" : "retire", retired, beating);
+        if (retired !== undefined && (status === "done" || status === "gone")) lifecycle.retired.delete(id);
+      } catch (error) {
+        // one process that cannot be cleaned (Redis away, another data layout) keeps none of the others waiting
+        this.#failed(error);
+      }
     }
   }
 }

@@ -131,3 +131,30 @@ it("a cleaner that closes mid-cleanup stops between chunks, and another finishes
   expect([...heard.values()].filter((times) => times !== 1)).toEqual([]);
   expect(await admin.hlen(keys.cleanups)).toBe(0);
 });
+
+it("ends a cleanup whose count went wrong (a page deleted by hand) after a pass that finds nothing, and never deletes connections of another data layout unread", { timeout: 60_000 }, async () => {
+  const deployment = redis.deployment({ heartbeatMs: 100, leaseTimeoutMs: 1000, cleanupChunkSize: 200 });
+  const { admin } = redis;
+  const keys = (await import("../src")).presenceKeys(deployment.prefix);
+  await admin.eval(POPULATE, 1, keys.connections("miscounted"), 0, 1000, 1000);
+  await admin.hset(keys.users, ...Array.from({ length: 1000 }, (_, u) => [`u${u}`, 1]).flat());
+  await admin.del(`${keys.connections("miscounted")}:3`); // 128 connections gone, still counted
+  // a dead process of data layout 1 (0.1): connection id -> user id, in the connections key itself
+  await admin.hset(keys.connections("layout-1"), "socket-a", "old-user");
+  await admin.hset(keys.users, "old-user", 1);
+  await admin.zadd(keys.processes, 0, "miscounted", 0, "layout-1");
+  const errors: unknown[] = [];
+  const store = deployment.store();
+  store.onError((error) => errors.push(error));
+  await store.usersCount();
+  await waitFor("the miscounted cleanup to end", async () => {
+    expect(await admin.exists(keys.connections("miscounted"))).toBe(0);
+    expect(await admin.hexists(keys.cleanups, "miscounted")).toBe(0);
+  }, 20_000);
+  // every connection that was there is gone; the 128 deleted by hand stay counted (nothing says who they were)
+  expect(await admin.hlen(keys.users)).toBe(128 + 1);
+  // the layout-1 process is refused, its connections kept for a store of its own layout
+  await waitFor("the refusal", () => expect(errors.some((error) => /another data layout/.test(String(error)))).toBe(true), 10_000);
+  expect(await admin.hgetall(keys.connections("layout-1"))).toEqual({ "socket-a": "old-user" });
+  expect(await admin.hget(keys.users, "old-user")).toBe("1");
+});

@@ -352,14 +352,13 @@ export class PresenceSync {
 
   /**
    * The subscribes of one batch (protocol 6), one after the other as if sent
-   * apart, answered together: one reply each, in order; a batch that is not
-   * a list of 1 to `maxSubscriptions` entries is refused whole.
+   * apart, answered together: one reply each, in order (each refused alone,
+   * past `maxSubscriptions` too). Its length is bounded by the socket's
+   * rate: a batch costs a request per subscribe. An empty one is refused.
    */
   async #subscribeAll(socket: Socket, request: unknown): Promise<SubscribeReply[]> {
     const { batch } = parseRequest(request, "subscribe") as { batch: unknown[] };
-    if (batch.length === 0 || batch.length > this.options.maxSubscriptions) {
-      throw new SyncScopeError("malformed", `malformed subscribe: \`batch\` must hold 1 to ${this.options.maxSubscriptions} subscribes`);
-    }
+    if (batch.length === 0) throw new SyncScopeError("malformed", "malformed subscribe: `batch` is empty");
     const replies: SubscribeReply[] = [];
     for (const entry of batch) {
       const single = typeof entry === "object" && entry !== null ? { ...entry, v: PROTOCOL_VERSION } : entry;

@@ -88,6 +88,20 @@ end
 if not redis.call('ZSCORE', KEYS[1], pid) then return FENCE_GONE end
 if applied ~= seq - 1 then return FENCE_BEHIND end
 
+-- every page the batch names, touched once before anything is written: the
+-- pages are not in KEYS, and a Redis Cluster refuses a key of a slot in
+-- migration only when it is touched, so a refusal comes before any write
+local touched = {}
+for i = 4, #ARGV, 5 do
+  if ARGV[i] ~= 'u' and ARGV[i] ~= 'l' then
+    local page_key = slot_address(KEYS[3], ARGV[i + 2])
+    if not touched[page_key] then
+      touched[page_key] = true
+      redis.call('EXISTS', page_key)
+    end
+  end
+end
+
 -- a write proves the process is alive: extend its lease
 redis.call('ZADD', KEYS[1], 'XX', 'GT', now_ms() + lease, pid)
 

@@ -102,28 +102,41 @@ if chunk == 0 then
 end
 
 -- the step's pages, from the cursor on: whole pages, as many as fit in
--- `chunk` connections (at least one), visiting at most `chunk` pages; each
--- page's users, deleted with it; each user's count lowered by its
--- connections at once, and the users this leaves offline removed and
--- written to the outbox, with one call per kind
-local pages = tonumber(redis.call('HGET', KEYS[4], 'p')) or 0
-local page = tonumber(cursor) or 0
-if page >= pages then page = 0 end
-local users, order, removed, visited = {}, {}, 0, 0
+-- `chunk` connections (at least one), visiting at most `chunk` pages, all
+-- read before any is written (the pages are not in KEYS: a Redis Cluster
+-- refuses a key of a slot in migration only when it is touched, so a
+-- refusal comes before any write); each page's users, deleted with it;
+-- each user's count lowered by its connections at once, and the users this
+-- leaves offline removed and written to the outbox, with one call per kind.
+-- The cursor is "<page>:<found>", found 1 once the pass found connections.
+local pages = tonumber(redis.call('HGET', KEYS[4], 'p'))
+if not pages and redis.call('EXISTS', KEYS[4]) == 1 then
+  -- the connections of a store of data layout 1 (0.1): never deleted unread
+  return redis.error_reply('ERR presence cleanup: the connections of ' .. pid .. ' are of another data layout')
+end
+pages = pages or 0
+local page, found = string.match(cursor, '^(%d+):?(%d*)$')
+page, found = page and tonumber(page) or 0, found ~= '0'
+if page >= pages then page, found = 0, true end
+local taken, removed, visited = {}, 0, 0
 while page < pages and visited < chunk do
-  local key = page_key(KEYS[4], page)
-  local size = redis.call('HLEN', key)
+  local size = redis.call('HLEN', page_key(KEYS[4], page))
   if size > 0 then
     if removed > 0 and removed + size > chunk then break end
-    for _, user in ipairs(redis.call('HVALS', key)) do
-      if not users[user] then order[#order + 1] = user end
-      users[user] = (users[user] or 0) + 1
-    end
-    redis.call('DEL', key)
+    taken[#taken + 1] = page_key(KEYS[4], page)
     removed = removed + size
   end
   page, visited = page + 1, visited + 1
 end
+local users, order = {}, {}
+for _, key in ipairs(taken) do
+  for _, user in ipairs(redis.call('HVALS', key)) do
+    if not users[user] then order[#order + 1] = user end
+    users[user] = (users[user] or 0) + 1
+  end
+  redis.call('DEL', key)
+end
+found = found or removed > 0
 local offline = {}
 for _, user in ipairs(order) do
   if redis.call('HINCRBY', KEYS[3], user, -users[user]) <= 0 then offline[#offline + 1] = user end
@@ -132,14 +145,17 @@ call_sliced('HDEL', KEYS[3], offline)
 call_sliced('HDEL', KEYS[5], offline)
 if not quiet and #offline > 0 then outbox_push_leaves(KEYS[7], KEYS[8], next_versions(KEYS[9], #offline), offline) end
 
--- done once none is counted; a pass that came to the last page with some left starts again from the first
+-- done once none is counted, or once a whole pass found none (the count went
+-- wrong: a page deleted by hand, or evicted); a pass that came to the last
+-- page with some left starts again from the first
 local left = removed > 0 and redis.call('HINCRBY', KEYS[4], 'n', -removed) or (tonumber(redis.call('HGET', KEYS[4], 'n')) or 0)
 local status = 'more'
-if left <= 0 then
+if left <= 0 or (page >= pages and not found) then
   redis.call('DEL', KEYS[4])
   redis.call('HDEL', KEYS[2], pid)
   status = 'done'
 else
-  redis.call('HSET', KEYS[2], pid, (page < pages and page or 0) .. '|' .. (now + claim_ms) .. '|' .. cleaner)
+  local next_cursor = page < pages and (page .. ':' .. (found and 1 or 0)) or '0:0'
+  redis.call('HSET', KEYS[2], pid, next_cursor .. '|' .. (now + claim_ms) .. '|' .. cleaner)
 end
 return reply(status)
