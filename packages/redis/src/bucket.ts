@@ -134,7 +134,8 @@ export class Bucket extends StoreBase implements PresenceStore {
     this.#local.connect(connectionId, userId, info); // checks the input and the owner first
     if (repeat && info === undefined) return false; // a repeat brings nothing to send
     const json = info === undefined ? "" : serializeUserInfo(info, this.limits.maxUserInfoBytes);
-    return this.#write({ kind: "connect", connectionId, slot: this.#slots.take(connectionId), userId, info: json });
+    const slot = this.#slots.take(connectionId);
+    return this.#write(repeat ? { kind: "connect", connectionId, slot, userId, info: json, repeat } : { kind: "connect", connectionId, slot, userId, info: json });
   }
 
   async disconnect(connectionId: string): Promise<boolean> {

@@ -4,10 +4,11 @@ import { parseUserInfo, type Transition } from "@presence/core";
  * One write of apply.lua, named in TypeScript; the script sees a letter
  * (`OPERATION_LETTERS` in encoding.ts). `info` is JSON, "" for none.
  * `republish` counts a connection again under a new process id after a fence.
- * `slot` names the connection in Redis (slots.ts).
+ * `slot` names the connection in Redis (slots.ts). `repeat`: a connect of a
+ * connection already open here (it brings new info).
  */
 export type Operation =
-  | { kind: "connect" | "republish"; connectionId: string; slot: number; userId: string; info: string }
+  | { kind: "connect" | "republish"; connectionId: string; slot: number; userId: string; info: string; repeat?: true }
   | { kind: "disconnect"; connectionId: string; slot: number; userId: string }
   | { kind: "join" | "leave"; connectionId: string; slot: number; userId: string; room: string }
   | { kind: "update"; userId: string; info: string };

@@ -136,10 +136,10 @@ export class Recovery {
    */
   async #republish(plan: RecoveryPlan): Promise<boolean> {
     const { queue, local, slots, ledger, events } = this.#parts;
-    // what is still queued answers for itself
+    // what is still queued answers for itself; a repeated connect (new info) does not bring the connection's rooms
     const queued = new Set<string>();
     for (const { operation } of queue.queued()) {
-      if (operation.kind === "connect") queued.add(operation.connectionId);
+      if (operation.kind === "connect" && !operation.repeat) queued.add(operation.connectionId);
       else if (operation.kind === "join") queued.add(membershipField(operation.connectionId, operation.room));
     }
     const operations: Operation[] = [];

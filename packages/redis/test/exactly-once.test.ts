@@ -136,6 +136,23 @@ describe("exactly once, under the faults of issue 13", () => {
     expect(await users(b.store.keys.users)).toEqual({ alice: "1" });
   });
 
+  it("9b. a repeated connect in flight across a fence: the connection's rooms are republished, nobody hears it leave them", async () => {
+    const d = setup();
+    const [a, b] = [await d.store(), await d.store()];
+    await d.call({ type: "connected", userId: "alice" }, a.store.connect("tab-9b", "alice"));
+    await a.store.join("tab-9b", "lobby");
+    a.proxy.cut();
+    // a repeat with new info, queued while cut off: it is what recovery finds in the queue
+    const repeat = a.store.connect("tab-9b", "alice", { status: "back" }).catch(() => undefined);
+    await waitFor("the survivor to reap the cut-off process", () => d.log.includes("-alice"), 5000);
+    a.proxy.restore();
+    await waitFor("alice back in the lobby", async () => (await b.store.isUserInRoom("alice", "lobby")) && (await b.store.userInfo("alice"))?.status === "back", 8000);
+    await repeat;
+    await sleep(3 * FAST.heartbeatMs);
+    expect(await b.store.isUserInRoom("alice", "lobby")).toBe(true);
+    expect(d.log.filter((entry) => entry.startsWith("lobby"))).toEqual(["lobby>alice", "lobby<alice", "lobby>alice"]);
+  });
+
   it("11. non-ASCII connection ids and rooms: crash cleanup takes each membership out of its own room", async () => {
     const d = setup();
     const [victim, survivor] = [await d.store(), await d.store()];
