@@ -24,8 +24,9 @@ for _, key in ipairs(KEYS) do
 end
 return 1
 `;
-// setup only: connection i of user u<i> in slot i of a process's connections
-// KEYS[1], laid out as apply.lua writes them (pages of 128: src/slots.ts)
+// setup only: connection i of user u<i> in slot i of a process, laid out as
+// apply.lua writes them: pages of 128 (src/slots.ts) named KEYS[2], counted
+// in its connections key KEYS[1]
 const FILL_SLOTS = `
 local from, to = tonumber(ARGV[1]), tonumber(ARGV[2])
 for page = math.floor(from / 128), math.floor((to - 1) / 128) do
@@ -34,7 +35,7 @@ for page = math.floor(from / 128), math.floor((to - 1) / 128) do
     batch[#batch + 1] = i % 128
     batch[#batch + 1] = 'u' .. i
   end
-  redis.call('HSET', KEYS[1] .. ':' .. page, unpack(batch))
+  redis.call('HSET', KEYS[2] .. ':' .. page, unpack(batch))
 end
 redis.call('HINCRBY', KEYS[1], 'n', to - from)
 redis.call('HSET', KEYS[1], 'p', math.max(tonumber(redis.call('HGET', KEYS[1], 'p')) or 0, math.floor((to - 1) / 128) + 1))
@@ -61,7 +62,7 @@ export async function cleanupAtScale({ smoke, redis }) {
     // ours: N connections of N users in a dead process, cleaned by a survivor
     const prefix = `bench-${randomUUID()}`;
     const keys = presenceKeys(prefix);
-    await fill(admin, FILL_SLOTS, [keys.connections("dead")], count);
+    await fill(admin, FILL_SLOTS, [keys.connections("dead"), keys.slots("dead")], count);
     await fill(admin, FILL_USERS, [keys.users], count);
     await admin.zadd(keys.processes, 0, "dead");
     let pinger = await startPinger(redis.url);

@@ -30,10 +30,12 @@ export interface PresenceKeys {
   /** hash: user id -> info JSON, while the user is online */
   info: string;
   /**
-   * hash per process: `p` (its pages) and `n` (its connections); page n is
-   * the hash `<this key>:<n>`, slot -> user id for 128 slots (slots.ts)
+   * hash per process: `p` (its pages of slots, see `slots`) and `n` (its
+   * connections)
    */
   connections(processId: string): string;
+  /** the name of a process's pages of slots: page n is the hash `<this>:<n>`, slot % 128 -> user id (slots.ts) */
+  slots(processId: string): string;
   /** hash per process: pack(slot, room) -> user id (see encoding.ts) */
   memberships(processId: string): string;
   /** hash per process: `seq` (its last batch applied) and `reply` (that batch's results) */
@@ -59,6 +61,7 @@ export function presenceKeys(tag: string): PresenceKeys {
     users: `${tag}:users`,
     info: `${tag}:info`,
     connections: (processId) => `${tag}:connections:${processId}`,
+    slots: (processId) => `${tag}:slots:${processId}`,
     memberships: (processId) => `${tag}:memberships:${processId}`,
     record: (processId) => `${tag}:process:${processId}`,
     outbox: (processId) => `${tag}:outbox:${processId}`,

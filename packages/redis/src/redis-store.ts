@@ -95,7 +95,7 @@ export class RedisStore extends StoreBase implements PresenceStore {
 
   /**
    * The slot that names one of this process's open connections in Redis:
-   * field `slot % 128` of page `floor(slot / 128)` of its connections (the
+   * field `slot % 128` of page `floor(slot / 128)` of its slots (the
    * README's data layout). For tools and tests; undefined when this process
    * does not hold the connection open.
    */

@@ -121,7 +121,7 @@ export class PresenceScripts {
   /** Batch `seq` of a process's operations (apply.lua). */
   async apply(processId: string, seq: number, operations: readonly Operation[]): Promise<OperationOutcome[]> {
     const keys = this.#keys;
-    const keyList = [keys.processes, keys.users, keys.connections(processId), keys.memberships(processId), keys.info, keys.record(processId), keys.version];
+    const keyList = [keys.processes, keys.users, keys.connections(processId), keys.memberships(processId), keys.info, keys.record(processId), keys.version, keys.slots(processId)];
     const roomIndex = new Map<string, number>();
     const indexOf = (room: string) => {
       let index = roomIndex.get(room);
@@ -206,6 +206,7 @@ export class PresenceScripts {
         keys.outboxIds,
         keys.version,
         keys.outbox(processId),
+        keys.slots(processId),
       ],
       [processId, cleanerId, String(this.#options.leaseTimeoutMs), String(chunk), mode, String(announcedThrough), String(retiredThrough)],
       cleanerId,

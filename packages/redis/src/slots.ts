@@ -9,7 +9,7 @@ export function slotAddress(slot: number): { page: number; field: string } {
 /**
  * Small numbers for this process's open connections, which name them in
  * Redis instead of their ids: slot s is field `s % 128` of page
- * `floor(s / 128)` of the process's connections (keys.ts), so that pages
+ * `floor(s / 128)` of the process's slots (keys.ts), so that pages
  * stay listpacks and a connection costs Redis about 14 bytes, not 90.
  *
  * A connection keeps its slot while it is open here, under every process id

@@ -217,7 +217,7 @@ async function runSeed(seed: number): Promise<string> {
   /** Which of `ops` on process `p` Redis applied, read after the fault stopped p from writing. */
   const appliedInRedis = async (processId: string, ops: Op[]) => {
     const pages = Number((await redis.admin.hget(keys.connections(processId), "p")) ?? 0);
-    const connections = await Promise.all(Array.from({ length: pages }, (_, page) => redis.admin.hgetall(`${keys.connections(processId)}:${page}`)));
+    const connections = await Promise.all(Array.from({ length: pages }, (_, page) => redis.admin.hgetall(`${keys.slots(processId)}:${page}`)));
     const memberships = await redis.admin.hgetall(keys.memberships(processId));
     return ops.map((op) => {
       const c = op.connection;

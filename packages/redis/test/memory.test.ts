@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { expect, it } from "vitest";
+import type { PresenceKeys } from "../src";
 import { useRedis } from "./redis-fixture";
 
 const redis = useRedis();
@@ -8,13 +9,13 @@ const redis = useRedis();
 const socketId = () => randomBytes(15).toString("base64url");
 const usedMemory = async () => Number(/used_memory:(\d+)/.exec(await redis.admin.info("memory"))![1]);
 
-/** Every page of a process's connections, with its encoding and length. */
-async function pagesOf(key: string) {
-  const pages = Number((await redis.admin.hget(key, "p")) ?? 0);
+/** Every page of a process's slots, with its encoding and length. */
+async function pagesOf(keys: PresenceKeys, processId: string) {
+  const pages = Number((await redis.admin.hget(keys.connections(processId), "p")) ?? 0);
   return Promise.all(
     Array.from({ length: pages }, async (_, page) => ({
-      encoding: (await redis.admin.object("ENCODING", `${key}:${page}`)) as string | null,
-      length: await redis.admin.hlen(`${key}:${page}`),
+      encoding: (await redis.admin.object("ENCODING", `${keys.slots(processId)}:${page}`)) as string | null,
+      length: await redis.admin.hlen(`${keys.slots(processId)}:${page}`),
     })),
   );
 }
@@ -30,7 +31,7 @@ it("keeps an online user under 100 bytes of Redis memory, its connection on a li
   const perUser = ((await usedMemory()) - before) / users;
   expect(await store.usersCount()).toBe(users);
   expect(perUser).toBeLessThan(100); // 162 when each connection was a field named by its id
-  const pages = await pagesOf(store.keys.connections(store.processId!));
+  const pages = await pagesOf(store.keys, store.processId!);
   expect(pages).toHaveLength(Math.ceil(users / 128));
   for (const page of pages) expect(page.encoding).toBe("listpack");
   expect(pages.reduce((sum, page) => sum + page.length, 0)).toBe(users);
@@ -51,7 +52,7 @@ it("keeps the pages compact through churn: freed slots are reused, pages never o
     open = open.filter((id) => !closing.has(id));
   }
   await store.settled();
-  const pages = await pagesOf(store.keys.connections(store.processId!));
+  const pages = await pagesOf(store.keys, store.processId!);
   const counted = pages.reduce((sum, page) => sum + page.length, 0);
   expect(counted).toBe(open.length);
   expect(Number(await redis.admin.hget(store.keys.connections(store.processId!), "n"))).toBe(open.length);

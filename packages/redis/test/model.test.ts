@@ -95,7 +95,7 @@ it(
             1 + ROOMS.length,
             keys.users,
             ...ROOMS.map((room) => keys.room(room)),
-            `${keys.connections("*")}:*`, // the pages, not the key that counts them
+            `${keys.slots("*")}:*`, // the pages of slots
             keys.memberships("*"),
             ...ROOMS,
           )) as [string[], Array<string | number>, Array<string | string[]>, Array<string | number>];

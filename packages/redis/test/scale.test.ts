@@ -8,7 +8,7 @@ const redis = useRedis();
 // Test setup only: writes a dead process holding connections `from` to `to`
 // over `users` users straight into Redis, in server-side loops, as
 // apply.lua lays them out: slot i is field i % 128 of page floor(i / 128)
-// (src/slots.ts), and the connections key counts them.
+// (src/slots.ts) of KEYS[2], and the connections key KEYS[1] counts them.
 const POPULATE = `
 local from, to, users = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for page = math.floor(from / 128), math.floor((to - 1) / 128) do
@@ -17,7 +17,7 @@ for page = math.floor(from / 128), math.floor((to - 1) / 128) do
     batch[#batch + 1] = i % 128
     batch[#batch + 1] = 'u' .. (i % users)
   end
-  redis.call('HSET', KEYS[1] .. ':' .. page, unpack(batch))
+  redis.call('HSET', KEYS[2] .. ':' .. page, unpack(batch))
 end
 redis.call('HINCRBY', KEYS[1], 'n', to - from)
 redis.call('HSET', KEYS[1], 'p', math.max(tonumber(redis.call('HGET', KEYS[1], 'p')) or 0, math.floor((to - 1) / 128) + 1))
@@ -34,7 +34,7 @@ it("cleans up a dead process holding 1,000,000 connections without stalling Redi
   const keys = (await import("../src")).presenceKeys(deployment.prefix);
 
   for (let from = 0; from < total; from += 100_000) {
-    await admin.eval(POPULATE, 1, keys.connections("dead-process"), from, from + 100_000, users);
+    await admin.eval(POPULATE, 2, keys.connections("dead-process"), keys.slots("dead-process"), from, from + 100_000, users);
   }
   for (let from = 0; from < users; from += 10_000) {
     const args: Array<string | number> = [];
@@ -98,7 +98,7 @@ it("a cleaner that closes mid-cleanup stops between chunks, and another finishes
   const { admin } = redis;
   const keys = (await import("../src")).presenceKeys(deployment.prefix);
   for (let from = 0; from < total; from += 100_000) {
-    await admin.eval(POPULATE, 1, keys.connections("dead-process"), from, from + 100_000, total);
+    await admin.eval(POPULATE, 2, keys.connections("dead-process"), keys.slots("dead-process"), from, from + 100_000, total);
   }
   for (let from = 0; from < total; from += 10_000) {
     const args: Array<string | number> = [];
@@ -136,9 +136,9 @@ it("ends a cleanup whose count went wrong (a page deleted by hand) after a pass 
   const deployment = redis.deployment({ heartbeatMs: 100, leaseTimeoutMs: 1000, cleanupChunkSize: 200 });
   const { admin } = redis;
   const keys = (await import("../src")).presenceKeys(deployment.prefix);
-  await admin.eval(POPULATE, 1, keys.connections("miscounted"), 0, 1000, 1000);
+  await admin.eval(POPULATE, 2, keys.connections("miscounted"), keys.slots("miscounted"), 0, 1000, 1000);
   await admin.hset(keys.users, ...Array.from({ length: 1000 }, (_, u) => [`u${u}`, 1]).flat());
-  await admin.del(`${keys.connections("miscounted")}:3`); // 128 connections gone, still counted
+  await admin.del(`${keys.slots("miscounted")}:3`); // 128 connections gone, still counted
   // a dead process of data layout 1 (0.1): connection id -> user id, in the connections key itself
   await admin.hset(keys.connections("layout-1"), "socket-a", "old-user");
   await admin.hset(keys.users, "old-user", 1);

@@ -11,7 +11,8 @@
 -- KEYS[6] this process's record (hash: seq, reply, i<n>: the info of join n, t: the
 --         transitions decided, until announced; see includes/record.lua)
 -- KEYS[7] the version counter (see includes/version.lua)
--- KEYS[8...] the rooms the batch touches (hash: user id -> connections in the room)
+-- KEYS[8] the name of this process's pages of slots (includes/slots.lua; not a key itself)
+-- KEYS[9...] the rooms the batch touches (hash: user id -> connections in the room)
 -- ARGV[1] process id, ARGV[2] lease in ms, ARGV[3] batch number (1, 2, ...),
 -- then five arguments per operation (the letters are src/encoding.ts's OPERATION_LETTERS):
 --   "c", connection id, slot, user id, info JSON or ""   connect (sets the info, also on a repeat)
@@ -55,7 +56,7 @@ for i = 4, #ARGV, 5 do
   end
   if op == 'j' or op == 'l' then
     local index = tonumber(ARGV[i + 4])
-    if not index or index < 8 or index > #KEYS then
+    if not index or index < 9 or index > #KEYS then
       return redis.error_reply('ERR presence apply: bad room key index')
     end
   elseif op ~= 'c' and op ~= 'r' and op ~= 'd' and op ~= 'u' then
@@ -94,7 +95,7 @@ if applied ~= seq - 1 then return FENCE_BEHIND end
 local touched = {}
 for i = 4, #ARGV, 5 do
   if ARGV[i] ~= 'u' and ARGV[i] ~= 'l' then
-    local page_key = slot_address(KEYS[3], ARGV[i + 2])
+    local page_key = slot_address(KEYS[8], ARGV[i + 2])
     if not touched[page_key] then
       touched[page_key] = true
       redis.call('EXISTS', page_key)
@@ -113,7 +114,7 @@ for i = 4, #ARGV, 5 do
   local op, a, b, c = ARGV[i], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local result = 0
   if op == 'c' or op == 'r' then
-    local page_key, field, page = slot_address(connections, a)
+    local page_key, field, page = slot_address(KEYS[8], a)
     local owner = redis.call('HGET', page_key, field)
     if owner and owner ~= b then
       result = -1
@@ -131,7 +132,7 @@ for i = 4, #ARGV, 5 do
       end
     end
   elseif op == 'd' then
-    local page_key, field = slot_address(connections, a)
+    local page_key, field = slot_address(KEYS[8], a)
     if redis.call('HGET', page_key, field) == b then
       redis.call('HDEL', page_key, field)
       counted = counted - 1
@@ -143,7 +144,7 @@ for i = 4, #ARGV, 5 do
       end
     end
   elseif op == 'j' then
-    local page_key, field = slot_address(connections, a)
+    local page_key, field = slot_address(KEYS[8], a)
     local owner = redis.call('HGET', page_key, field)
     if owner and redis.call('HSETNX', memberships, pack(a, b), owner) == 1 then
       if redis.call('HINCRBY', KEYS[tonumber(c)], owner, 1) == 1 then

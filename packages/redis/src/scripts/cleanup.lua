@@ -9,7 +9,8 @@
 -- KEYS[5] the info hash (user id -> JSON, while online)
 -- KEYS[6] the dead process's record (kept a day: a fenced process settles from it)
 -- KEYS[7] the cleaner's outbox (list), KEYS[8] the outbox entry id counter
--- KEYS[9] the version counter, KEYS[10] the dead process's outbox
+-- KEYS[9] the version counter, KEYS[10] the dead process's outbox, KEYS[11]
+-- the name of its pages of slots (includes/slots.lua; not a key itself)
 -- ARGV[1] dead process id, ARGV[2] the cleaner's process id, ARGV[3] claim
 -- duration in ms, ARGV[4] chunk size (0: only claim), ARGV[5] the mode,
 -- ARGV[6] the last outbox entry the cleaner announced, ARGV[7] in the
@@ -120,10 +121,10 @@ page, found = page and tonumber(page) or 0, found ~= '0'
 if page >= pages then page, found = 0, true end
 local taken, removed, visited = {}, 0, 0
 while page < pages and visited < chunk do
-  local size = redis.call('HLEN', page_key(KEYS[4], page))
+  local size = redis.call('HLEN', page_key(KEYS[11], page))
   if size > 0 then
     if removed > 0 and removed + size > chunk then break end
-    taken[#taken + 1] = page_key(KEYS[4], page)
+    taken[#taken + 1] = page_key(KEYS[11], page)
     removed = removed + size
   end
   page, visited = page + 1, visited + 1
