@@ -66,10 +66,10 @@ export interface SubscribeRequest {
 
 /**
  * Several subscribes in one request, each as a {@link SubscribeRequest}
- * without `v`: answered with one reply per subscribe, in order, or with one
- * refusal for all (a malformed batch, another protocol version, or more
- * requests than the socket's rate allows). At most the server's
- * `maxSubscriptions` entries.
+ * without `v`: answered with one reply per subscribe, in order (each
+ * refused alone, past the server's `maxSubscriptions` too), or with one
+ * refusal for all (an empty batch, another protocol version, or more
+ * requests than the socket's rate allows: a batch costs one per subscribe).
  */
 export interface SubscribeBatch {
   /** {@link PROTOCOL_VERSION}. */

@@ -134,8 +134,7 @@ export class Bucket extends StoreBase implements PresenceStore {
     this.#local.connect(connectionId, userId, info); // checks the input and the owner first
     if (repeat && info === undefined) return false; // a repeat brings nothing to send
     const json = info === undefined ? "" : serializeUserInfo(info, this.limits.maxUserInfoBytes);
-    const slot = this.#slots.take(connectionId);
-    return this.#write(repeat ? { kind: "connect", connectionId, slot, userId, info: json, repeat } : { kind: "connect", connectionId, slot, userId, info: json });
+    return this.#write({ kind: "connect", connectionId, slot: this.#slots.take(connectionId), userId, info: json, repeat });
   }
 
   async disconnect(connectionId: string): Promise<boolean> {

@@ -25,8 +25,8 @@ export function unpackPair(packed: string): [string, string] {
   return [rest.subarray(0, length).toString("utf8"), rest.subarray(length).toString("utf8")];
 }
 
-/** A membership field: one connection (its slot, in Redis) in one room. */
-export const membershipField = (connection: string | number, room: string) => pack(String(connection), room);
+/** A membership field: one connection in one room (in Redis, apply.lua packs the connection's slot). */
+export const membershipField = (connectionId: string, room: string) => pack(connectionId, room);
 
 /** The room of a membership field in Redis. */
 export function roomOfMembership(field: string): string {

@@ -8,7 +8,7 @@ import { parseUserInfo, type Transition } from "@presence/core";
  * connection already open here (it brings new info).
  */
 export type Operation =
-  | { kind: "connect" | "republish"; connectionId: string; slot: number; userId: string; info: string; repeat?: true }
+  | { kind: "connect" | "republish"; connectionId: string; slot: number; userId: string; info: string; repeat?: boolean }
   | { kind: "disconnect"; connectionId: string; slot: number; userId: string }
   | { kind: "join" | "leave"; connectionId: string; slot: number; userId: string; room: string }
   | { kind: "update"; userId: string; info: string };

@@ -5,8 +5,10 @@ import { fileURLToPath } from "node:url";
 import { randomUUID } from "node:crypto";
 import type { Transition } from "@presence/core";
 import { afterAll, expect, it } from "vitest";
+import { pack } from "../src/encoding";
 import { presenceKeys } from "../src/keys";
 import { SCRIPTS } from "../src/scripts";
+import { slotAddress } from "../src/slots";
 import { startRedisProxy, type RedisProxy } from "../src/testing";
 import { random, sleep, waitFor, within } from "./harness";
 import { useRedis } from "./redis-fixture";
@@ -159,7 +161,7 @@ const canonical = (t: Transition) =>
   JSON.stringify(t, (_, value: unknown) => (value && typeof value === "object" && !Array.isArray(value) ? Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : 1))) : value));
 const keyOf = (t: Transition) => (t.type === "joined" || t.type === "left" ? `${t.room}|${t.userId}` : t.userId);
 const isJoin = (t: Transition) => t.type === "connected" || t.type === "joined";
-const membershipField = (slot: number, room: string) => `${String(slot).length}:${slot}${room}`;
+const membershipField = (slot: number, room: string) => pack(String(slot), room);
 
 async function runSeed(seed: number): Promise<string> {
   const next = random(seed);
@@ -223,7 +225,8 @@ async function runSeed(seed: number): Promise<string> {
       const c = op.connection;
       const slot = procs[c.proc]!.slots.get(c.id);
       if (slot === undefined) throw new Error(`no slot reported for ${c.id} (seed ${seed})`);
-      const user = connections[Math.floor(slot / 128)]?.[String(slot % 128)];
+      const { page, field } = slotAddress(slot);
+      const user = connections[page]?.[field];
       if (op.kind === "connect") return user === c.userId;
       if (op.kind === "disconnect") return user === undefined;
       if (op.kind === "join") return memberships[membershipField(slot, op.room)] !== undefined;
